@@ -1,0 +1,23 @@
+"""Launchers for shaders/norm.comp (RMSNorm, LayerNorm)."""
+from ..device import Buffer, Recorder, grid1d
+from ..errors import VkharpError
+
+
+def _rows_dim(x: Buffer, weight: Buffer, out: Buffer):
+    dim = x.shape[-1]
+    rows = x.size // dim
+    if weight.size != dim or out.size != x.size:
+        raise VkharpError(f"norm: x {x.shape}, weight {weight.shape}, out {out.shape} do not agree")
+    return rows, dim
+
+
+def rmsnorm(rec: Recorder, out: Buffer, x: Buffer, weight: Buffer, *, eps: float, wg: int = 64):
+    rows, dim = _rows_dim(x, weight, out)
+    rec.dispatch("rmsnorm", [out, x, weight], grid1d(rec.device, rows, 1),
+                 {"WG": wg, "DIM": dim, "ROWS": rows, "EPS": eps})
+
+
+def layernorm(rec: Recorder, out: Buffer, x: Buffer, weight: Buffer, bias: Buffer, *, eps: float, wg: int = 64):
+    rows, dim = _rows_dim(x, weight, out)
+    rec.dispatch("layernorm", [out, x, weight, bias], grid1d(rec.device, rows, 1),
+                 {"WG": wg, "DIM": dim, "ROWS": rows, "EPS": eps})
