@@ -323,9 +323,15 @@ class Recorder:
                 raise VkharpError(f"{shader_name} writes read-only buffer {b.name!r}")
         need_mem = (reads | writes) & self._dirty
         need_exec = bool(writes & self._read)
-        if need_mem or need_exec:
-            if self._group is not None:
-                raise VkharpError(f"{shader_name} inside parallel() depends on work recorded in the same block")
+        if self._group is not None:
+            # Inside parallel(): writes to one buffer from several dispatches are allowed (they must be
+            # disjoint, e.g. weight parts); reading what the block writes, or writing what it reads, is not.
+            g_reads = set().union(*(r for r, _ in self._group)) if self._group else set()
+            g_writes = set().union(*(w for _, w in self._group)) if self._group else set()
+            if reads & g_writes or writes & g_reads:
+                raise VkharpError(f"{shader_name} inside parallel() depends on work recorded in the same "
+                                  f"block; record it after the block")
+        if need_mem or need_exec:  # dependencies on work before the block are synced as usual
             self._sync(need_mem)
         self._started = True
         algo = self.device.mgr.algorithm([b.tensor for b in buffers], shader.spirv, groups, spec,
