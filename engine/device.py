@@ -370,7 +370,7 @@ def pack_constants(shader: shaders.Shader, values: dict, device: Device) -> np.n
     """Specialization constants by name → the uint32 array kp passes by position.
 
     Floats travel as their bit patterns (a Python list would be converted to float32 values).
-    `local_size_x` defaults to the shader's default, clamped to the device limit.
+    A work-group size (constant `WG`) above the device limit raises DeviceLimitError.
     """
     known = {c.name for c in shader.constants}
     unknown = set(values) - known

@@ -1,12 +1,31 @@
-"""Twins of the simple element-wise shaders."""
+"""Twins of the simple element-wise shaders (float64 inside, float32 out)."""
 import numpy as np
+
+from .. import rng
+from ..params import STEP_FIELDS
 
 
 def fill_u32(n: int, *, value: int = 0) -> np.ndarray:
     return np.full(n, value, dtype=np.uint32)
 
 
-def chain_step(x: np.ndarray, *, stride: int = 7919, add: int = 1) -> np.ndarray:
-    n = x.size
-    idx = ((np.arange(n, dtype=np.uint64) * stride) & 0xFFFFFFFF) % n   # GLSL uint arithmetic wraps
-    return (x[idx] + np.uint32(add)).astype(np.uint32)
+def add(a, b) -> np.ndarray:
+    return (np.asarray(a, np.float64) + np.asarray(b, np.float64)).astype(np.float32)
+
+
+def scale(x, *, s: float) -> np.ndarray:
+    return (np.asarray(x, np.float64) * s).astype(np.float32)
+
+
+def mix(a, b, *, beta: float) -> np.ndarray:
+    return (beta * np.asarray(a, np.float64) + (1.0 - beta) * np.asarray(b, np.float64)).astype(np.float32)
+
+
+def rand_uniform(shape, step) -> np.ndarray:
+    """[..., D] uniforms for rows t = 0.. (flattened) at positions pos + t; `step` as engine.params.pack_step."""
+    step = np.asarray(step, np.uint32)
+    shape = tuple(np.atleast_1d(shape))
+    dim = shape[-1]
+    rows = int(np.prod(shape)) // dim
+    pos = (int(step[STEP_FIELDS["pos"]]) + np.arange(rows, dtype=np.uint64)) % 2**32
+    return rng.uniform(int(step[STEP_FIELDS["seed"]]), pos[:, None], np.arange(dim)[None, :]).reshape(shape)

@@ -1,0 +1,29 @@
+"""Launcher for shaders/local1d.comp (seed idea 10: a layer whose cost is linear in its width)."""
+import numpy as np
+
+from ..device import Buffer, Recorder, grid1d
+from ..errors import VkharpError
+from ..reference.local1d import check_local1d
+
+
+def local1d(rec: Recorder, out: Buffer, x: Buffer, weight: Buffer, *, kernel: int, units: int | None = None,
+            wg: int = 256):
+    """out[n, i] = sum_k weight[i, k] * x[n, start(i) + k], start(i) = floor(i * (in - kernel + 1) / units)
+    in exact integers (engine.reference.local1d explains where the seed's TF float32 version differs).
+    x f32[N, in], weight f32[units, kernel], out f32[N, units]; units defaults to in."""
+    in_width = x.shape[-1]
+    units = check_local1d(in_width, kernel, units)
+    rows = x.size // in_width
+    for name, b in (("out", out), ("x", x), ("weight", weight)):
+        if b.dtype != np.float32:
+            raise VkharpError(f"local1d: {name} ({b.name!r}) must be f32, got {b.dtype}")
+    if weight.size != units * kernel or (len(weight.shape) > 1 and weight.shape != (units, kernel)):
+        raise VkharpError(f"local1d: weight {weight.shape} must be [{units}, {kernel}] (units, kernel)")
+    if out.size != rows * units or (len(out.shape) > 1 and out.shape[-1] != units):
+        raise VkharpError(f"local1d: out {out.shape} must be [{rows}, {units}] for x {x.shape}")
+    m = in_width - kernel + 1
+    q0, r0 = divmod(m, units)
+    wide = int((units - 1) * r0 >= 2**32)
+    rec.dispatch("local1d", [out, x, weight], grid1d(rec.device, rows * units, wg),
+                 {"WG": wg, "NROWS": rows, "IN": in_width, "KERNEL": kernel, "UNITS": units,
+                  "Q0": q0, "R0": r0, "WIDE": wide})

@@ -1,0 +1,61 @@
+#version 450
+// @variant add            OP=0 INPLACE=0
+// @variant add_inplace    OP=0 INPLACE=1
+// @variant scale          OP=1 INPLACE=0
+// @variant scale_inplace  OP=1 INPLACE=1
+// @variant mix            OP=2 INPLACE=0
+// @variant mix_inplace    OP=2 INPLACE=1
+// @variant rand_uniform   OP=3 INPLACE=0
+// Element-wise ops over N floats (any shape, flattened):
+//   add:   o[i] = a[i] + b[i]                    (residual connections)
+//   scale: o[i] = CA * a[i]
+//   mix:   o[i] = CA * a[i] + CB * b[i]          (HARP's logit mix: CA = beta, CB = 1 - beta)
+//   rand_uniform: o[t*D + d] = rng_uniform(seed, pos + t, d), t < N/D   (seed, pos from the step buffer)
+// Bindings, out-of-place: 0 o f32[N] (w), 1 a f32[N] (r) [, 2 b f32[N] (r)].
+//           in-place (o is a): 0 a f32[N] (rw) [, 1 b f32[N] (r)].
+//           rand_uniform: 0 o f32[N] (w), 1 step u32[STEP_WORDS] (r).
+// Constants: WG, N, CA, CB (floats), D (rand_uniform's row length).
+// Grid: ceil(N / WG) groups, spilling into y.  Twins: reference.add, .scale, .mix, .rand_uniform.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+layout(constant_id = 0) const uint WG = 256;
+layout(constant_id = 1) const uint N = 1;
+layout(constant_id = 2) const float CA = 1.0;
+layout(constant_id = 3) const float CB = 1.0;
+layout(constant_id = 4) const uint D = 1;
+layout(local_size_x_id = 0) in;
+
+#if OP == 3
+#include "params.glsl"
+#include "rng.glsl"
+layout(binding = 0) writeonly buffer Out { float o[]; };
+layout(binding = 1) readonly buffer Step { uint step[]; };
+#elif INPLACE
+layout(binding = 0) buffer A { float a[]; };
+  #if OP != 1
+layout(binding = 1) readonly buffer B { float b[]; };
+  #endif
+  #define OUT a
+#else
+layout(binding = 0) writeonly buffer Out { float o[]; };
+layout(binding = 1) readonly buffer A { float a[]; };
+  #if OP != 1
+layout(binding = 2) readonly buffer B { float b[]; };
+  #endif
+  #define OUT o
+#endif
+
+void main() {
+    uint i = flat_group_id() * WG + gl_LocalInvocationID.x;
+    if (i >= N) return;
+#if OP == 0
+    OUT[i] = a[i] + b[i];
+#elif OP == 1
+    OUT[i] = CA * a[i];
+#elif OP == 2
+    OUT[i] = CA * a[i] + CB * b[i];
+#else
+    uint t = i / D;
+    o[i] = rng_uniform(step[P_SEED], step[P_POS] + t, i - t * D);
+#endif
+}

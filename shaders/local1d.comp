@@ -1,0 +1,59 @@
+#version 450
+// Local1D (seed idea 10): a "dense" layer whose cost is linear in width. Unit i sees only a window
+// of KERNEL consecutive inputs starting at start(i) = floor(i * (IN - KERNEL + 1) / UNITS):
+//   o[n, i] = sum_k w[i, k] * x[n, start(i) + k]        n < NROWS, i < UNITS, k < KERNEL
+// start(i) is exact integer arithmetic without int64: with M = IN - KERNEL + 1 = Q0 * UNITS + R0,
+//   start(i) = i * Q0 + floor(i * R0 / UNITS), and i * R0 (< 2^64) is formed with umulExtended and
+//   divided by shift-and-subtract when WIDE (the host sets it when (UNITS - 1) * R0 >= 2^32).
+// Bindings: 0 o f32[NROWS, UNITS] (w), 1 x f32[NROWS, IN] (r), 2 w f32[UNITS, KERNEL] (r).
+// Constants: WG, NROWS, IN, KERNEL, UNITS, Q0, R0, WIDE.
+// Grid: ceil(NROWS * UNITS / WG) groups (spilling into y), one output per invocation; neighbouring
+// invocations read overlapping windows.  Twin: reference.local1d.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const uint NROWS = 1;
+layout(constant_id = 2) const uint IN = 1;
+layout(constant_id = 3) const uint KERNEL = 1;
+layout(constant_id = 4) const uint UNITS = 1;
+layout(constant_id = 5) const uint Q0 = 1;
+layout(constant_id = 6) const uint R0 = 0;
+layout(constant_id = 7) const uint WIDE = 0;
+layout(local_size_x_id = 0) in;
+layout(binding = 0) writeonly buffer Out { float o[]; };
+layout(binding = 1) readonly buffer X { float x[]; };
+layout(binding = 2) readonly buffer W { float w[]; };
+
+// floor((hi * 2^32 + lo) / d) for hi < d (the quotient fits 32 bits).
+uint div_wide(uint hi, uint lo, uint d) {
+    uint q = 0u, r = hi;
+    for (int b = 31; b >= 0; --b) {
+        uint carry = r >> 31;
+        r = (r << 1) | ((lo >> uint(b)) & 1u);
+        q <<= 1;
+        if (carry != 0u || r >= d) { r -= d; q |= 1u; }   // wraps to the true r - d when carry is set
+    }
+    return q;
+}
+
+uint window_start(uint i) {
+    uint frac;
+    if (WIDE != 0u) {
+        uint hi, lo;
+        umulExtended(i, R0, hi, lo);
+        frac = div_wide(hi, lo, UNITS);
+    } else {
+        frac = (i * R0) / UNITS;
+    }
+    return i * Q0 + frac;
+}
+
+void main() {
+    uint e = flat_group_id() * WG + gl_LocalInvocationID.x;
+    if (e >= NROWS * UNITS) return;
+    uint n = e / UNITS, i = e - n * UNITS;
+    uint xs = n * IN + window_start(i), ws = i * KERNEL;
+    float acc = 0.0;
+    for (uint k = 0u; k < KERNEL; ++k) acc += w[ws + k] * x[xs + k];
+    o[e] = acc;
+}

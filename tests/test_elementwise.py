@@ -1,0 +1,83 @@
+"""shaders/elementwise.comp (add, scale, mix) against engine/reference/elementwise.py."""
+import numpy as np
+import pytest
+
+from engine.errors import VkharpError
+from engine.ops import elementwise as ops
+from engine.reference import elementwise as ref
+from util import max_rel_err, rand
+
+SHAPES = [(1,), (3, 333), (7, 10007)]
+# mix is two products and a sum, possibly fused: a few float32 roundings, ~2e-7 relative to the
+# largest |value|; 1e-6 leaves margin.
+MIX_TOL = 1e-6
+
+
+def _run(device, fn):
+    rec = device.recorder()
+    fn(rec)
+    rec.finish().run()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("wg", [32, 64, 256])
+@pytest.mark.parametrize("where", ["new", "a", "b", "a_is_b"])
+def test_add(device, rng, shape, wg, where):
+    a, b = rand(rng, *shape), rand(rng, *shape)
+    ab, bb = device.buffer(a), device.buffer(b)
+    if where == "a_is_b":
+        b, bb = a, ab
+    out = {"new": device.buffer(shape), "a": ab, "b": bb, "a_is_b": ab}[where]
+    _run(device, lambda rec: ops.add(rec, out, ab, bb, wg=wg))
+    # One correctly rounded float32 addition (Vulkan requires it for OpFAdd), and the float64 twin
+    # rounded once to float32 is the same number: exact.
+    np.testing.assert_array_equal(out.read().reshape(shape), ref.add(a, b))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("wg", [64, 256])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_scale(device, rng, shape, wg, inplace):
+    x = rand(rng, *shape)
+    xb = device.buffer(x)
+    out = xb if inplace else device.buffer(shape)
+    s = float(np.float32(-2.7))  # a float32 value: then one correctly rounded product, exact
+    _run(device, lambda rec: ops.scale(rec, out, xb, s=s, wg=wg))
+    np.testing.assert_array_equal(out.read().reshape(shape), ref.scale(x, s=s))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("where", ["new", "a", "b"])
+@pytest.mark.parametrize("beta", [0.5, 0.3, 1.25])
+def test_mix(device, rng, shape, where, beta):
+    a, b = rand(rng, *shape, scale=5.0), rand(rng, *shape)
+    ab, bb = device.buffer(a), device.buffer(b)
+    out = {"new": device.buffer(shape), "a": ab, "b": bb}[where]
+    _run(device, lambda rec: ops.mix(rec, out, ab, bb, beta=beta, wg=64))
+    assert max_rel_err(out.read().reshape(shape), ref.mix(a, b, beta=beta)) < MIX_TOL
+
+
+def test_chain_residual_then_mix(device, rng):
+    """In-place ops that depend on each other in one program (the recorder must order them)."""
+    a, b, c = rand(rng, 999), rand(rng, 999), rand(rng, 999)
+    ab, bb, cb = device.buffer(a), device.buffer(b), device.buffer(c)
+    def prog(rec):
+        ops.add(rec, ab, ab, bb)        # a += b
+        ops.add(rec, ab, ab, bb)        # a += b
+        ops.scale(rec, cb, cb, s=0.5)   # c *= 0.5
+        ops.mix(rec, cb, ab, cb, beta=0.25)
+    _run(device, prog)
+    a2 = ref.add(ref.add(a, b), b)
+    want = ref.mix(a2, ref.scale(c, s=0.5), beta=0.25)
+    np.testing.assert_array_equal(ab.read(), a2)
+    assert max_rel_err(cb.read(), want) < MIX_TOL
+
+
+def test_bad_inputs(device):
+    rec = device.recorder()
+    with pytest.raises(VkharpError, match="sizes do not agree"):
+        ops.add(rec, device.buffer(8), device.buffer(8), device.buffer(9))
+    with pytest.raises(VkharpError, match="must be f32"):
+        ops.scale(rec, device.buffer(8), device.buffer(8, np.uint32), s=2.0)
+    with pytest.raises(VkharpError, match="beta must be finite"):
+        ops.mix(rec, device.buffer(4), device.buffer(4), device.buffer(4), beta=float("nan"))

@@ -1,0 +1,96 @@
+"""shaders/local1d.comp against engine/reference/local1d.py, and the twin against a literal numpy
+transcription of the seed's TensorFlow layer (idea 10)."""
+import numpy as np
+import pytest
+
+from engine.errors import VkharpError
+from engine.ops.local1d import local1d
+from engine.reference.local1d import local1d as ref_local1d, window_starts
+from util import max_rel_err, rand
+
+# float32 sums of `kernel` products against float64: error <= kernel * eps * sum|w x|; for kernel
+# <= 64 that is < 4e-6 of sum|w x|, itself a few times the largest |output|: 2e-5.
+TOL = 2e-5
+
+
+def tf_local1d(x, filters, kernel, units=0):
+    """The seed's Keras layer, line by line (tf.range float32 * Python-float stride, cast to int32)."""
+    in_width = x.shape[-1]
+    if units < 1:
+        units = in_width
+    stride = (in_width - kernel + 1) / units
+    indices = (np.arange(0, units, dtype=np.float32) * np.float32(stride)).astype(np.int32)  # tf.cast truncates
+    indices = np.arange(kernel) + np.expand_dims(indices, -1)
+    slices = np.take(x, indices, axis=-1)
+    return np.sum(filters * slices, axis=-1)
+
+
+def tf_starts(in_width, kernel, units):
+    return (np.arange(units, dtype=np.float32) * np.float32((in_width - kernel + 1) / units)).astype(np.int64)
+
+
+@pytest.mark.parametrize("in_width,kernel,units", [(7, 3, 0), (100, 5, 157), (64, 64, 1), (1001, 16, 333),
+                                                   (50, 1, 50), (10, 3, 4000)])
+def test_twin_matches_the_seeds_tf_code(rng, in_width, kernel, units):
+    n_units = units or in_width
+    np.testing.assert_array_equal(window_starts(in_width, kernel, units or None), tf_starts(in_width, kernel, n_units))
+    x, w = rand(rng, 3, in_width), rand(rng, n_units, kernel)
+    want = tf_local1d(x.astype(np.float64), w.astype(np.float64), kernel, units)
+    assert max_rel_err(ref_local1d(x, w, kernel=kernel, units=units or None), want) < 1e-6
+
+
+@pytest.mark.parametrize("in_width,kernel,units,unit,exact,tf", [(14, 1, 46, 23, 7, 6), (94, 31, 94, 47, 32, 31)])
+def test_where_tf_float32_starts_differ(in_width, kernel, units, unit, exact, tf):
+    """Documented: float32 i * stride falls just below the integer i * (in - kernel + 1) / units."""
+    assert window_starts(in_width, kernel, units)[unit] == exact == unit * (in_width - kernel + 1) // units
+    assert tf_starts(in_width, kernel, units)[unit] == tf
+
+
+def _run(device, x, w, kernel, units, wg=64):
+    n_units = units or x.shape[-1]
+    out = device.buffer(np.full((x.shape[0], n_units), 7.5, np.float32))
+    rec = device.recorder()
+    local1d(rec, out, device.buffer(x), device.buffer(w), kernel=kernel, units=units, wg=wg)
+    rec.finish().run()
+    return out.read().reshape(x.shape[0], n_units)
+
+
+@pytest.mark.parametrize("rows,in_width,kernel,units", [(1, 7, 3, None), (3, 100, 5, 157), (2, 1001, 16, 333),
+                                                        (4, 64, 64, 1), (5, 94, 31, None), (1, 33, 2, 4001)])
+@pytest.mark.parametrize("wg", [32, 64, 256])
+def test_local1d(device, rng, rows, in_width, kernel, units, wg):
+    n_units = units or in_width
+    x, w = rand(rng, rows, in_width), rand(rng, n_units, kernel)
+    got = _run(device, x, w, kernel, units, wg)
+    assert max_rel_err(got, ref_local1d(x, w, kernel=kernel, units=units)) < TOL
+
+
+@pytest.mark.parametrize("in_width,kernel,units", [(94, 31, 94), (14, 1, 46), (1000, 7, 65537),
+                                                   (100000, 5, 150001)])
+def test_window_starts_are_exact(device, in_width, kernel, units):
+    """x = 0, 1, 2, ... and a one-hot first tap: each output is its start, exactly. The last case
+    has (units - 1) * R0 >= 2^32, the shader's umulExtended + long-division path."""
+    w = np.zeros((units, kernel), np.float32)
+    w[:, 0] = 1.0
+    x = np.arange(in_width, dtype=np.float32)[None, :]
+    got = _run(device, x, w, kernel, units)[0]
+    starts = window_starts(in_width, kernel, units)
+    np.testing.assert_array_equal(got, starts.astype(np.float32))
+    assert starts[-1] + kernel <= in_width and np.all(np.diff(starts) >= 0)
+
+
+def test_bad_inputs(device):
+    rec = device.recorder()
+    x, w = device.buffer((2, 10)), device.buffer((10, 3))
+    with pytest.raises(VkharpError, match="wider than the input"):
+        local1d(rec, device.buffer((2, 10)), x, device.buffer((10, 11)), kernel=11)
+    with pytest.raises(VkharpError, match="units must be >= 1"):
+        local1d(rec, device.buffer((2, 10)), x, w, kernel=3, units=-2)
+    with pytest.raises(VkharpError, match="kernel must be a positive integer"):
+        local1d(rec, device.buffer((2, 10)), x, device.buffer((10, 1)), kernel=0)
+    with pytest.raises(VkharpError, match=r"weight \(10, 3\) must be \[12, 3\]"):
+        local1d(rec, device.buffer((2, 12)), x, w, kernel=3, units=12)
+    with pytest.raises(VkharpError, match=r"out \(2, 9\) must be \[2, 10\]"):
+        local1d(rec, device.buffer((2, 9)), x, w, kernel=3)
+    with pytest.raises(VkharpError, match="wider than the input"):
+        ref_local1d(np.zeros((1, 4)), np.zeros((4, 5)), kernel=5)
