@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("devices", help="list Vulkan devices and the limits vkharp relies on")
     s.set_defaults(func=cmd_devices)
+    from .convert import cli as convert_cli
+    s = sub.add_parser("convert", help=convert_cli.HELP)
+    convert_cli.add_arguments(s)
+    s.set_defaults(func=convert_cli.run)
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)
     s.set_defaults(func=cmd_selfcheck)

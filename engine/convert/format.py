@@ -1,0 +1,183 @@
+"""vkharp's converted-model directory: what `vkharp convert` writes and the runtime reads.
+
+    DST/manifest.json   {"format": "vkharp", "version": 1,
+                         "architecture": "llama" | "mistral" | "qwen2" | "gemma3",
+                         "dtype": the requested weight format, or "auto" (each tensor kept in its source's),
+                         "source": {"kind": "hf" | "gguf", "path": ..., "bytes": ...},
+                         "tensors": {hf_name: {"format": f32|f16|q8_0|q4_0|q4_1,
+                                               "shape": [rows, cols] or [n],
+                                               "file": "model.safetensors",
+                                               "source_format": e.g. "bf16", "q4_k",
+                                               "rel_error": ‖stored − source‖ / ‖source‖ (only when lossy),
+                                               "note": why the format differs from the request (if it does)}},
+                         "skipped": [source tensors deliberately not converted, with the reason],
+                         "files": {filename: sha256}, "file_sizes": {filename: bytes}}
+    DST/config.json     the HF config (copied as read from an HF source; rebuilt from metadata for a GGUF);
+                        the runtime parses it with models.ModelConfig.from_hf
+    DST/tokenizer.json  a `tokenizers` file (rebuilt from metadata for a GGUF), plus when present:
+                        tokenizer_config.json, special_tokens_map.json, generation_config.json,
+                        chat_template.jinja (the chat template always lands here when the source has one)
+    DST/model.safetensors  (model-0000K-of-0000N.safetensors when split) ordinary safetensors files:
+                        per 2-D weight W [rows, cols]: "W.qs" uint32 [rows, words_per_row] and, for q
+                        formats, "W.scales" uint16 [rows, cols/32] (q8_0, q4_0) or uint32 [rows, cols/32]
+                        (q4_1), exactly as engine.quant.Packed holds them; 1-D tensors (norms, biases)
+                        as float32 "W" [n]. Tensor names are HF's, verbatim.
+
+Norm weights are stored as the effective multipliers (Gemma: 1 + w), see models/base.py. Every file
+but the manifest is listed in "files" with its sha256, so `open_model_dir(path, verify=True)` detects
+any corruption; without verify, sizes and safetensors headers are still checked (cheap).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VkharpError
+from ..quant import BLOCK, Packed, words_per_row
+from .safetensors_io import read_header, sha256_file
+
+FORMAT_NAME = "vkharp"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+              "chat_template.jinja")
+REBUILD_HINT = "re-run `vkharp convert` on the original checkpoint"
+
+
+def arrays_for(name: str, fmt: str, shape: tuple[int, ...]) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    """The safetensors entries (key, dtype, shape) that hold tensor `name` stored as `fmt`."""
+    if len(shape) == 1:
+        return [(name, np.dtype(np.float32), tuple(shape))]
+    rows, cols = shape
+    out = [(f"{name}.qs", np.dtype(np.uint32), (rows, words_per_row(fmt, cols)))]
+    if fmt.startswith("q"):
+        out.append((f"{name}.scales", np.dtype(np.uint32 if fmt == "q4_1" else np.uint16), (rows, cols // BLOCK)))
+    return out
+
+
+def arrays_of(name: str, value) -> list[tuple[str, np.ndarray]]:
+    """The arrays to write for one converted tensor (a Packed matrix or a float32 vector)."""
+    if isinstance(value, Packed):
+        out = [(f"{name}.qs", value.qs)]
+        if value.scales is not None:
+            out.append((f"{name}.scales", value.scales))
+        return out
+    return [(name, np.asarray(value, dtype=np.float32))]
+
+
+def shard_names(n: int) -> list[str]:
+    return ["model.safetensors"] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+
+
+class ModelDir:
+    """A validated converted directory; tensors are read one at a time (memory stays bounded)."""
+
+    def __init__(self, path: Path, manifest: dict):
+        from models import ModelConfig, get_architecture
+        self.path = Path(path)
+        self.manifest = manifest
+        self.config = ModelConfig.from_hf(json.loads((self.path / "config.json").read_text()))
+        self.architecture = get_architecture(self.config.model_type)
+        self._handles = {}
+
+    @property
+    def tensor_names(self) -> list[str]:
+        return list(self.manifest["tensors"])
+
+    def info(self, name: str) -> dict:
+        try:
+            return self.manifest["tensors"][name]
+        except KeyError:
+            raise VkharpError(f"{self.path}: no tensor {name!r} in this converted model") from None
+
+    def format(self, name: str) -> str:
+        return self.info(name)["format"]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.info(name)["shape"])
+
+    def _file(self, filename: str):
+        if filename not in self._handles:
+            from safetensors import safe_open
+            self._handles[filename] = safe_open(str(self.path / filename), framework="numpy")
+        return self._handles[filename]
+
+    def load(self, name: str):
+        """A Packed matrix for a 2-D tensor, a float32 vector for a 1-D one."""
+        info = self.info(name)
+        f = self._file(info["file"])
+        shape = tuple(info["shape"])
+        if len(shape) == 1:
+            return f.get_tensor(name)
+        fmt = info["format"]
+        scales = f.get_tensor(f"{name}.scales") if fmt.startswith("q") else None
+        return Packed(fmt, shape[0], shape[1], f.get_tensor(f"{name}.qs"), scales)
+
+    def read_text(self, filename: str) -> str | None:
+        p = self.path / filename
+        return p.read_text(encoding="utf-8") if p.exists() else None
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / "tokenizer.json"
+
+    def chat_template(self) -> str | None:
+        return self.read_text("chat_template.jinja")
+
+    def generation_config(self) -> dict:
+        text = self.read_text("generation_config.json")
+        return json.loads(text) if text else {}
+
+
+def _fail(path: Path, what: str):
+    raise VkharpError(f"{path}: {what}; {REBUILD_HINT}")
+
+
+def open_model_dir(path, verify: bool = False) -> ModelDir:
+    """Check a converted directory (manifest, files, sizes, headers; sha256 too when verify) and open it."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        _fail(path, f"no {MANIFEST} (not a converted vkharp model, or an interrupted conversion)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(path, f"{MANIFEST} is corrupt ({e})")
+    if manifest.get("format") != FORMAT_NAME:
+        _fail(path, f"{MANIFEST} is not a vkharp manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        _fail(path, f"format version {manifest.get('version')} is not the supported version {FORMAT_VERSION}")
+    files, sizes = manifest.get("files", {}), manifest.get("file_sizes", {})
+    for name in ("config.json", "tokenizer.json"):
+        if name not in files:
+            _fail(path, f"{MANIFEST} lists no {name}")
+    for name, digest in files.items():
+        p = path / name
+        if not p.is_file():
+            _fail(path, f"missing file {name}")
+        if name in sizes and p.stat().st_size != sizes[name]:
+            _fail(path, f"{name} has {p.stat().st_size} bytes, the manifest says {sizes[name]}")
+        if verify and sha256_file(p) != digest:
+            _fail(path, f"{name} is corrupt (sha256 mismatch)")
+    headers = {}
+    for name, info in manifest.get("tensors", {}).items():
+        fname = info.get("file")
+        if fname not in files:
+            _fail(path, f"tensor {name} is in {fname!r}, which the manifest does not list")
+        if fname not in headers:
+            try:
+                headers[fname] = read_header(path / fname)[0]
+            except VkharpError as e:
+                _fail(path, str(e))
+        for key, dtype, shape in arrays_for(name, info["format"], tuple(info["shape"])):
+            entry = headers[fname].get(key)
+            if entry is None or entry.shape != shape or np.dtype(_np_dtype(entry.dtype)) != dtype:
+                _fail(path, f"{fname} lacks {key} {dtype}{list(shape)} or holds it with another shape/dtype")
+    return ModelDir(path, manifest)
+
+
+def _np_dtype(code: str):
+    from .safetensors_io import DTYPES
+    return DTYPES[code]

@@ -1,0 +1,238 @@
+"""GGUF files (llama.cpp): tensors repacked or dequantized, config.json and tokenizer rebuilt from metadata.
+
+- F32/F16/Q8_0/Q4_0/Q4_1 are repacked losslessly (quant.from_gguf_blocks) when kept; BF16 becomes f16
+  (exact for |w| in f16's normal range; the error is measured); other types (Q4_K, Q5_0, Q6_K, ...) are
+  dequantized with gguf.quants.dequantize and stored as f16 unless a dtype is asked for, with the
+  error of that step measured per tensor (‖stored − GGUF-decoded‖ / ‖GGUF-decoded‖).
+- llama.cpp permutes the rows of Q and K for `llama` files (its RoPE rotates interleaved pairs); the
+  permutation is undone here, so the runtime uses HF's half-split RoPE for every architecture.
+- Gemma files already hold norm weights as 1 + w (llama.cpp adds the 1 at conversion): kept as stored.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VkharpError
+from ..quant import FORMATS, from_gguf_blocks
+from .source import Converted, Source, SourceTensor, pack_rows
+
+NATIVE = ("f32", "f16", "q8_0", "q4_0", "q4_1")     # GGUF types our layout holds as they are
+SKIPPED = {"rope_freqs.weight": "llama3 RoPE factors, rebuilt into config.json rope_scaling"}
+
+_HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+             "gemma3_text": "Gemma3ForCausalLM"}
+
+
+def field_value(field):
+    """A GGUF metadata value as Python (str, int, float, bool, or a list of those)."""
+    from gguf import GGUFValueType as V
+    if hasattr(field, "contents"):
+        return field.contents()
+    def scalar(part, vtype):
+        if vtype == V.STRING:
+            return bytes(part).decode("utf-8", errors="replace")
+        v = part[0]
+        return bool(v) if vtype == V.BOOL else v.item()
+    if field.types[0] == V.ARRAY:
+        return [scalar(field.parts[i], field.types[-1]) for i in field.data]
+    return scalar(field.parts[field.data[0]], field.types[0])
+
+
+def unpermute_rows(a: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo llama.cpp's `permute` of Q/K rows: within each head, rows (2j, 2j+1) go back to (j, j + hd/2)."""
+    rows = a.shape[0]
+    return np.ascontiguousarray(a.reshape(n_head, rows // n_head // 2, 2, *a.shape[1:]).swapaxes(1, 2).reshape(a.shape))
+
+
+def permute_rows(a: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's permutation (convert_hf_to_gguf.py `permute`), for tests and GGUF writers."""
+    rows = a.shape[0]
+    return np.ascontiguousarray(a.reshape(n_head, 2, rows // n_head // 2, *a.shape[1:]).swapaxes(1, 2).reshape(a.shape))
+
+
+class GGUFSource(Source):
+    kind = "gguf"
+
+    def __init__(self, path: Path):
+        from gguf import GGUFReader
+        self.path = Path(path)
+        try:
+            self.reader = GGUFReader(str(self.path))
+        except Exception as e:  # the reader raises ValueError/struct errors/IndexError on damaged files
+            raise VkharpError(f"{self.path} could not be read as GGUF ({type(e).__name__}: {e}); "
+                              f"download it again") from None
+        self.meta = {k: field_value(f) for k, f in self.reader.fields.items()
+                     if not k.startswith("tokenizer.ggml.") or k in _SMALL_TOKENIZER_KEYS}
+        if int(self.meta.get("split.count", 1)) > 1:
+            raise VkharpError(f"{self.path} is one part of a split GGUF ({self.meta['split.count']} parts); merge "
+                              f"them first: llama-gguf-split --merge {self.path.name} merged.gguf")
+        self.gguf_arch = self.meta.get("general.architecture")
+        by_name = {t.name: t for t in self.reader.tensors}
+        self.config = hf_config(self.meta, by_name)
+        from models import ModelConfig, get_architecture
+        self.cfg = ModelConfig.from_hf(self.config)
+        self.arch = get_architecture(self.cfg.model_type)
+        names = self.arch.gguf_names(self.cfg)
+        self.tensors, self.skipped, self.unmapped = {}, [], []
+        for gname, t in by_name.items():
+            if gname in SKIPPED:
+                self.skipped.append(f"{gname} ({SKIPPED[gname]})")
+            elif gname not in names:
+                self.unmapped.append(gname)
+            else:
+                name = names[gname]
+                shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+                self.tensors[name] = SourceTensor(name, shape, t.tensor_type.name.lower(), t)
+        self._permuted = {}
+        if self.arch.gguf_qk_permuted and self.gguf_arch == "llama":
+            for i in range(self.cfg.num_hidden_layers):
+                for proj, heads in (("q_proj", self.cfg.num_attention_heads), ("k_proj", self.cfg.num_key_value_heads)):
+                    for kind in ("weight", "bias"):
+                        self._permuted[f"model.layers.{i}.self_attn.{proj}.{kind}"] = heads
+
+    def default_format(self, t: SourceTensor) -> str:
+        return t.source_format if t.source_format in NATIVE else "f16"
+
+    def read(self, t: SourceTensor, fmt: str) -> Converted:
+        gt = t.ref
+        raw = np.asarray(gt.data)
+        if t.name in self._permuted:
+            raw = unpermute_rows(raw, self._permuted[t.name])
+        if len(t.shape) == 1:
+            return Converted(_dequantize(t, raw).reshape(t.shape))
+        rows, cols = t.shape
+        if fmt == t.source_format and fmt in FORMATS:
+            return Converted(from_gguf_blocks(raw, fmt, rows, cols))
+        return pack_rows(t.name, t.shape, fmt, lambda r0, r1: _dequantize(t, raw[r0:r1]).reshape(r1 - r0, cols),
+                         exact_source=False)
+
+    def side_files(self) -> dict[str, bytes]:
+        import json
+        from .tokenizer_gguf import build_tokenizer_files
+        files = build_tokenizer_files(self.reader, self.meta, self.config)
+        files["config.json"] = (json.dumps(self.config, indent=2) + "\n").encode()
+        return files
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path.resolve()), "bytes": os.path.getsize(self.path),
+                "name": self.meta.get("general.name"), "file_type": self.meta.get("general.file_type")}
+
+
+def _dequantize(t: SourceTensor, raw: np.ndarray) -> np.ndarray:
+    from gguf.quants import dequantize
+    try:
+        return dequantize(raw, t.ref.tensor_type).astype(np.float32, copy=False)
+    except NotImplementedError:
+        raise VkharpError(f"{t.name}: GGUF type {t.ref.tensor_type.name} cannot be decoded by the installed gguf "
+                          f"package; upgrade it (pip install -U gguf) or use a file with another quantization") from None
+
+
+_SMALL_TOKENIZER_KEYS = {
+    "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.eot_token_id",
+    "tokenizer.ggml.eom_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
+    "tokenizer.ggml.add_space_prefix"}
+
+
+def _f(x):
+    """A float32 metadata value as the decimal it was written from (9.99999974e-06 → 1e-05)."""
+    return float(f"{float(x):.7g}")
+
+
+def hf_config(meta: dict, tensors: dict) -> dict:
+    """An HF config.json dict for the model a GGUF file describes."""
+    arch = meta.get("general.architecture")
+    if arch not in ("llama", "qwen2", "gemma3"):
+        raise VkharpError(f"GGUF architecture {arch!r} is not supported; supported: gemma3, llama, qwen2")
+
+    def a(key, default=None):
+        return meta.get(f"{arch}.{key}", default)
+
+    n_head = a("attention.head_count")
+    if isinstance(n_head, list) or isinstance(a("attention.head_count_kv"), list):
+        raise VkharpError("GGUF files with per-layer head counts are not supported")
+    hidden = int(a("embedding_length"))
+    head_dim = int(a("attention.key_length") or hidden // n_head)
+    rot = a("rope.dimension_count")
+    if rot is not None and int(rot) != head_dim:
+        raise VkharpError(f"partial rotary embeddings (rope.dimension_count {rot} < head_dim {head_dim}) "
+                          f"are not supported")
+    if "token_embd.weight" not in tensors:
+        raise VkharpError("the GGUF file has no token_embd.weight tensor")
+    vocab = int(tensors["token_embd.weight"].shape[-1])
+    layers = int(a("block_count"))
+    cfg = {
+        "model_type": arch, "vocab_size": vocab, "hidden_size": hidden,
+        "intermediate_size": int(a("feed_forward_length")), "num_hidden_layers": layers,
+        "num_attention_heads": int(n_head), "num_key_value_heads": int(a("attention.head_count_kv", n_head)),
+        "head_dim": head_dim, "rms_norm_eps": _f(a("attention.layer_norm_rms_epsilon", 1e-6)),
+        "rope_theta": _f(a("rope.freq_base", 10000.0)),
+        "max_position_embeddings": int(a("context_length", 2048)),
+        "tie_word_embeddings": "output.weight" not in tensors,
+        "hidden_act": "silu",
+        "bos_token_id": meta.get("tokenizer.ggml.bos_token_id"),
+        "eos_token_id": meta.get("tokenizer.ggml.eos_token_id"),
+    }
+    scaling = _rope_scaling(meta, arch, tensors, head_dim, cfg["rope_theta"])
+    if scaling:
+        cfg["rope_scaling"] = scaling
+    if arch == "llama" and a("attention.sliding_window"):
+        cfg.update(model_type="mistral", sliding_window=int(a("attention.sliding_window")))
+    if arch == "qwen2":
+        cfg["use_sliding_window"] = False
+    if arch == "gemma3":
+        del cfg["hidden_act"]
+        pattern = a("attention.sliding_window_pattern", 6)   # llama.cpp's gemma3 default: every 6th layer global
+        if isinstance(pattern, list):   # one bool per layer, true = sliding
+            if len(pattern) != layers:
+                raise VkharpError(f"sliding_window_pattern lists {len(pattern)} layers, the model has {layers}")
+            types = ["sliding_attention" if p else "full_attention" for p in pattern]
+        else:
+            types = ["full_attention" if (i + 1) % int(pattern) == 0 else "sliding_attention" for i in range(layers)]
+        cfg.update(model_type="gemma3_text", hidden_activation="gelu_pytorch_tanh",
+                   # llama.cpp: 27B scales by hidden/heads, the others by head_dim
+                   query_pre_attn_scalar=hidden // int(n_head) if layers == 62 else head_dim,
+                   sliding_window=int(a("attention.sliding_window", 4096)), layer_types=types,
+                   rope_local_base_freq=_f(a("rope.freq_base_swa", 10000.0)),
+                   final_logit_softcapping=a("final_logit_softcapping"))
+    cfg["architectures"] = [_HF_CLASS[cfg["model_type"]]]
+    return cfg
+
+
+def _rope_scaling(meta: dict, arch: str, tensors: dict, head_dim: int, theta: float) -> dict | None:
+    kind = meta.get(f"{arch}.rope.scaling.type")
+    if kind and kind != "none":
+        out = {"rope_type": kind, "factor": _f(meta.get(f"{arch}.rope.scaling.factor", 1.0))}
+        orig = meta.get(f"{arch}.rope.scaling.original_context_length")
+        if orig:
+            out["original_max_position_embeddings"] = int(orig)
+        return out
+    if "rope_freqs.weight" in tensors:
+        return _llama3_from_factors(np.asarray(tensors["rope_freqs.weight"].data, dtype=np.float32), head_dim, theta)
+    return None
+
+
+def _llama3_from_factors(factors: np.ndarray, head_dim: int, theta: float) -> dict:
+    """llama.cpp stores Llama 3.1+'s scaling as per-frequency divisors; find the llama3 parameters behind them."""
+    from models.rope import inv_freq
+    base = inv_freq(head_dim, theta)
+    want = base / factors
+    for low, high, orig in ((1.0, 4.0, 8192), (1.0, 4.0, 4096), (1.0, 4.0, 16384)):
+        s = {"rope_type": "llama3", "factor": _f(factors.max()), "low_freq_factor": low, "high_freq_factor": high,
+             "original_max_position_embeddings": orig}
+        if np.allclose(inv_freq(head_dim, theta, s), want, rtol=1e-4, atol=0):
+            return s
+    raise VkharpError("rope_freqs.weight holds RoPE factors that match no llama3 scaling setting; "
+                      "this GGUF's RoPE is not supported")
+
+
+def is_gguf(path: Path) -> bool:
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(4) == b"GGUF"
+
