@@ -1,7 +1,9 @@
 """RoPE inverse frequencies exactly as transformers computes them (default, linear, llama3 scaling).
 
-The runtime uploads these (f32) and rotates with HF's half-split form; keeping the frequency maths
-here, in numpy, lets a test compare them with transformers' ROPE_INIT_FUNCTIONS.
+The values are reproduced bit for bit where possible (f32 arithmetic in the same order, including
+torch's `scalar / tensor` = `reciprocal(tensor) * scalar`), because the model was trained with those
+exact values: at position 8192 one ulp of a frequency moves the angle by up to 5e-4 rad. The runtime
+uploads them (f32) and rotates with shaders/rope.comp; tests compare them with transformers.
 """
 from __future__ import annotations
 
@@ -11,33 +13,69 @@ import numpy as np
 
 from engine.errors import VkharpError
 
-
-def inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:
-    """f32[head_dim // 2]: theta ** (-2i / head_dim), then the scaling rule of `scaling["rope_type"]`."""
-    exponent = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(head_dim)
-    # torch: 1.0 / (base ** exponent) in f32; the power rounded from f64 matches its pow to within one ulp.
-    freq = np.float32(1.0) / (np.float64(theta) ** exponent.astype(np.float64)).astype(np.float32)
-    kind = (scaling or {}).get("rope_type", "default")
-    if kind == "default":
-        return freq
-    factor = float(scaling["factor"])
-    if kind == "linear":
-        return (freq / np.float32(factor)).astype(np.float32)
-    if kind == "llama3":
-        return _llama3(freq, factor, float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"]),
-                       float(scaling["original_max_position_embeddings"]))
-    raise VkharpError(f"RoPE scaling {kind!r} is not supported (supported: default, linear, llama3)")
+SUPPORTED_TYPES = ("default", "linear", "llama3")
 
 
-def _llama3(freq: np.ndarray, factor: float, low: float, high: float, old_ctx: float) -> np.ndarray:
-    # transformers' _compute_llama3_parameters, step for step in f32; torch computes `scalar / tensor`
-    # as tensor.reciprocal() * scalar, and so does this.
+def rotary_dim(head_dim: int, partial_rotary_factor: float = 1.0) -> int:
+    """Rotated dims, as HF: int(head_dim * partial_rotary_factor); must be even and positive."""
+    dim = int(head_dim * partial_rotary_factor)
+    if dim <= 0 or dim % 2 or dim > head_dim:
+        raise VkharpError(f"rope: head_dim {head_dim} with partial_rotary_factor {partial_rotary_factor} "
+                          f"gives {dim} rotated dims; it must be even and in 2..{head_dim}")
+    return dim
+
+
+def _default_inv_freq(dim: int, theta: float) -> np.ndarray:
+    # HF: 1.0 / (base ** (arange(0, dim, 2).float() / dim)) in f32. torch's pow of a Python base and an
+    # f32 exponent matches pow in float64 rounded to f32 (checked against torch in tests/test_rope.py).
+    exponent = np.arange(0, dim, 2).astype(np.float32) / np.float32(dim)
+    power = np.power(np.float64(theta), exponent.astype(np.float64)).astype(np.float32)
+    return np.float32(1.0) / power
+
+
+def _llama3(inv: np.ndarray, scaling: dict) -> np.ndarray:
+    """transformers' _compute_llama3_parameters, operation by operation in f32."""
     f32 = np.float32
-    f = freq.astype(f32)
-    low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
-    wavelen = (f32(1) / f) * f32(2 * math.pi)
-    scaled = np.where(wavelen > low_wavelen, f / f32(factor), f).astype(f32)
-    smooth = (((f32(1) / wavelen) * f32(old_ctx) - f32(low)) / f32(high - low)).astype(f32)
-    smoothed = ((1 - smooth) * scaled / np.float32(factor) + smooth * scaled).astype(np.float32)
+    try:
+        factor = f32(scaling["factor"])
+        low = f32(scaling["low_freq_factor"])
+        span = f32(scaling["high_freq_factor"] - scaling["low_freq_factor"])
+        old_ctx = scaling["original_max_position_embeddings"]
+    except KeyError as exc:
+        raise VkharpError(f"rope scaling 'llama3' needs {exc.args[0]!r} (have {sorted(scaling)})") from None
+    low_wavelen = f32(old_ctx / scaling["low_freq_factor"])
+    high_wavelen = f32(old_ctx / scaling["high_freq_factor"])
+    wavelen = (f32(1) / inv) * f32(2 * math.pi)                 # torch: scalar / t = reciprocal(t) * scalar
+    scaled = np.where(wavelen > low_wavelen, inv / factor, inv)
+    smooth = ((f32(1) / wavelen) * f32(old_ctx) - low) / span
+    smoothed = (f32(1) - smooth) * scaled / factor + smooth * scaled
     medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
     return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None, *,
+                  partial_rotary_factor: float | None = None) -> np.ndarray:
+    """f32[rotary_dim / 2] inverse frequencies for HF rope types 'default', 'linear' and 'llama3'.
+
+    `scaling` is HF's `rope_scaling` / `rope_parameters` dict (key `rope_type` or legacy `type`; its
+    `rope_theta` is ignored in favour of `theta`). `partial_rotary_factor` may come from either place.
+    """
+    scaling = dict(scaling or {})
+    rope_type = scaling.get("rope_type", scaling.get("type", "default")) or "default"
+    if rope_type not in SUPPORTED_TYPES:
+        raise VkharpError(f"rope type {rope_type!r} is not supported; supported: {', '.join(SUPPORTED_TYPES)}")
+    if partial_rotary_factor is None:
+        partial_rotary_factor = scaling.get("partial_rotary_factor", 1.0)
+    if not theta > 0:
+        raise VkharpError(f"rope theta must be positive, got {theta}")
+    inv = _default_inv_freq(rotary_dim(head_dim, partial_rotary_factor), theta)
+    if rope_type == "linear":
+        if "factor" not in scaling:
+            raise VkharpError("rope scaling 'linear' needs 'factor'")
+        inv = inv / np.float32(scaling["factor"])
+    elif rope_type == "llama3":
+        inv = _llama3(inv, scaling)
+    return inv.astype(np.float32)
+
+
+inv_freq = rope_inv_freq  # the name models/base.py uses

@@ -1,5 +1,4 @@
 """shaders/norm.comp against engine/reference/norm.py."""
-import numpy as np
 import pytest
 
 from engine import ops, reference

@@ -4,6 +4,17 @@ Each launcher has the same name and argument order as its numpy twin in `engine.
 with the recorder and the output buffer(s) first (output-first, as in llama2.c). Shapes come
 from the buffers' `shape`; sizes become specialization constants, fixed at record time.
 """
-from .elementwise import fill_u32  # noqa: F401
-from .probe import chain_step  # noqa: F401
-from .norm import layernorm, rmsnorm  # noqa: F401
+from .activation import geglu, gelu, silu, swiglu
+from .attention import attention, kv_append, kv_cache_buffers
+from .elementwise import add, fill_u32, mix, rand_uniform, scale
+from .embed import embed
+from .local1d import local1d
+from .norm import layernorm, rmsnorm
+from .probe import chain_step
+from .rope import rope
+from .rows import select_row
+from .sample import sample
+
+__all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "kv_cache_buffers", "add", "fill_u32",
+           "mix", "rand_uniform", "scale", "embed", "local1d", "layernorm", "rmsnorm", "chain_step", "rope",
+           "select_row", "sample"]

@@ -1,0 +1,165 @@
+"""Launchers for shaders/kv_append.comp and shaders/attention.comp (causal GQA over the KV cache).
+
+KV cache layout (shared with engine/kv_cache.py): one K and one V buffer per layer, each
+f32[ctx, n_kv_heads, head_dim], position-major, so a chunk's rows land in one contiguous block and
+truncation is only a smaller P_POS next time. Each buffer must fit `device.max_buffer_bytes`.
+
+Order inside one recorded layer: rope -> attention -> kv_append. Attention reads the cache (positions
+< P_POS) and the chunk's own keys/values from the k/v activations; kv_append then writes the chunk
+into the cache, where the *next* program sees it. The reverse order is refused by the recorder
+(a `store` buffer cannot be read after being written in the same program).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..device import Buffer, Device, Recorder, grid1d
+from ..errors import DeviceLimitError, VkharpError
+from .rope import check_step
+
+VARIANTS = ("decode", "prefill")
+# Target vec4s of q (and as many of acc) per thread. CPU drivers (lavapipe) keep unrolled arrays in
+# SIMD registers and spill cheaply, and pay most for element loads: big per-thread state wins there.
+# GPUs have ~255 32-bit registers per thread at most: keep q + acc within 128 floats.
+REGISTER_VEC4 = {"cpu": 48}
+REGISTER_VEC4_DEFAULT = 16
+MAX_KEY_TILE = 32
+
+
+def kv_cache_buffers(device: Device, ctx: int, n_kv_heads: int, head_dim: int, name: str = "kv"):
+    """One layer's (k_cache, v_cache) store buffers f32[ctx, n_kv_heads, head_dim]."""
+    per_buffer = ctx * n_kv_heads * head_dim * 4
+    if per_buffer > device.max_buffer_bytes:
+        max_ctx = device.max_buffer_bytes // (n_kv_heads * head_dim * 4)
+        raise DeviceLimitError(f"a KV cache of {ctx} positions x {n_kv_heads} kv heads x {head_dim} needs "
+                               f"{per_buffer / 2**20:.1f} MiB per K (and per V) buffer, over "
+                               f"{device.info.name}'s {device.max_buffer_bytes / 2**20:.1f} MiB per-buffer limit; "
+                               f"use a context of at most {max_ctx} positions")
+    shape = (ctx, n_kv_heads, head_dim)
+    return (device.buffer(shape, np.float32, "store", name=f"{name}.k_cache"),
+            device.buffer(shape, np.float32, "store", name=f"{name}.v_cache"))
+
+
+def _cache_ctx(k_cache: Buffer, v_cache: Buffer, row: int, what: str) -> int:
+    if k_cache.size != v_cache.size or k_cache.size % row:
+        raise VkharpError(f"{what}: caches {k_cache.shape} / {v_cache.shape} are not the same whole number of "
+                          f"rows of n_kv_heads * head_dim = {row}")
+    return k_cache.size // row
+
+
+def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buffer, step: Buffer, *,
+              n_kv_heads: int | None = None, head_dim: int | None = None, wg: int = 64):
+    """Write chunk rows t < P_NTOK of k, v f32[N, HK, D] into cache rows P_POS + t."""
+    if n_kv_heads is None or head_dim is None:
+        if len(k.shape) != 3:
+            raise VkharpError(f"kv_append: k {k.shape} is not (tokens, kv_heads, head_dim); pass n_kv_heads and head_dim")
+        n_kv_heads, head_dim = k.shape[1], k.shape[2]
+    row = n_kv_heads * head_dim
+    if k.size != v.size or k.size % row:
+        raise VkharpError(f"kv_append: k {k.shape} and v {v.shape} must be the same [tokens, {n_kv_heads}, {head_dim}]")
+    ctx = _cache_ctx(k_cache, v_cache, row, "kv_append")
+    check_step(step, "kv_append")
+    n = k.size // row
+    rec.dispatch("kv_append", [k_cache, v_cache, k, v, step], grid1d(rec.device, k.size, wg),
+                 {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx})
+
+
+def _decode_shared_bytes(wg: int, hpg: int, team: int, d: int) -> int:
+    ks = wg // team
+    return 4 * (2 * wg * hpg + ks * hpg + (ks // 2) * hpg * d + 4 + (ks // 2) * hpg + 1)
+
+
+def _register_vec4(device: Device) -> int:
+    return REGISTER_VEC4.get(device.info.type, REGISTER_VEC4_DEFAULT)
+
+
+def _decode_layout(device: Device, g: int, d: int, wg: int, hpg: int | None, team: int | None) -> tuple[int, int]:
+    """(heads per group, team size) for attention_decode, from a rough cost model.
+
+    Per key and query head: 8 * (d/4) / hpg for reading the key and value rows (shared by hpg heads;
+    element loads dominate on CPU drivers) plus team**2 for exchanging partial scores in shared memory.
+    Each thread holds hpg * d / (4 * team) vec4s of q and as many of acc: at most _register_vec4, so
+    that the compiler can keep them in registers (unrolled loops).
+    """
+    d4, budget = d // 4, _register_vec4(device)
+    best = None
+    for h in (h for h in range(1, g + 1) if g % h == 0 and hpg in (None, h)):
+        for t in (t for t in (1, 2, 4, 8, 16, 32, 64) if d4 % t == 0 and t <= wg and team in (None, t)):
+            if _decode_shared_bytes(wg, h, t, d) > device.info.max_shared_memory:
+                continue
+            cost = 8 * d4 / h + (t * t if t > 1 else 0)
+            over = max(0, h * d4 // t - budget)      # registers first, then cost
+            if best is None or (over, cost) < best[0]:
+                best = ((over, cost), h, t)
+    if best is None:
+        raise DeviceLimitError(f"attention_decode: no layout of head_dim {d}, {g} heads per kv head and work-group "
+                               f"{wg} fits the device's {device.info.max_shared_memory} bytes of shared memory"
+                               + (f" with heads_per_group={hpg}, team={team}" if hpg or team else ""))
+    return best[1], best[2]
+
+
+def _prefill_heads(device: Device, g: int, d: int) -> int:
+    """Heads per thread in attention_prefill: the most (each staged key then serves more rows) whose
+    q and acc stay within _register_vec4 vec4s each."""
+    budget = _register_vec4(device)
+    return max(h for h in range(1, g + 1) if g % h == 0 and (h * d // 4 <= budget or h == 1))
+
+
+def _prefill_key_tile(device: Device, d: int, want: int | None) -> int:
+    tk = want or MAX_KEY_TILE
+    while tk > 1 and 2 * tk * d * 4 > device.info.max_shared_memory:
+        tk //= 2
+    if 2 * tk * d * 4 > device.info.max_shared_memory:
+        raise DeviceLimitError(f"attention_prefill: head_dim {d} needs {8 * d} bytes of shared memory per key; "
+                               f"the device has {device.info.max_shared_memory}")
+    return tk
+
+
+def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cache: Buffer, v_cache: Buffer,
+              step: Buffer, *, n_heads: int, n_kv_heads: int, head_dim: int, scale: float, window: int = 0,
+              softcap: float = 0.0, variant: str | None = None, wg: int = 32,
+              heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None):
+    """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
+
+    variant: "decode" (a work-group's threads split the key positions; for few query rows),
+    "prefill" (a thread per token and head block, keys staged in shared memory), or None: decode
+    when the prefill variant would have fewer than 32 threads with work. Both are correct for any N.
+    heads_per_group / team / key_tile override the layout chosen from the shapes (tests, tuning).
+    """
+    if n_heads <= 0 or n_kv_heads <= 0 or n_heads % n_kv_heads:
+        raise VkharpError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
+    if head_dim <= 0 or head_dim % 4 or window < 0:
+        raise VkharpError(f"attention: head_dim {head_dim} must be a positive multiple of 4 and window {window} >= 0")
+    qrow, kvrow = n_heads * head_dim, n_kv_heads * head_dim
+    if q.size % qrow or out.size != q.size:
+        raise VkharpError(f"attention: q {q.shape} / out {out.shape} are not [tokens, {n_heads}, {head_dim}]")
+    n = q.size // qrow
+    if k.size != n * kvrow or v.size != n * kvrow:
+        raise VkharpError(f"attention: k {k.shape} / v {v.shape} are not [{n}, {n_kv_heads}, {head_dim}]")
+    ctx = _cache_ctx(k_cache, v_cache, kvrow, "attention")
+    check_step(step, "attention")
+    if wg > rec.device.info.max_workgroup_invocations:
+        raise DeviceLimitError(f"attention: work-group size {wg} exceeds the device's "
+                               f"{rec.device.info.max_workgroup_invocations}")
+    g = n_heads // n_kv_heads
+    if heads_per_group is not None and (heads_per_group <= 0 or g % heads_per_group):
+        raise VkharpError(f"attention: heads_per_group {heads_per_group} does not divide the {g} query heads "
+                          f"of a kv head")
+    if variant is None:
+        variant = "decode" if n * (g // _prefill_heads(rec.device, g, head_dim)) < 32 else "prefill"
+    if variant not in VARIANTS:
+        raise VkharpError(f"attention variant {variant!r} is unknown; use one of {', '.join(VARIANTS)}")
+    consts = {"WG": wg, "N": n, "HQ": n_heads, "HK": n_kv_heads, "D": head_dim, "CTX": ctx,
+              "SCALE": float(scale), "WINDOW": int(window), "SOFTCAP": float(softcap)}
+    if variant == "decode":
+        if wg & (wg - 1):
+            raise VkharpError(f"attention_decode: work-group size {wg} must be a power of two")
+        hpg, team = _decode_layout(rec.device, g, head_dim, wg, heads_per_group, team)
+        groups = n * n_kv_heads * (g // hpg)
+        consts.update(HPG=hpg, TEAM=team)
+    else:
+        hpg = heads_per_group or _prefill_heads(rec.device, g, head_dim)
+        consts.update(TK=_prefill_key_tile(rec.device, head_dim, key_tile), HPG=hpg)
+        groups = n_kv_heads * (-(-(n * (g // hpg)) // wg))
+    rec.dispatch(f"attention_{variant}", [out, q, k, v, k_cache, v_cache, step],
+                 grid1d(rec.device, groups, 1), consts)

@@ -1,0 +1,50 @@
+"""Launcher for shaders/rope.comp (rotary position embedding, in place on q and k).
+
+The frequency table comes from models/rope.py (transformers' values, bit for bit)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..device import Buffer, Recorder, grid1d
+from ..errors import VkharpError
+from ..params import STEP_WORDS
+
+STYLES = {"half": "rope_half", "interleaved": "rope_interleaved"}
+
+
+def heads_view(buf: Buffer, head_dim: int | None, what: str) -> tuple[int, int, int]:
+    """(tokens, heads, head_dim) of a [N, H, D] buffer, or of [N, H*D] given head_dim."""
+    shape = buf.shape
+    if head_dim is None:
+        if len(shape) != 3:
+            raise VkharpError(f"{what}: buffer {buf.name!r} has shape {shape}; give it shape (tokens, heads, "
+                              f"head_dim) or pass head_dim")
+        return shape
+    if head_dim <= 0 or shape[-1] % head_dim:
+        raise VkharpError(f"{what}: buffer {buf.name!r} shape {shape} is not a whole number of heads of {head_dim}")
+    n = shape[0] if len(shape) > 1 else 1
+    return n, buf.size // (n * head_dim), head_dim
+
+
+def check_step(step: Buffer, what: str) -> None:
+    if step.dtype != np.uint32 or step.size < STEP_WORDS or step.kind != "act":
+        raise VkharpError(f"{what}: the step buffer must be an 'act' u32 buffer of {STEP_WORDS} words, "
+                          f"got {step!r}")
+
+
+def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *, style: str = "half",
+         head_dim: int | None = None, wg: int = 64):
+    """Rotate q f32[N, HQ, D] and k f32[N, HK, D] in place (positions P_POS + t, rows t < P_NTOK)."""
+    if style not in STYLES:
+        raise VkharpError(f"rope style {style!r} is unknown; use one of {', '.join(STYLES)}")
+    n, hq, d = heads_view(q, head_dim, "rope q")
+    nk, hk, dk = heads_view(k, head_dim, "rope k")
+    if nk != n or dk != d:
+        raise VkharpError(f"rope: q {q.shape} and k {k.shape} differ in tokens or head_dim")
+    rot = 2 * inv_freq.size
+    if rot > d or inv_freq.dtype != np.float32:
+        raise VkharpError(f"rope: inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {d} (need f32[<= D/2])")
+    check_step(step, "rope")
+    pairs = n * (hq + hk) * (rot // 2)
+    rec.dispatch(STYLES[style], [q, k, inv_freq, step], grid1d(rec.device, pairs, wg),
+                 {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot})

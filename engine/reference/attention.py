@@ -1,0 +1,40 @@
+"""Twins of shaders/kv_append.comp and shaders/attention.comp (float64 inside).
+
+Caches are arrays f32[ctx, n_kv_heads, head_dim] (the device layout); `pos` = P_POS (tokens already
+in the cache), `n` = P_NTOK (valid rows of the chunk).
+"""
+import numpy as np
+
+
+def kv_append(k_cache: np.ndarray, v_cache: np.ndarray, k: np.ndarray, v: np.ndarray, pos: int, n: int):
+    """Return copies of the caches with chunk rows t < n stored at positions pos + t (< ctx)."""
+    kc, vc = np.array(k_cache, copy=True), np.array(v_cache, copy=True)
+    rows = kc.shape[0]
+    n_kept = max(0, min(n, rows - pos))
+    kc[pos:pos + n_kept] = np.asarray(k).reshape(-1, *kc.shape[1:])[:n_kept]
+    vc[pos:pos + n_kept] = np.asarray(v).reshape(-1, *vc.shape[1:])[:n_kept]
+    return kc, vc
+
+
+def attention(q, k, v, k_cache, v_cache, pos: int, n: int, *, n_heads: int, n_kv_heads: int, head_dim: int,
+              scale: float, window: int = 0, softcap: float = 0.0) -> np.ndarray:
+    """out f32[N, n_heads, head_dim]: row t attends to positions [lo, pos + t] (cache below pos, chunk
+    rows from pos on), lo = max(0, pos + t + 1 - window) with a window, else 0. Rows t >= n are 0."""
+    g = n_heads // n_kv_heads
+    q = np.asarray(q, dtype=np.float64).reshape(-1, n_heads, head_dim)
+    kv_shape = (-1, n_kv_heads, head_dim)
+    keys = np.concatenate([np.asarray(k_cache).reshape(kv_shape)[:pos], np.asarray(k).reshape(kv_shape)[:n]])
+    vals = np.concatenate([np.asarray(v_cache).reshape(kv_shape)[:pos], np.asarray(v).reshape(kv_shape)[:n]])
+    keys, vals = keys.astype(np.float64), vals.astype(np.float64)
+    out = np.zeros(q.shape, dtype=np.float64)
+    kv_of_head = np.arange(n_heads) // g
+    for t in range(n):
+        p = pos + t
+        lo = max(0, p + 1 - window) if window else 0
+        kt, vt = keys[lo:p + 1][:, kv_of_head], vals[lo:p + 1][:, kv_of_head]   # [L, H, D]
+        s = scale * np.einsum("hd,lhd->hl", q[t], kt)
+        if softcap:
+            s = softcap * np.tanh(s / softcap)
+        w = np.exp(s - s.max(axis=1, keepdims=True))
+        out[t] = np.einsum("hl,lhd->hd", w / w.sum(axis=1, keepdims=True), vt)
+    return out.astype(np.float32)

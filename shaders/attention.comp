@@ -1,0 +1,281 @@
+#version 450
+// @variant attention_decode   PREFILL=0
+// @variant attention_prefill  PREFILL=1
+// Causal grouped-query attention over the KV cache plus the current chunk, online softmax in f32.
+// Token t of the chunk sits at position p = P_POS + t; query head h uses kv head h / G, G = HQ/HK:
+//   s_j = SCALE * q[t,h,:] . key_j          (then SOFTCAP * tanh(s_j / SOFTCAP) if SOFTCAP > 0)
+//   out[t,h,:] = sum_j softmax(s)_j value_j  over j in [lo, p], lo = WINDOW ? max(0, p+1-WINDOW) : 0
+// key_j / value_j come from the cache for j < P_POS and from this chunk's k/v rows j - P_POS otherwise
+// (cache writes of the running program are not visible to it). Rows t >= P_NTOK are written as 0.
+// Bindings: 0 out f32[N,HQ,D] (w), 1 q f32[N,HQ,D] (r), 2 k f32[N,HK,D] (r), 3 v f32[N,HK,D] (r),
+//   4 k_cache f32[CTX,HK,D] (r), 5 v_cache f32[CTX,HK,D] (r), 6 step u32[STEP_WORDS] (r).
+//   k, v and the caches are read as vec4: D % 4 == 0.
+//
+// attention_decode (any N; best where few query rows): a group takes HPG query heads of one kv head
+//   for one token. Its WG threads form KS = WG/TEAM teams; team ks walks keys lo+ks, lo+ks+KS, ...,
+//   each member owning D/TEAM dims (partial scores are summed through shared memory when TEAM > 1).
+//   Every team keeps its own online-softmax state (running max m, sum l, acc) for its keys; at the
+//   end the states merge: global max, rescale, then a tree of sums. Each key and value row is read
+//   once per group. Grid: N * HK * G/HPG groups (HPG divides G); WG a power of two, TEAM | WG.
+// attention_prefill (many rows, GPU-friendly): a thread takes HPG heads of one token (HPG divides G),
+//   WG such threads per group; the group stages TK keys and values at a time in shared memory
+//   (coalesced loads, shared by all threads); each thread keeps q and acc of its heads in registers.
+//   Grid: HK * ceil(N*G/HPG / WG) groups.
+// Private arrays are only indexed by loops of <= 32 constant trips so that compilers (Mesa's NIR
+// unroller: 32) can keep them in registers; lavapipe is 5-10x slower otherwise.
+// Twin: reference.attention.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+#include "params.glsl"
+layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const uint N = 1;          // tokens in the chunk (fixed at record time)
+layout(constant_id = 2) const uint HQ = 1;         // query heads
+layout(constant_id = 3) const uint HK = 1;         // kv heads (divides HQ)
+layout(constant_id = 4) const uint D = 4;          // head dim, a multiple of 4
+layout(constant_id = 5) const uint CTX = 1;        // cache positions
+layout(constant_id = 6) const float SCALE = 1.0;
+layout(constant_id = 7) const uint WINDOW = 0;     // sliding window in tokens, 0 = unlimited
+layout(constant_id = 8) const float SOFTCAP = 0.0; // attention logit soft-capping (Gemma 2), 0 = off
+layout(constant_id = 9) const uint HPG = 1;        // query heads per group (decode) / thread (prefill)
+layout(constant_id = 10) const uint TEAM = 1;      // decode: threads per key (divides D/4 and WG)
+layout(constant_id = 11) const uint TK = 16;       // prefill: keys per shared-memory tile
+layout(local_size_x_id = 0) in;
+layout(binding = 0) writeonly buffer Out { float o[]; };
+layout(binding = 1) readonly buffer Q { float q[]; };
+layout(binding = 2) readonly buffer K { vec4 k[]; };
+layout(binding = 3) readonly buffer V { vec4 v[]; };
+layout(binding = 4) readonly buffer KC { vec4 kc[]; };
+layout(binding = 5) readonly buffer VC { vec4 vc[]; };
+layout(binding = 6) readonly buffer Step { uint step[]; };
+
+const uint G = HQ / HK;
+const uint D4 = D / 4u;
+const float NEG = -1e30;   // "no score yet"; finite so that exp(NEG - m) is 0, never NaN
+
+float cap(float s) {
+    if (SOFTCAP > 0.0) {   // tanh without exp overflow: 1 - 2 / (exp(2x) + 1) on a clamped x
+        float x = clamp(s / SOFTCAP, -15.0, 15.0);
+        s = SOFTCAP * (1.0 - 2.0 / (exp(2.0 * x) + 1.0));
+    }
+    return s;
+}
+
+// First key position visible from position p (inclusive).
+uint window_lo(uint p) {
+    return (WINDOW > 0u && p + 1u > WINDOW) ? p + 1u - WINDOW : 0u;
+}
+
+#if PREFILL == 0
+// ------------------------------------------------------------------------------------------ decode
+const uint DS4 = D4 / TEAM;    // vec4s of a head row owned by one thread
+const uint KS = WG / TEAM;     // teams = keys per round
+shared float part[2u * WG * HPG];                  // partial scores [round & 1][ks][g][member]
+shared float mx[KS * HPG];                         // merge: running maxima
+shared vec4 mrg[(KS / 2u) * HPG * D4 + 1u];        // merge: upper half's acc
+shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
+
+// One pass over keys [J0, J1) of one source (cache or chunk; two loops, not a branch per key,
+// because SIMD-on-CPU drivers run both sides of a divergent branch). ROW(j) = row index in KB/VB.
+#define KEY_PASS(KB, VB, J0, J1, ROW)                                                        \
+    for (uint jr = (J0); jr < (J1); jr += KS) {                                             \
+        uint j = jr + ks;                                                                    \
+        bool has = j < (J1);                                                                 \
+        uint b = (has ? (ROW) : 0u) * D4 + dt * DS4;                                         \
+        float s[HPG];                                                                        \
+        for (uint g = 0u; g < HPG; g++) s[g] = 0.0;                                          \
+        for (uint c = 0u; c < DS4; c++) {                                                    \
+            vec4 kx = KB[b + c];                                                             \
+            for (uint g = 0u; g < HPG; g++) s[g] += dot(qv[g * DS4 + c], kx);                \
+        }                                                                                    \
+        if (TEAM > 1u) {                                                                     \
+            uint pb = (round_no & 1u) * WG * HPG + ks * HPG * TEAM;                          \
+            for (uint g = 0u; g < HPG; g++) part[pb + g * TEAM + dt] = s[g];                 \
+            barrier();                                                                       \
+            for (uint g = 0u; g < HPG; g++) {                                                \
+                float sum = 0.0;                                                             \
+                for (uint u = 0u; u < TEAM; u++) sum += part[pb + g * TEAM + u];             \
+                s[g] = sum;                                                                  \
+            }                                                                                \
+            round_no++;                                                                      \
+        }                                                                                    \
+        if (has) {                                                                           \
+            float alpha[HPG], w[HPG];                                                        \
+            for (uint g = 0u; g < HPG; g++) {                                                \
+                float sg = cap(s[g]), mn = max(m[g], sg);                                    \
+                alpha[g] = exp(m[g] - mn);                                                   \
+                w[g] = exp(sg - mn);                                                         \
+                l[g] = l[g] * alpha[g] + w[g];                                               \
+                m[g] = mn;                                                                   \
+            }                                                                                \
+            for (uint c = 0u; c < DS4; c++) {                                                \
+                vec4 vx = VB[b + c];                                                         \
+                for (uint g = 0u; g < HPG; g++) acc[g * DS4 + c] = acc[g * DS4 + c] * alpha[g] + w[g] * vx; \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+void main() {
+    const uint NHB = G / HPG;
+    uint gid = flat_group_id();
+    if (gid >= N * HK * NHB) return;
+    uint t = gid / (HK * NHB), kvh = (gid / NHB) % HK, g0 = (gid % NHB) * HPG;
+    uint tid = gl_LocalInvocationID.x, ks = tid / TEAM, dt = tid % TEAM;
+    uint pos0 = step[P_POS], ntok = min(step[P_NTOK], N);
+    uint obase = (t * HQ + kvh * G + g0) * D;          // the group's HPG heads are contiguous
+    if (t >= ntok) {
+        for (uint i = tid; i < HPG * D; i += WG) o[obase + i] = 0.0;
+        return;
+    }
+    uint p = pos0 + t, lo = window_lo(p), hi = p + 1u;
+
+    vec4 qv[HPG * DS4], acc[HPG * DS4];
+    float m[HPG], l[HPG];
+    for (uint g = 0u; g < HPG; g++) {
+        m[g] = NEG;
+        l[g] = 0.0;
+        for (uint c = 0u; c < DS4; c++) {
+            uint e = obase + g * D + 4u * (dt * DS4 + c);
+            qv[g * DS4 + c] = vec4(q[e], q[e + 1u], q[e + 2u], q[e + 3u]) * SCALE;
+            acc[g * DS4 + c] = vec4(0.0);
+        }
+    }
+    uint round_no = 0u;
+    KEY_PASS(kc, vc, lo, min(min(hi, pos0), CTX), j * HK + kvh)
+    KEY_PASS(k, v, max(lo, pos0), hi, (j - pos0) * HK + kvh)
+
+    // Merge the teams' states: global max per head, rescale, tree of sums over teams.
+    if (dt == 0u)
+        for (uint g = 0u; g < HPG; g++) mx[ks * HPG + g] = m[g];
+    barrier();
+    for (uint w = KS / 2u; w > 0u; w >>= 1) {
+        if (dt == 0u && ks < w)
+            for (uint g = 0u; g < HPG; g++) mx[ks * HPG + g] = max(mx[ks * HPG + g], mx[(ks + w) * HPG + g]);
+        barrier();
+    }
+    for (uint g = 0u; g < HPG; g++) {
+        float f = exp(m[g] - mx[g]);          // 0 for a team that saw no key (m = NEG)
+        l[g] *= f;
+        for (uint c = 0u; c < DS4; c++) acc[g * DS4 + c] *= f;
+    }
+    for (uint w = KS / 2u; w > 0u; w >>= 1) {
+        if (ks >= w && ks < 2u * w) {
+            uint slot = ks - w;
+            for (uint g = 0u; g < HPG; g++) {
+                if (dt == 0u) mrg_l[slot * HPG + g] = l[g];
+                for (uint c = 0u; c < DS4; c++) mrg[(slot * HPG + g) * D4 + dt * DS4 + c] = acc[g * DS4 + c];
+            }
+        }
+        barrier();
+        if (ks < w) {
+            for (uint g = 0u; g < HPG; g++) {
+                l[g] += mrg_l[ks * HPG + g];
+                for (uint c = 0u; c < DS4; c++) acc[g * DS4 + c] += mrg[(ks * HPG + g) * D4 + dt * DS4 + c];
+            }
+        }
+        barrier();
+    }
+    if (ks == 0u) {
+        for (uint g = 0u; g < HPG; g++) {
+            float inv = 1.0 / l[g];
+            for (uint c = 0u; c < DS4; c++) {
+                uint e = obase + g * D + 4u * (dt * DS4 + c);
+                vec4 r = acc[g * DS4 + c] * inv;
+                o[e] = r.x; o[e + 1u] = r.y; o[e + 2u] = r.z; o[e + 3u] = r.w;
+            }
+        }
+    }
+}
+
+#else
+// ----------------------------------------------------------------------------------------- prefill
+shared vec4 ks4[TK * D4];
+shared vec4 vs4[TK * D4];
+
+void main() {
+    const uint NHB = G / HPG;
+    const uint ROWS = N * NHB;                   // a thread takes HPG heads of one token
+    const uint NRB = (ROWS + WG - 1u) / WG;
+    uint gid = flat_group_id();
+    if (gid >= HK * NRB) return;
+    uint kvh = gid / NRB, rb = gid % NRB;
+    uint tid = gl_LocalInvocationID.x, r = rb * WG + tid;
+    uint t = r / NHB, g0 = (r % NHB) * HPG;
+    uint pos0 = step[P_POS], ntok = min(step[P_NTOK], N);
+    bool row_exists = r < ROWS;
+    bool live = row_exists && t < ntok;
+    uint obase = (t * HQ + kvh * G + g0) * D;
+    uint t_first = (rb * WG) / NHB;
+    if (t_first >= ntok) {            // the whole group is past the valid tokens
+        if (row_exists) for (uint i = 0u; i < HPG * D; i++) o[obase + i] = 0.0;
+        return;
+    }
+    uint t_last = min(min((rb * WG + WG - 1u) / NHB, N - 1u), ntok - 1u);
+    uint hi = pos0 + t_last + 1u, lo = window_lo(pos0 + t_first);
+    uint p = pos0 + t, my_lo = window_lo(p);
+
+    vec4 qr[HPG * D4], acc[HPG * D4];
+    float m[HPG], l[HPG];
+    for (uint g = 0u; g < HPG; g++) {
+        m[g] = NEG;
+        l[g] = 0.0;
+        for (uint c = 0u; c < D4; c++) {
+            uint e = live ? obase + g * D + 4u * c : 0u;
+            qr[g * D4 + c] = vec4(q[e], q[e + 1u], q[e + 2u], q[e + 3u]) * SCALE;
+            acc[g * D4 + c] = vec4(0.0);
+        }
+    }
+
+    for (uint j0 = lo; j0 < hi; j0 += TK) {
+        // Stage keys/values j0.. (cache rows, then chunk rows: no per-element branch on the source).
+        uint n_cache = j0 < pos0 ? min(min(TK, pos0 - j0), CTX > j0 ? CTX - j0 : 0u) : 0u;
+        for (uint e = tid; e < n_cache * D4; e += WG) {
+            uint b = ((j0 + e / D4) * HK + kvh) * D4 + e % D4;
+            ks4[e] = kc[b];
+            vs4[e] = vc[b];
+        }
+        uint c0 = max(j0, pos0), c1 = min(j0 + TK, hi);
+        uint off = (c0 - j0) * D4, n_chunk = c1 > c0 ? c1 - c0 : 0u;
+        for (uint e = tid; e < n_chunk * D4; e += WG) {
+            uint b = ((c0 - pos0 + e / D4) * HK + kvh) * D4 + e % D4;
+            ks4[off + e] = k[b];
+            vs4[off + e] = v[b];
+        }
+        barrier();
+        if (live) {
+            uint i_end = min(TK, p + 1u - min(p + 1u, j0));       // keys j0 + i <= p
+            uint i_beg = my_lo > j0 ? my_lo - j0 : 0u;             // keys j0 + i >= my_lo
+            for (uint i = i_beg; i < i_end; i++) {
+                float s[HPG];
+                for (uint g = 0u; g < HPG; g++) s[g] = 0.0;
+                for (uint c = 0u; c < D4; c++) {
+                    vec4 kx = ks4[i * D4 + c];
+                    for (uint g = 0u; g < HPG; g++) s[g] += dot(qr[g * D4 + c], kx);
+                }
+                float alpha[HPG], w[HPG];
+                for (uint g = 0u; g < HPG; g++) {
+                    float sg = cap(s[g]), mn = max(m[g], sg);
+                    alpha[g] = exp(m[g] - mn);
+                    w[g] = exp(sg - mn);
+                    l[g] = l[g] * alpha[g] + w[g];
+                    m[g] = mn;
+                }
+                for (uint c = 0u; c < D4; c++) {
+                    vec4 vx = vs4[i * D4 + c];
+                    for (uint g = 0u; g < HPG; g++) acc[g * D4 + c] = acc[g * D4 + c] * alpha[g] + w[g] * vx;
+                }
+            }
+        }
+        barrier();
+    }
+    if (row_exists) {
+        for (uint g = 0u; g < HPG; g++) {
+            float inv = live ? 1.0 / l[g] : 0.0;
+            for (uint c = 0u; c < D4; c++) {
+                uint e = obase + g * D + 4u * c;
+                vec4 res = acc[g * D4 + c] * inv;
+                o[e] = res.x; o[e + 1u] = res.y; o[e + 2u] = res.z; o[e + 3u] = res.w;
+            }
+        }
+    }
+}
+#endif

@@ -1,0 +1,79 @@
+#version 450
+// @variant rope_half         INTERLEAVED=0
+// @variant rope_interleaved  INTERLEAVED=1
+// Rotary position embedding, in place on q and k in one dispatch. Token t of the chunk is at position
+// p = P_POS + t; pair j (j < ROT/2) turns by the angle a = float(p) * inv_freq[j] (one f32 product,
+// as HF computes it):
+//   x0' = x0 cos a - x1 sin a,   x1' = x1 cos a + x0 sin a
+// with (x0, x1) = (x[j], x[j + ROT/2]) for rope_half (HF rotate_half: Llama, Qwen, Gemma, NeoX) and
+// (x[2j], x[2j+1]) for rope_interleaved (GPT-J, GGUF llama). Dims >= ROT (partial rotary) are kept.
+// Bindings: 0 q f32[N,HQ,D] (rw), 1 k f32[N,HK,D] (rw), 2 inv_freq f32[ROT/2] (r),
+//           3 step u32[STEP_WORDS] (r: P_POS, P_NTOK). Rows t >= P_NTOK are left as they are.
+// sin/cos are computed here, not with GLSL sin/cos: Vulkan only bounds those on [-pi, pi] (absolute
+// error 2^-11) and angles reach ~1e5. Cody-Waite reduction by pi/2 in four parts of which the first
+// three have 8 significant bits (k*part exact for k < 2^16, i.e. angles below ~1e5), then Cephes sinf /
+// cosf polynomials on [-pi/4, pi/4]: |error| <= 1.5e-7 measured for positions up to 131072.
+// Grid: one invocation per (row, pair): ceil(N*(HQ+HK)*ROT/2 / WG) groups.  Twin: reference.rope.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+#include "params.glsl"
+layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const uint N = 1;     // tokens in the chunk (rows), fixed at record time
+layout(constant_id = 2) const uint HQ = 1;    // query heads
+layout(constant_id = 3) const uint HK = 1;    // key heads
+layout(constant_id = 4) const uint D = 2;     // head dim
+layout(constant_id = 5) const uint ROT = 2;   // rotated dims (even, <= D)
+layout(local_size_x_id = 0) in;
+layout(binding = 0) buffer Q { float q[]; };
+layout(binding = 1) buffer K { float k[]; };
+layout(binding = 2) readonly buffer F { float inv_freq[]; };
+layout(binding = 3) readonly buffer Step { uint step[]; };
+
+// pi/2 = PIO2_1 + PIO2_2 + PIO2_3 + PIO2_4 to ~2^-55; the first three have 8 significant bits.
+const float PIO2_1 = 1.5703125;
+const float PIO2_2 = 4.84466552734375e-4;
+const float PIO2_3 = -6.4074993133544921875e-7;
+const float PIO2_4 = 9.92093629470503e-10;
+
+// (sin a, cos a) for a >= 0. `precise` forbids contraction and reassociation of the reduction.
+vec2 sin_cos(float a) {
+    precise float kq = roundEven(a * 0.636619772367581343);
+    precise float r = a - kq * PIO2_1;
+    r = r - kq * PIO2_2;
+    r = r - kq * PIO2_3;
+    r = r - kq * PIO2_4;
+    float z = r * r;
+    float s = ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1) * z * r + r;
+    float c = ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z
+              - 0.5 * z + 1.0;
+    uint quadrant = uint(kq) & 3u;
+    vec2 sc = (quadrant & 1u) == 0u ? vec2(s, c) : vec2(c, -s);
+    return (quadrant & 2u) == 0u ? sc : -sc;
+}
+
+void main() {
+    const uint R2 = ROT / 2u;
+    uint i = flat_group_id() * WG + gl_LocalInvocationID.x;
+    if (i >= N * (HQ + HK) * R2) return;
+    uint pair = i % R2, row = i / R2;            // rows: N*HQ query rows, then N*HK key rows
+    bool is_q = row < N * HQ;
+    uint t = is_q ? row / HQ : (row - N * HQ) / HK;
+    if (t >= step[P_NTOK]) return;
+    precise float a = float(step[P_POS] + t) * inv_freq[pair];
+    vec2 sc = sin_cos(a);
+#if INTERLEAVED
+    uint i0 = 2u * pair, i1 = 2u * pair + 1u;
+#else
+    uint i0 = pair, i1 = pair + R2;
+#endif
+    uint base = (is_q ? row : row - N * HQ) * D;
+    if (is_q) {
+        float x0 = q[base + i0], x1 = q[base + i1];
+        q[base + i0] = x0 * sc.y - x1 * sc.x;
+        q[base + i1] = x1 * sc.y + x0 * sc.x;
+    } else {
+        float x0 = k[base + i0], x1 = k[base + i1];
+        k[base + i0] = x0 * sc.y - x1 * sc.x;
+        k[base + i1] = x1 * sc.y + x0 * sc.x;
+    }
+}

@@ -1,0 +1,255 @@
+"""shaders/attention.comp and shaders/kv_append.comp against engine/reference/attention.py."""
+import numpy as np
+import pytest
+
+from engine.errors import DeviceLimitError, VkharpError
+from engine.ops.attention import attention, kv_append, kv_cache_buffers
+from engine.params import pack_step
+from engine.reference.attention import attention as ref_attention
+from engine.reference.attention import kv_append as ref_kv_append
+from util import rand
+
+# Error relative to max|v| (the output is a convex combination of value rows, so a relative error e
+# of the weights moves it by at most e * max|v|). Scores: f32 dots of D <= 80 terms, rounding error
+# ~ sqrt(D) * 6e-8 * sum|q k| * scale ~ 2.4e-6 (|s| ~ 3 here); exp: Vulkan allows 3 + 2|x| ulp, at
+# most ~2.6e-6 for the weights that matter; sums of <= 310 weights ~ sqrt(L) * 6e-8 ~ 1e-6. About
+# 6e-6 in all; 2e-5 leaves margin (measured: ~2e-7). One key too many or too few moves the output by
+# ~ its weight, >= 1e-3 here.
+TOL = 2e-5
+Q_GAIN = 3.0   # scores ~ N(0, 9): peaked softmax, the running max moves often
+
+
+def _err(got, want, v_scale):
+    return float(np.max(np.abs(got.astype(np.float64) - want)) / v_scale)
+
+
+class Case:
+    """Random q/k/v for a chunk of n_tok tokens, caches of ctx positions, as arrays and act buffers."""
+
+    def __init__(self, device, rng, n_tok, hq, hk, d, ctx):
+        self.hq, self.hk, self.d = hq, hk, d
+        self.q = rand(rng, n_tok, hq, d, scale=Q_GAIN)
+        self.k, self.v = rand(rng, n_tok, hk, d), rand(rng, n_tok, hk, d)
+        self.kc, self.vc = rand(rng, ctx, hk, d), rand(rng, ctx, hk, d)
+        self.bufs = [device.buffer(x) for x in (self.q, self.k, self.v, self.kc, self.vc)]
+        self.out = device.buffer((n_tok, hq, d))
+
+    def run(self, device, pos, n, **kw):
+        step = device.buffer(pack_step(pos=pos, n_tokens=n))
+        rec = device.recorder()
+        attention(rec, self.out, *self.bufs, step, n_heads=self.hq, n_kv_heads=self.hk, head_dim=self.d,
+                  scale=self.d ** -0.5, **kw)
+        rec.finish().run()
+        return self.out.read().reshape(self.q.shape)
+
+    def want(self, pos, n, window=0, softcap=0.0):
+        return ref_attention(self.q, self.k, self.v, self.kc, self.vc, pos, n, n_heads=self.hq, n_kv_heads=self.hk,
+                             head_dim=self.d, scale=self.d ** -0.5, window=window, softcap=softcap)
+
+    def check(self, device, pos, n, window=0, softcap=0.0, **kw):
+        got = self.run(device, pos, n, window=window, softcap=softcap, **kw)
+        want = self.want(pos, n, window, softcap)
+        assert np.isfinite(got).all()
+        err = _err(got, want, np.abs(self.v).max())
+        assert err < TOL, (pos, n, window, kw, err)
+        assert not got[n:].any(), "rows past P_NTOK must be written as 0"
+
+
+SHAPES = [(9, 3, 64), (4, 1, 48), (4, 2, 80)]   # SmolLM2's, multi-query, an odd head count per group
+LIGHT = (4, 2, 32)                              # quick to compile: work-group sizes, windows
+CTX = 310   # one cache size everywhere, so that tests share compiled pipelines (P_POS is not a constant)
+
+
+@pytest.mark.parametrize("hq,hk,d", SHAPES)
+@pytest.mark.parametrize("pos", [0, 1, 37, 300])
+def test_decode(device, rng, hq, hk, d, pos):
+    Case(device, rng, 1, hq, hk, d, CTX).check(device, pos, 1, variant="decode")
+
+
+@pytest.mark.parametrize("hq,hk,d", SHAPES)
+@pytest.mark.parametrize("pos", [0, 1, 37, 300])
+def test_prefill_chunk_of_7_with_5_valid(device, rng, hq, hk, d, pos):
+    Case(device, rng, 7, hq, hk, d, CTX).check(device, pos, 5, variant="prefill")
+
+
+@pytest.mark.parametrize("variant,wg", [("decode", 16), ("decode", 64), ("decode", 128),
+                                        ("prefill", 16), ("prefill", 64), ("prefill", 128)])
+@pytest.mark.parametrize("pos", [0, 37, 300])
+def test_work_group_sizes(device, rng, variant, wg, pos):
+    Case(device, rng, 7, *LIGHT, CTX).check(device, pos, 7, variant=variant, wg=wg)
+
+
+@pytest.mark.parametrize("variant", ["decode", "prefill"])
+@pytest.mark.parametrize("pos,window", [(0, 3), (37, 16), (300, 40), (300, 1)])
+def test_sliding_window(device, rng, variant, pos, window):
+    case = Case(device, rng, 7, *LIGHT, CTX)
+    case.check(device, pos, 6, window=window, variant=variant)
+    full = case.want(pos, 6)           # the window must matter: the result without it differs
+    assert _err(case.out.read().reshape(full.shape), full, np.abs(case.v).max()) > 100 * TOL
+
+
+@pytest.mark.parametrize("variant", ["decode", "prefill"])
+def test_window_wider_than_the_context_changes_nothing(device, rng, variant):
+    case = Case(device, rng, 7, *LIGHT, CTX)
+    case.check(device, 5, 6, window=100, variant=variant)
+    np.testing.assert_allclose(case.out.read().reshape(case.q.shape), case.want(5, 6), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("variant", ["decode", "prefill"])
+def test_softcap(device, rng, variant):
+    Case(device, rng, 3, *LIGHT, CTX).check(device, 40, 3, softcap=2.0, variant=variant)
+
+
+@pytest.mark.parametrize("hpg,team,wg", [(1, 1, 32), (3, 1, 32), (3, 2, 64), (3, 4, 32), (1, 16, 64),
+                                         (3, 16, 16)])
+def test_decode_layouts(device, rng, hpg, team, wg):
+    """Every kind of (heads per group, team) split, down to teams of one thread per vec4 of the head."""
+    Case(device, rng, 1, 9, 3, 64, CTX).check(device, 150, 1, variant="decode", wg=wg, heads_per_group=hpg,
+                                              team=team)
+
+
+@pytest.mark.parametrize("hpg,tile", [(1, 8), (3, 5)])
+def test_prefill_layouts(device, rng, hpg, tile):
+    Case(device, rng, 7, 9, 3, 64, CTX).check(device, 101, 7, variant="prefill", heads_per_group=hpg,
+                                              key_tile=tile)
+
+
+def test_variants_agree_closely(device, rng):
+    case = Case(device, rng, 7, 9, 3, 64, CTX)
+    a = case.run(device, 250, 7, variant="decode")
+    b = case.run(device, 250, 7, variant="prefill")
+    assert _err(a, b.astype(np.float64), np.abs(case.v).max()) < TOL
+
+
+# --- KV cache ------------------------------------------------------------------------------------------
+
+def test_kv_append_matches_twin(device, rng):
+    hk, d, ctx = 3, 64, 40
+    k, v = rand(rng, 7, hk, d), rand(rng, 7, hk, d)
+    kc0, vc0 = rand(rng, ctx, hk, d), rand(rng, ctx, hk, d)
+    for pos, n in [(3, 5), (37, 5), (0, 7)]:           # (37, 5): only rows 37..39 fit
+        kc, vc = device.buffer(kc0), device.buffer(vc0)    # act copies so the test can read them back
+        rec = device.recorder()
+        kv_append(rec, kc, vc, device.buffer(k), device.buffer(v), device.buffer(pack_step(pos=pos, n_tokens=n)))
+        rec.finish().run()
+        want_k, want_v = ref_kv_append(kc0, vc0, k, v, pos, n)
+        np.testing.assert_array_equal(kc.read().reshape(kc0.shape), want_k)
+        np.testing.assert_array_equal(vc.read().reshape(vc0.shape), want_v)
+
+
+def _layer_program(device, n_tok, hq, hk, d, k_cache, v_cache, step, **kw):
+    """Record one layer's attention part for chunks of n_tok tokens: upload step, attend, append."""
+    q, k, v = device.buffer((n_tok, hq, d)), device.buffer((n_tok, hk, d)), device.buffer((n_tok, hk, d))
+    out = device.buffer((n_tok, hq, d))
+    rec = device.recorder()
+    rec.upload(step)
+    attention(rec, out, q, k, v, k_cache, v_cache, step, n_heads=hq, n_kv_heads=hk, head_dim=d,
+              scale=d ** -0.5, **kw)
+    kv_append(rec, k_cache, v_cache, k, v, step)
+    return rec.finish(), (q, k, v, out)
+
+
+def _replay(prog, bufs, step, q, k, v, pos, n):
+    for b, x in zip(bufs, (q, k, v)):
+        b.write(x)
+    step.host_view()[:] = pack_step(pos=pos, n_tokens=n)
+    prog.run()
+    return bufs[3].read().reshape(q.shape)
+
+
+@pytest.mark.parametrize("variant", ["decode", "prefill"])
+def test_replays_use_the_cache_across_programs(device, rng, variant):
+    """A prefill program (chunks of 8, the last one partial) then a decode program, each recorded once
+    and replayed: every output matches attention over the whole history, which only the cache holds."""
+    hq, hk, d, ctx, total = 9, 3, 64, 64, 45
+    kc, vc = kv_cache_buffers(device, ctx, hk, d, name="layer0")
+    step = device.buffer(pack_step(pos=0, n_tokens=1))
+    prefill, pbufs = _layer_program(device, 8, hq, hk, d, kc, vc, step, variant="prefill")
+    decode, dbufs = _layer_program(device, 1, hq, hk, d, kc, vc, step, variant=variant, wg=32)
+    q, k, v = rand(rng, total, hq, d, scale=Q_GAIN), rand(rng, total, hk, d), rand(rng, total, hk, d)
+    pos = 0
+    for chunk in (8, 8, 5):                            # positions 0..20 in chunks
+        pad = lambda x: np.concatenate([x[pos:pos + chunk], np.zeros((8 - chunk,) + x.shape[1:], np.float32)])
+        got = _replay(prefill, pbufs, step, pad(q), pad(k), pad(v), pos, chunk)
+        want = ref_attention(q[pos:pos + chunk], k[pos:pos + chunk], v[pos:pos + chunk], k[:pos], v[:pos], pos, chunk,
+                             n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
+        assert _err(got[:chunk], want, np.abs(v).max()) < TOL
+        pos += chunk
+    for pos in range(pos, total):                      # then one token at a time, crossing WG = 32
+        got = _replay(decode, dbufs, step, q[pos:pos + 1], k[pos:pos + 1], v[pos:pos + 1], pos, 1)
+        want = ref_attention(q[pos:pos + 1], k[pos:pos + 1], v[pos:pos + 1], k[:pos], v[:pos], pos, 1,
+                             n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
+        assert _err(got, want, np.abs(v).max()) < TOL, pos
+
+
+def test_truncation_equals_a_fresh_run(device, rng):
+    """Write 13 positions, roll back to 6 and decode a new token: bit-identical to a fresh cache that
+    only ever saw the 6 kept tokens (rollback is just a smaller P_POS)."""
+    hq, hk, d, ctx = 4, 2, 64, 32
+    q, k, v = rand(rng, 13, hq, d, scale=Q_GAIN), rand(rng, 13, hk, d), rand(rng, 13, hk, d)
+    xq, xk, xv = rand(rng, 1, hq, d, scale=Q_GAIN), rand(rng, 1, hk, d), rand(rng, 1, hk, d)
+
+    def session(prefix_len, extra_decodes):
+        kc, vc = kv_cache_buffers(device, ctx, hk, d)
+        step = device.buffer(pack_step(pos=0, n_tokens=1))
+        prefill, pbufs = _layer_program(device, 8, hq, hk, d, kc, vc, step)
+        decode, dbufs = _layer_program(device, 1, hq, hk, d, kc, vc, step)
+        pad = lambda x: np.concatenate([x[:prefix_len], np.zeros((8 - prefix_len,) + x.shape[1:], np.float32)])
+        _replay(prefill, pbufs, step, pad(q), pad(k), pad(v), 0, prefix_len)
+        for pos in range(prefix_len, prefix_len + extra_decodes):
+            _replay(decode, dbufs, step, q[pos:pos + 1], k[pos:pos + 1], v[pos:pos + 1], pos, 1)
+        return decode, dbufs, step
+
+    decode, dbufs, step = session(8, 5)                # cache holds positions 0..12
+    rolled_back = _replay(decode, dbufs, step, xq, xk, xv, 6, 1)
+    decode, dbufs, step = session(6, 0)                # fresh: positions 0..5 only
+    fresh = _replay(decode, dbufs, step, xq, xk, xv, 6, 1)
+    np.testing.assert_array_equal(rolled_back, fresh)
+    want = ref_attention(xq, xk, xv, k[:6], v[:6], 6, 1, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
+    assert _err(fresh, want, np.abs(v).max()) < TOL
+
+
+# --- errors --------------------------------------------------------------------------------------------
+
+def test_cache_too_big_for_the_device_is_a_device_limit_error(device):
+    too_many = device.max_buffer_bytes // (2 * 64 * 4) + 1
+    with pytest.raises(DeviceLimitError, match="at most"):
+        kv_cache_buffers(device, too_many, 2, 64)
+
+
+def test_append_before_attention_in_one_program_is_refused(device):
+    """The cache is a store buffer: a program must not read what it wrote there (the sync model)."""
+    kc, vc = kv_cache_buffers(device, 16, 1, 8)
+    q, k, v, out = device.buffer((1, 2, 8)), device.buffer((1, 1, 8)), device.buffer((1, 1, 8)), device.buffer((1, 2, 8))
+    step = device.buffer(pack_step(pos=0, n_tokens=1))
+    rec = device.recorder()
+    kv_append(rec, kc, vc, k, v, step)
+    with pytest.raises(VkharpError, match="store"):
+        attention(rec, out, q, k, v, kc, vc, step, n_heads=2, n_kv_heads=1, head_dim=8, scale=1.0)
+
+
+def test_bad_shapes_are_clear_errors(device):
+    q, out = device.buffer((1, 4, 64)), device.buffer((1, 4, 64))
+    k, v = device.buffer((1, 2, 64)), device.buffer((1, 2, 64))
+    kc, vc = device.buffer((10, 2, 64)), device.buffer((10, 2, 64))
+    step = device.buffer(pack_step(pos=0, n_tokens=1))
+    rec = device.recorder()
+    kw = dict(n_heads=4, n_kv_heads=2, head_dim=64, scale=0.125)
+    with pytest.raises(VkharpError, match="multiple of n_kv_heads"):
+        attention(rec, out, q, k, v, kc, vc, step, **dict(kw, n_kv_heads=3))
+    with pytest.raises(VkharpError, match="multiple of 4"):
+        attention(rec, out, q, k, v, kc, vc, step, **dict(kw, head_dim=62))
+    with pytest.raises(VkharpError, match="k "):
+        attention(rec, out, q, device.buffer((1, 1, 64)), v, kc, vc, step, **kw)
+    with pytest.raises(VkharpError, match="caches"):
+        attention(rec, out, q, k, v, kc, device.buffer((9, 2, 64)), step, **kw)
+    with pytest.raises(VkharpError, match="step buffer"):
+        attention(rec, out, q, k, v, kc, vc, device.buffer(8), **kw)
+    with pytest.raises(VkharpError, match="power of two"):
+        attention(rec, out, q, k, v, kc, vc, step, variant="decode", wg=48, **kw)
+    with pytest.raises(VkharpError, match="heads_per_group"):
+        attention(rec, out, q, k, v, kc, vc, step, heads_per_group=3, **kw)
+    with pytest.raises(VkharpError, match="variant"):
+        attention(rec, out, q, k, v, kc, vc, step, variant="flash", **kw)
+    with pytest.raises(VkharpError, match="kv_append"):
+        kv_append(rec, kc, vc, k, device.buffer((1, 2, 32)), step)
