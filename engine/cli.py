@@ -39,12 +39,14 @@ def cmd_selfcheck(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .device import Device
-    from .kernel_bench import run_kernel_bench
-    if not args.kernels:
-        raise VkharpError("model benchmarks arrive with the model runtime; use `vkharp bench --kernels` for now")
-    dev = Device(args.device)
-    run_kernel_bench(dev, out=sys.stdout, quick=args.quick, json_path=args.json)
+    if args.kernels:
+        from .device import Device
+        from .kernel_bench import run_kernel_bench
+        run_kernel_bench(Device(args.device), out=sys.stdout, quick=args.quick, json_path=args.json)
+        return 0
+    from .bench import run_model_bench
+    run_model_bench(args.model, args.device, prompt_tokens=args.prompt_tokens, decode_tokens=args.decode_tokens,
+                    repeats=2 if args.quick else 3, json_path=args.json)
     return 0
 
 
@@ -68,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)
     s.set_defaults(func=cmd_selfcheck)
-    s = sub.add_parser("bench", help="benchmarks (--kernels: every kernel at model-like sizes)")
+    s = sub.add_parser("bench", help="model speed against the bandwidth floor (--kernels: every kernel)")
     _add_device(s)
+    s.add_argument("model", nargs="?", default=None,
+                   help="converted directory, HF directory or GGUF file (default: SmolLM2-135M-Instruct)")
+    s.add_argument("--prompt-tokens", type=int, default=128, help="prefill length (default 128)")
+    s.add_argument("--decode-tokens", type=int, default=64, help="tokens decoded per timed run (default 64)")
     s.add_argument("--kernels", action="store_true", help="time each kernel, with GB/s and GFLOP/s next to numpy")
     s.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     s.add_argument("--json", metavar="FILE", help="also write the figures as JSON")

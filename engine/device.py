@@ -151,6 +151,8 @@ class Device:
         except Exception as exc:
             raise NoVulkanError(f"Vulkan device {self.index} ({info.name}) failed to start: {exc}. "
                                 f"Update or reinstall its driver; {install_hint()}.") from None
+        self._algorithms: dict = {}
+        self._algorithm_buffers: dict = {}
         self._fence = self.buffer(1, np.uint32, "act", name="fence")
 
     # -- buffers -------------------------------------------------------------------------------
@@ -227,6 +229,24 @@ class Device:
             seq.record(op)
         seq.eval()
 
+    def algorithm(self, shader: shaders.Shader, buffers: list[Buffer], groups, spec: np.ndarray, n_push: int):
+        """The kp Algorithm (one Vulkan pipeline) for these bindings and constants, created once.
+
+        Creating a pipeline compiles the shader (on lavapipe: LLVM, ~0.1-3 s), so identical requests
+        reuse it: layers that share buffers differ only in push constants."""
+        key = (shader.name, tuple(id(b) for b in buffers), tuple(groups), spec.tobytes(), n_push)
+        algo = self._algorithms.get(key)
+        if algo is None:
+            algo = self.mgr.algorithm([b.tensor for b in buffers], shader.spirv, groups, spec,
+                                      np.zeros(n_push, dtype=np.uint32))
+            self._algorithms[key] = algo
+            self._algorithm_buffers[key] = buffers  # keeps the ids in the key alive
+        return algo
+
+    @property
+    def n_pipelines(self) -> int:
+        return len(self._algorithms)
+
     def recorder(self, *, timestamps: bool = False, name: str = "") -> "Recorder":
         return Recorder(self, timestamps=timestamps, name=name)
 
@@ -293,8 +313,9 @@ class Recorder:
     def parallel(self):
         """Dispatches inside are independent of each other (disjoint writes, no reads of each other's
         writes): they are checked against the state before the block and need no sync among them."""
-        if self._group is not None:
-            raise VkharpError("parallel() blocks do not nest")
+        if self._group is not None:  # nested: the inner dispatches simply join the outer block
+            yield self
+            return
         self._group = []
         try:
             yield self
@@ -304,8 +325,16 @@ class Recorder:
                 self._read |= reads
                 self._dirty |= writes
 
-    def dispatch(self, shader_name: str, buffers: list[Buffer], groups, consts: dict | None = None):
-        """Record one dispatch of a shader variant over `buffers` (in binding order)."""
+    def dispatch(self, shader_name: str, buffers: list[Buffer], groups, consts: dict | None = None,
+                 push: dict | None = None, disjoint: tuple = ()):
+        """Record one dispatch of a shader variant over `buffers` (in binding order).
+
+        `consts` are specialization constants (fixed per pipeline); `push` are push constants (set per
+        dispatch). Dispatches with the same shader, buffers, grid and constants share one pipeline.
+        `disjoint`: buffers this dispatch touches only in regions no other dispatch of the program
+        writes (the layer-stacked KV cache: each layer's append writes its own new positions, attention
+        reads older ones); they are left out of hazard tracking. The caller guarantees it.
+        """
         shader = shaders.get(shader_name)
         if len(buffers) != len(shader.bindings):
             names = ", ".join(b.name for b in shader.bindings)
@@ -315,8 +344,9 @@ class Recorder:
         if any(g < 1 or g > m for g, m in zip(groups, limits)):
             raise DeviceLimitError(f"{shader_name}: work-group grid {groups} exceeds the device's {limits}")
         spec = pack_constants(shader, consts or {}, self.device)
-        reads = {id(b) for b, bd in zip(buffers, shader.bindings) if "r" in bd.access}
-        writes = {id(b) for b, bd in zip(buffers, shader.bindings) if "w" in bd.access}
+        skip = {id(b) for b in disjoint}
+        reads = {id(b) for b, bd in zip(buffers, shader.bindings) if "r" in bd.access} - skip
+        writes = {id(b) for b, bd in zip(buffers, shader.bindings) if "w" in bd.access} - skip
         for b in buffers:
             self._buffers[id(b)] = b
             if b.kind == "const" and id(b) in writes:
@@ -334,10 +364,11 @@ class Recorder:
         if need_mem or need_exec:  # dependencies on work before the block are synced as usual
             self._sync(need_mem)
         self._started = True
-        algo = self.device.mgr.algorithm([b.tensor for b in buffers], shader.spirv, groups, spec,
-                                         np.zeros(0, dtype=np.uint32))
+        push_words = pack_push(shader, push or {})
+        algo = self.device.algorithm(shader, buffers, groups, spec, push_words.size)
         self.algorithms.append(algo)
-        self._ops.append(self._kp.OpAlgoDispatch(algo))
+        self._ops.append(self._kp.OpAlgoDispatch(algo, push_words) if push_words.size
+                         else self._kp.OpAlgoDispatch(algo))
         self.steps.append(RecordedStep("dispatch", shader_name))
         if self._group is not None:
             self._group.append((reads, writes))
@@ -358,6 +389,15 @@ class Recorder:
     def _need_act(self, b: Buffer, why: str):
         if b.kind != "act":
             raise VkharpError(f"buffer {b.name!r} of kind {b.kind!r} cannot be {why}; use an 'act' buffer")
+
+    def fork(self) -> "Recorder":
+        """A copy to extend differently (e.g. with or without a download): the recorded dispatches and
+        their pipelines are shared, nothing is recorded twice."""
+        other = Recorder.__new__(Recorder)
+        other.__dict__.update(self.__dict__)
+        other._ops, other.steps, other.algorithms = list(self._ops), list(self.steps), list(self.algorithms)
+        other._dirty, other._read, other._buffers = set(self._dirty), set(self._read), dict(self._buffers)
+        return other
 
     def finish(self) -> "Program":
         seq = self.device.mgr.sequence(0, len(self._ops) + 1 if self._timestamps else 0)
@@ -391,6 +431,20 @@ def pack_constants(shader: shaders.Shader, values: dict, device: Device) -> np.n
         if out[0] > device.info.max_workgroup_invocations:
             raise DeviceLimitError(f"{shader.name}: work-group size {out[0]} exceeds the device's "
                                    f"{device.info.max_workgroup_invocations}")
+    return out
+
+
+def pack_push(shader: shaders.Shader, values: dict) -> np.ndarray:
+    """Push constants by name → uint32 words in declaration order (floats as bits); missing = 0."""
+    names = [n for _, n in shader.push]
+    unknown = set(values) - set(names)
+    if unknown:
+        raise VkharpError(f"{shader.name} has no push constants {sorted(unknown)}; it has {names}")
+    out = np.zeros(len(names), dtype=np.uint32)
+    for i, (ctype, name) in enumerate(shader.push):
+        v = values.get(name, 0)
+        out[i] = (np.array([v], np.float32).view(np.uint32)[0] if ctype == "float"
+                  else np.array([v], np.int32 if ctype == "int" else np.uint32).view(np.uint32)[0])
     return out
 
 

@@ -1,13 +1,15 @@
-"""The KV cache: per-layer K and V buffers on the device and one position, the single source of truth.
+"""The KV cache: K and V on the device and one position, the single source of truth.
 
 Rollback and HARP only move the position: `truncate(n)` forgets everything from position n on, and
-the next chunk simply overwrites it. The cache buffers are `store` buffers (device-local, no host
-copy); programs write the current chunk's keys into them and read only older positions, so no
-program ever reads what it wrote (see engine/device.py on synchronisation).
+the next chunk simply overwrites it. Layers are stacked into as few buffers as the device's
+storage-buffer limit allows ([layers, ctx, kv_heads, head_dim] each), so that one attention pipeline
+serves every layer (the layer is a per-dispatch push constant). The buffers are `store` buffers
+(device-local, no host copy): a program writes the current chunk's keys and reads only older
+positions, so no program reads what it wrote (see engine/device.py on synchronisation).
 """
 from __future__ import annotations
 
-from .device import Device
+from .device import Buffer, Device
 from .errors import VkharpError
 from .ops.attention import kv_cache_buffers
 
@@ -15,10 +17,23 @@ from .ops.attention import kv_cache_buffers
 class KVCache:
     def __init__(self, device: Device, *, n_layers: int, n_kv_heads: int, head_dim: int, ctx: int):
         self.ctx, self.n_layers = ctx, n_layers
-        pairs = [kv_cache_buffers(device, ctx, n_kv_heads, head_dim, name=f"layer{i}") for i in range(n_layers)]
-        self.k = [k for k, _ in pairs]
-        self.v = [v for _, v in pairs]
+        per_layer = ctx * n_kv_heads * head_dim * 4
+        per_group = max(1, device.max_buffer_bytes // per_layer)   # kv_cache_buffers explains a misfit
+        self.k: list[Buffer] = []
+        self.v: list[Buffer] = []
+        self._where: list[tuple[int, int]] = []
+        for l0 in range(0, n_layers, per_group):
+            n = min(per_group, n_layers - l0)
+            k, v = kv_cache_buffers(device, ctx, n_kv_heads, head_dim, name=f"layers{l0}-{l0 + n - 1}", layers=n)
+            self._where += [(len(self.k), i) for i in range(n)]
+            self.k.append(k)
+            self.v.append(v)
         self.pos = 0
+
+    def layer(self, i: int) -> tuple[Buffer, Buffer, int]:
+        """(K buffer, V buffer, index within them) of layer i."""
+        g, j = self._where[i]
+        return self.k[g], self.v[g], j
 
     @property
     def nbytes(self) -> int:

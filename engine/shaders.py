@@ -11,6 +11,10 @@ from the preprocessed source, so the host never repeats what the shader already 
 - `layout(constant_id = N) const TYPE NAME = DEFAULT;` → specialization constants by name.
   kp passes spec constants by position, so IDs must run 0..N-1; ID 0 is the work-group size
   (`layout(local_size_x_id = 0) in;`) by convention.
+- `layout(push_constant) uniform P { uint a; float b; } pc;` → push constants by name, 4 bytes
+  each. They are the one value kp lets differ between dispatches of the *same* pipeline (set per
+  OpAlgoDispatch), which is how one pipeline serves every layer (e.g. a layer's offset into a
+  buffer that stacks all layers' weights): pipelines are costly to create.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ TARGET_ENV = "vulkan1.1"
 _VARIANT_RE = re.compile(r"^//\s*@variant\s+(\w+)((?:\s+\w+=\S+)*)\s*$", re.M)
 _BINDING_RE = re.compile(
     r"layout\s*\(([^)]*\bbinding\s*=\s*(\d+)[^)]*)\)\s*((?:(?:readonly|writeonly|restrict|coherent|volatile)\s+)*)buffer\s+(\w+)")
+_PUSH_RE = re.compile(r"layout\s*\(\s*push_constant\s*\)\s*uniform\s+\w+\s*\{([^}]*)\}")
+_MEMBER_RE = re.compile(r"\b(uint|int|float)\s+(\w+)\s*;")
 _CONST_RE = re.compile(r"layout\s*\(\s*constant_id\s*=\s*(\d+)\s*\)\s*const\s+(uint|int|float|bool)\s+(\w+)\s*=\s*([^;]+);")
 
 
@@ -59,6 +65,7 @@ class Shader:
     spirv: bytes
     bindings: tuple[Binding, ...]
     constants: tuple[Constant, ...]
+    push: tuple[tuple[str, str], ...] = ()   # (type, name) of each 4-byte push constant, in order
 
     def constant(self, name: str) -> Constant:
         for c in self.constants:
@@ -123,6 +130,11 @@ def _parse_value(ctype: str, text: str):
     return int(text, 0)
 
 
+def parse_push(preprocessed: str) -> tuple[tuple[str, str], ...]:
+    m = _PUSH_RE.search(preprocessed)
+    return tuple(_MEMBER_RE.findall(m.group(1))) if m else ()
+
+
 def parse_interface(preprocessed: str) -> tuple[tuple[Binding, ...], tuple[Constant, ...]]:
     bindings = []
     for m in _BINDING_RE.finditer(preprocessed):
@@ -149,24 +161,27 @@ def get(name: str) -> Shader:
     path, defines = table[name]
     source = path.read_text()
     key = hashlib.sha256(
-        "\0".join([source, _include_digest(), repr(defines), TARGET_ENV, "v1"]).encode()).hexdigest()[:32]
+        "\0".join([source, _include_digest(), repr(defines), TARGET_ENV, "v2"]).encode()).hexdigest()[:32]
     cache = _cache_dir()
     spv_path, meta_path = cache / f"{name}-{key}.spv", cache / f"{name}-{key}.json"
     if spv_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         bindings = tuple(Binding(*b) for b in meta["bindings"])
         consts = tuple(Constant(*c) for c in meta["constants"])
-        return Shader(name, path, defines, spv_path.read_bytes(), bindings, consts)
+        push = tuple(tuple(p) for p in meta["push"])
+        return Shader(name, path, defines, spv_path.read_bytes(), bindings, consts, push)
     exe = _glslang()
     dflags = [f"-D{k}={v}" for k, v in defines]
     inc = f"-I{SHADER_DIR / 'include'}"
     pre = _run([exe, "-E", "-S", "comp", inc, *dflags, str(path)])
     bindings, consts = parse_interface(pre)
+    push = parse_push(pre)
     tmp = spv_path.with_suffix(f".tmp{os.getpid()}")
     _run([exe, "-V", "--target-env", TARGET_ENV, "-S", "comp", inc, *dflags, "-o", str(tmp), str(path)])
     os.replace(tmp, spv_path)
     meta_tmp = meta_path.with_suffix(f".tmp{os.getpid()}")
     meta_tmp.write_text(json.dumps({"bindings": [list(b.__dict__.values()) for b in bindings],
-                                    "constants": [list(c.__dict__.values()) for c in consts]}))
+                                    "constants": [list(c.__dict__.values()) for c in consts],
+                                    "push": [list(p) for p in push]}))
     os.replace(meta_tmp, meta_path)
-    return Shader(name, path, defines, spv_path.read_bytes(), bindings, consts)
+    return Shader(name, path, defines, spv_path.read_bytes(), bindings, consts, push)

@@ -1,39 +1,57 @@
-"""Weight matrices on the device, split by rows into parts that each fit one storage buffer.
+"""Weight matrices on the device: split by rows into buffers that fit, and stacked by layer.
 
-A part is uploaded, then its host arrays may be dropped: uploading a model needs one part of extra
-host memory at a time. Kernels that read weights are dispatched once per part, each writing its
-own rows of the output (disjoint writes, so parts need no synchronisation between them).
+Stacking: the same matrix of every layer (all q_proj, all gate_proj, ...) lives in as few buffers
+as possible, layer after layer along the rows, so that one pipeline serves every layer: the kernel
+reads its layer's rows at an offset given per dispatch (a push constant). Creating pipelines is the
+slow part of loading a model (each compiles its shader), so this keeps that cost independent of depth.
+
+Splitting: a part is one quants buffer (+ one scales buffer) within the device's storage-buffer
+limit. Whole layers are grouped into parts when a layer fits; otherwise each layer is split by rows
+into parts of the same shape. Kernels are dispatched once per part of a layer, each writing its own
+rows of the output (disjoint writes: no synchronisation between them).
+
+Upload needs one part of extra host memory at a time: parts are assembled, uploaded and dropped.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .device import Buffer, Device
-from .errors import DeviceLimitError
+from .errors import DeviceLimitError, VkharpError
 from .quant import Packed
 
 
 @dataclass
 class WeightPart:
-    row0: int
-    rows: int
+    row0: int          # first output row this part produces
+    rows: int          # output rows it produces (per layer)
     qs: Buffer
     scales: Buffer | None
+    layer0: int = 0    # first layer it holds; layer l's rows start at row (l - layer0) * rows of the buffer
+    layers: int = 1
 
 
 @dataclass
 class DeviceWeight:
     format: str
-    rows: int
+    rows: int          # rows of one layer's matrix
     cols: int
     parts: list[WeightPart]
     name: str = ""
+    layers: int = 1
 
     @property
     def nbytes(self) -> int:
         return sum(p.qs.nbytes + (p.scales.nbytes if p.scales is not None else 0) for p in self.parts)
+
+    def parts_for(self, layer: int) -> list[tuple[WeightPart, int]]:
+        """(part, first buffer row of this layer in it) for every part holding `layer`'s rows."""
+        if not 0 <= layer < self.layers:
+            raise VkharpError(f"weight {self.name!r} has {self.layers} layers, not {layer + 1}")
+        return [(p, (layer - p.layer0) * p.rows) for p in self.parts if p.layer0 <= layer < p.layer0 + p.layers]
 
 
 def rows_per_part(packed: Packed, max_bytes: int) -> int:
@@ -49,13 +67,56 @@ def rows_per_part(packed: Packed, max_bytes: int) -> int:
     return int(n)
 
 
+def _concat(layers: list[Packed]) -> Packed:
+    if len(layers) == 1:
+        return layers[0]
+    p0 = layers[0]
+    return Packed(p0.format, p0.rows * len(layers), p0.cols, np.concatenate([p.qs for p in layers]),
+                  None if p0.scales is None else np.concatenate([p.scales for p in layers]))
+
+
+def _upload_part(device: Device, p: Packed, label: str):
+    qs = device.upload(np.ascontiguousarray(p.qs), f"{label}.qs")
+    sw = p.scale_words()
+    return qs, (device.upload(sw, f"{label}.scales") if sw is not None else None)
+
+
+def upload_stacked(device: Device, layers: Sequence[Packed] | Callable[[int], Packed], n_layers: int | None = None,
+                   name: str = "", max_bytes: int | None = None) -> DeviceWeight:
+    """Upload one matrix per layer (a list, or a function of the layer index read lazily) as one
+    layer-stacked DeviceWeight."""
+    get = layers if callable(layers) else layers.__getitem__
+    n_layers = n_layers if n_layers is not None else len(layers)
+    limit = max_bytes or device.max_buffer_bytes
+    first = get(0)
+    per = rows_per_part(first, limit)
+    parts: list[WeightPart] = []
+    if per >= first.rows:                      # whole layers per part
+        per_layers = max(1, per // first.rows)
+        for l0 in range(0, n_layers, per_layers):
+            group = [first if l == 0 else get(l) for l in range(l0, min(n_layers, l0 + per_layers))]
+            _check_same(group, first, name)
+            qs, sc = _upload_part(device, _concat(group), f"{name}[layers {l0}..]")
+            parts.append(WeightPart(0, first.rows, qs, sc, l0, len(group)))
+            del group
+    else:                                      # each layer split by rows, the same way
+        for layer in range(n_layers):
+            p = first if layer == 0 else get(layer)
+            _check_same([p], first, name)
+            for r0 in range(0, p.rows, per):
+                sub = p.rows_slice(r0, min(p.rows, r0 + per))
+                qs, sc = _upload_part(device, sub, f"{name}[{layer}][{r0}]")
+                parts.append(WeightPart(r0, sub.rows, qs, sc, layer, 1))
+    return DeviceWeight(first.format, first.rows, first.cols, parts, name, n_layers)
+
+
+def _check_same(group: list[Packed], first: Packed, name: str):
+    for p in group:
+        if (p.format, p.rows, p.cols) != (first.format, first.rows, first.cols):
+            raise VkharpError(f"{name}: layers differ ({p.format} {p.rows}x{p.cols} vs "
+                              f"{first.format} {first.rows}x{first.cols}); they cannot be stacked")
+
+
 def upload_weight(device: Device, packed: Packed, name: str = "", max_bytes: int | None = None) -> DeviceWeight:
-    per = rows_per_part(packed, max_bytes or device.max_buffer_bytes)
-    parts = []
-    for r0 in range(0, packed.rows, per):
-        sub = packed.rows_slice(r0, min(packed.rows, r0 + per))
-        qs = device.upload(np.ascontiguousarray(sub.qs), f"{name}.qs[{r0}]")
-        sw = sub.scale_words()
-        sc = device.upload(sw, f"{name}.scales[{r0}]") if sw is not None else None
-        parts.append(WeightPart(r0, sub.rows, qs, sc))
-    return DeviceWeight(packed.format, packed.rows, packed.cols, parts, name)
+    """One matrix (a single layer): split by rows if it does not fit one buffer."""
+    return upload_stacked(device, [packed], 1, name, max_bytes)

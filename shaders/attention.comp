@@ -8,7 +8,7 @@
 // key_j / value_j come from the cache for j < P_POS and from this chunk's k/v rows j - P_POS otherwise
 // (cache writes of the running program are not visible to it). Rows t >= P_NTOK are written as 0.
 // Bindings: 0 out f32[N,HQ,D] (w), 1 q f32[N,HQ,D] (r), 2 k f32[N,HK,D] (r), 3 v f32[N,HK,D] (r),
-//   4 k_cache f32[CTX,HK,D] (r), 5 v_cache f32[CTX,HK,D] (r), 6 step u32[STEP_WORDS] (r).
+//   4 k_cache f32[L,CTX,HK,D] (r), 5 v_cache f32[L,CTX,HK,D] (r), 6 step u32[STEP_WORDS] (r).
 //   k, v and the caches are read as vec4: D % 4 == 0.
 //
 // attention_decode (any N; best where few query rows): a group takes HPG query heads of one kv head
@@ -40,6 +40,9 @@ layout(constant_id = 9) const uint HPG = 1;        // query heads per group (dec
 layout(constant_id = 10) const uint TEAM = 1;      // decode: threads per key (divides D/4 and WG)
 layout(constant_id = 11) const uint TK = 16;       // prefill: keys per shared-memory tile
 layout(local_size_x_id = 0) in;
+// One pipeline serves every layer: the caches stack layers ([L, CTX, HK, D]); pc.layer picks one.
+layout(push_constant) uniform Push { uint layer; } pc;
+#define CACHE_OFF4 (pc.layer * (CTX * HK * D / 4u))
 layout(binding = 0) writeonly buffer Out { float o[]; };
 layout(binding = 1) readonly buffer Q { float q[]; };
 layout(binding = 2) readonly buffer K { vec4 k[]; };
@@ -76,7 +79,7 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
 
 // One pass over keys [J0, J1) of one source (cache or chunk; two loops, not a branch per key,
 // because SIMD-on-CPU drivers run both sides of a divergent branch). ROW(j) = row index in KB/VB.
-#define KEY_PASS(KB, VB, J0, J1, ROW)                                                        \
+#define KEY_PASS(KB, VB, OFF, J0, J1, ROW)                                                        \
     for (uint jr = (J0); jr < (J1); jr += KS) {                                             \
         uint j = jr + ks;                                                                    \
         bool has = j < (J1);                                                                 \
@@ -84,7 +87,7 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
         float s[HPG];                                                                        \
         for (uint g = 0u; g < HPG; g++) s[g] = 0.0;                                          \
         for (uint c = 0u; c < DS4; c++) {                                                    \
-            vec4 kx = KB[b + c];                                                             \
+            vec4 kx = KB[OFF + b + c];                                                             \
             for (uint g = 0u; g < HPG; g++) s[g] += dot(qv[g * DS4 + c], kx);                \
         }                                                                                    \
         if (TEAM > 1u) {                                                                     \
@@ -108,7 +111,7 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
                 m[g] = mn;                                                                   \
             }                                                                                \
             for (uint c = 0u; c < DS4; c++) {                                                \
-                vec4 vx = VB[b + c];                                                         \
+                vec4 vx = VB[OFF + b + c];                                                         \
                 for (uint g = 0u; g < HPG; g++) acc[g * DS4 + c] = acc[g * DS4 + c] * alpha[g] + w[g] * vx; \
             }                                                                                \
         }                                                                                    \
@@ -140,8 +143,8 @@ void main() {
         }
     }
     uint round_no = 0u;
-    KEY_PASS(kc, vc, lo, min(min(hi, pos0), CTX), j * HK + kvh)
-    KEY_PASS(k, v, max(lo, pos0), hi, (j - pos0) * HK + kvh)
+    KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh)
+    KEY_PASS(k, v, 0u, max(lo, pos0), hi, (j - pos0) * HK + kvh)
 
     // Merge the teams' states: global max per head, rescale, tree of sums over teams.
     if (dt == 0u)
@@ -230,8 +233,8 @@ void main() {
         uint n_cache = j0 < pos0 ? min(min(TK, pos0 - j0), CTX > j0 ? CTX - j0 : 0u) : 0u;
         for (uint e = tid; e < n_cache * D4; e += WG) {
             uint b = ((j0 + e / D4) * HK + kvh) * D4 + e % D4;
-            ks4[e] = kc[b];
-            vs4[e] = vc[b];
+            ks4[e] = kc[CACHE_OFF4 + b];
+            vs4[e] = vc[CACHE_OFF4 + b];
         }
         uint c0 = max(j0, pos0), c1 = min(j0 + TK, hi);
         uint off = (c0 - j0) * D4, n_chunk = c1 > c0 ? c1 - c0 : 0u;

@@ -3,7 +3,7 @@
 // position writes nothing rather than out of bounds). Rollback needs no shader: a smaller P_POS next
 // time simply overwrites.
 //   k_cache[P_POS + t, h, :] = k[t, h, :];  v_cache[P_POS + t, h, :] = v[t, h, :]
-// Cache layout (engine/kv_cache.py): position-major f32[CTX, HK, D], K and V in separate buffers.
+// Cache layout (engine/kv_cache.py): position-major f32[L, CTX, HK, D] (layers stacked; pc.layer picks one), K and V in separate buffers.
 // Bindings: 0 k_cache f32[CTX,HK,D] (w), 1 v_cache f32[CTX,HK,D] (w), 2 k f32[N,HK,D] (r),
 //           3 v f32[N,HK,D] (r), 4 step u32[STEP_WORDS] (r: P_POS, P_NTOK).
 // The caches are `store` buffers: no later dispatch of the same program may read what this writes.
@@ -17,6 +17,7 @@ layout(constant_id = 2) const uint HK = 1;    // key/value heads
 layout(constant_id = 3) const uint D = 1;     // head dim
 layout(constant_id = 4) const uint CTX = 1;   // cache positions
 layout(local_size_x_id = 0) in;
+layout(push_constant) uniform Push { uint layer; } pc;   // caches stack layers: [L, CTX, HK, D]
 layout(binding = 0) writeonly buffer KC { float kc[]; };
 layout(binding = 1) writeonly buffer VC { float vc[]; };
 layout(binding = 2) readonly buffer K { float k[]; };
@@ -30,7 +31,7 @@ void main() {
     uint t = i / ROW;
     uint p = step[P_POS] + t;
     if (t >= step[P_NTOK] || p >= CTX) return;
-    uint dst = p * ROW + (i - t * ROW);
+    uint dst = (pc.layer * CTX + p) * ROW + (i - t * ROW);
     kc[dst] = k[i];
     vc[dst] = v[i];
 }

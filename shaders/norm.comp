@@ -13,6 +13,7 @@ layout(constant_id = 1) const uint DIM = 1;
 layout(constant_id = 2) const uint ROWS = 1;
 layout(constant_id = 3) const float EPS = 1e-5;
 layout(local_size_x_id = 0) in;
+layout(push_constant) uniform Push { uint woff; } pc;   // offset of this layer's weights (stacked [L, DIM])
 layout(binding = 0) writeonly buffer Out { float o[]; };
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) readonly buffer W { float w[]; };
@@ -45,11 +46,11 @@ void main() {
     float q = 0.0;
     for (uint i = t; i < DIM; i += WG) { float d = x[base + i] - mean; q += d * d; }
     float scale = inversesqrt(block_sum(q) / float(DIM) + EPS);
-    for (uint i = t; i < DIM; i += WG) o[base + i] = (x[base + i] - mean) * scale * w[i] + b[i];
+    for (uint i = t; i < DIM; i += WG) o[base + i] = (x[base + i] - mean) * scale * w[pc.woff + i] + b[pc.woff + i];
 #else
     float q = 0.0;
     for (uint i = t; i < DIM; i += WG) { float v = x[base + i]; q += v * v; }
     float scale = inversesqrt(block_sum(q) / float(DIM) + EPS);
-    for (uint i = t; i < DIM; i += WG) o[base + i] = x[base + i] * scale * w[i];
+    for (uint i = t; i < DIM; i += WG) o[base + i] = x[base + i] * scale * w[pc.woff + i];
 #endif
 }

@@ -24,6 +24,7 @@ layout(constant_id = 3) const uint HK = 1;    // key heads
 layout(constant_id = 4) const uint D = 2;     // head dim
 layout(constant_id = 5) const uint ROT = 2;   // rotated dims (even, <= D)
 layout(local_size_x_id = 0) in;
+layout(push_constant) uniform Push { uint layer; } pc;   // inv_freq stacks layers: [L, ROT/2]
 layout(binding = 0) buffer Q { float q[]; };
 layout(binding = 1) buffer K { float k[]; };
 layout(binding = 2) readonly buffer F { float inv_freq[]; };
@@ -59,7 +60,7 @@ void main() {
     bool is_q = row < N * HQ;
     uint t = is_q ? row / HQ : (row - N * HQ) / HK;
     if (t >= step[P_NTOK]) return;
-    precise float a = float(step[P_POS] + t) * inv_freq[pair];
+    precise float a = float(step[P_POS] + t) * inv_freq[pc.layer * (ROT / 2u) + pair];
     vec2 sc = sin_cos(a);
 #if INTERLEAVED
     uint i0 = 2u * pair, i1 = 2u * pair + 1u;

@@ -26,29 +26,44 @@ REGISTER_VEC4_DEFAULT = 16
 MAX_KEY_TILE = 32
 
 
-def kv_cache_buffers(device: Device, ctx: int, n_kv_heads: int, head_dim: int, name: str = "kv"):
-    """One layer's (k_cache, v_cache) store buffers f32[ctx, n_kv_heads, head_dim]."""
+def kv_cache_buffers(device: Device, ctx: int, n_kv_heads: int, head_dim: int, name: str = "kv",
+                     layers: int = 1):
+    """(k_cache, v_cache) store buffers f32[layers, ctx, n_kv_heads, head_dim] (layers stacked so that one
+    pipeline serves them all, the layer chosen per dispatch)."""
     per_buffer = ctx * n_kv_heads * head_dim * 4
+    if per_buffer * layers > device.max_buffer_bytes and layers > 1:
+        raise DeviceLimitError(f"{layers} layers of KV cache do not fit one buffer; stack fewer")
     if per_buffer > device.max_buffer_bytes:
         max_ctx = device.max_buffer_bytes // (n_kv_heads * head_dim * 4)
         raise DeviceLimitError(f"a KV cache of {ctx} positions x {n_kv_heads} kv heads x {head_dim} needs "
                                f"{per_buffer / 2**20:.1f} MiB per K (and per V) buffer, over "
                                f"{device.info.name}'s {device.max_buffer_bytes / 2**20:.1f} MiB per-buffer limit; "
                                f"use a context of at most {max_ctx} positions")
-    shape = (ctx, n_kv_heads, head_dim)
+    shape = (layers, ctx, n_kv_heads, head_dim)
     return (device.buffer(shape, np.float32, "store", name=f"{name}.k_cache"),
             device.buffer(shape, np.float32, "store", name=f"{name}.v_cache"))
 
 
-def _cache_ctx(k_cache: Buffer, v_cache: Buffer, row: int, what: str) -> int:
+def _stacked(k_cache: Buffer, v_cache: Buffer) -> tuple:
+    """Layer-stacked caches are exempt from hazard tracking: appends write new positions of their own
+    layer, attention reads older positions (disjoint regions). A single-layer cache is tracked, so
+    that appending then attending in one program is still refused."""
+    return (k_cache, v_cache) if len(k_cache.shape) == 4 and k_cache.shape[0] > 1 else ()
+
+
+def _cache_ctx(k_cache: Buffer, v_cache: Buffer, row: int, what: str, layer: int) -> int:
+    """Positions per layer of a [CTX, HK, D] or layer-stacked [L, CTX, HK, D] cache; checks `layer`."""
     if k_cache.size != v_cache.size or k_cache.size % row:
         raise VkharpError(f"{what}: caches {k_cache.shape} / {v_cache.shape} are not the same whole number of "
                           f"rows of n_kv_heads * head_dim = {row}")
-    return k_cache.size // row
+    layers = k_cache.shape[0] if len(k_cache.shape) == 4 else 1
+    if not 0 <= layer < layers:
+        raise VkharpError(f"{what}: layer {layer} is not in the cache's {layers} stacked layers")
+    return k_cache.size // row // layers
 
 
 def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buffer, step: Buffer, *,
-              n_kv_heads: int | None = None, head_dim: int | None = None, wg: int = 64):
+              n_kv_heads: int | None = None, head_dim: int | None = None, layer: int = 0, wg: int = 64):
     """Write chunk rows t < P_NTOK of k, v f32[N, HK, D] into cache rows P_POS + t."""
     if n_kv_heads is None or head_dim is None:
         if len(k.shape) != 3:
@@ -57,11 +72,12 @@ def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buf
     row = n_kv_heads * head_dim
     if k.size != v.size or k.size % row:
         raise VkharpError(f"kv_append: k {k.shape} and v {v.shape} must be the same [tokens, {n_kv_heads}, {head_dim}]")
-    ctx = _cache_ctx(k_cache, v_cache, row, "kv_append")
+    ctx = _cache_ctx(k_cache, v_cache, row, "kv_append", layer)
     check_step(step, "kv_append")
     n = k.size // row
     rec.dispatch("kv_append", [k_cache, v_cache, k, v, step], grid1d(rec.device, k.size, wg),
-                 {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx})
+                 {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx}, {"layer": layer},
+                 disjoint=_stacked(k_cache, v_cache))
 
 
 def _decode_shared_bytes(wg: int, hpg: int, team: int, d: int) -> int:
@@ -117,6 +133,7 @@ def _prefill_key_tile(device: Device, d: int, want: int | None) -> int:
 
 def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cache: Buffer, v_cache: Buffer,
               step: Buffer, *, n_heads: int, n_kv_heads: int, head_dim: int, scale: float, window: int = 0,
+              layer: int = 0,
               softcap: float = 0.0, variant: str | None = None, wg: int = 32,
               heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None):
     """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
@@ -136,7 +153,7 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     n = q.size // qrow
     if k.size != n * kvrow or v.size != n * kvrow:
         raise VkharpError(f"attention: k {k.shape} / v {v.shape} are not [{n}, {n_kv_heads}, {head_dim}]")
-    ctx = _cache_ctx(k_cache, v_cache, kvrow, "attention")
+    ctx = _cache_ctx(k_cache, v_cache, kvrow, "attention", layer)
     check_step(step, "attention")
     if wg > rec.device.info.max_workgroup_invocations:
         raise DeviceLimitError(f"attention: work-group size {wg} exceeds the device's "
@@ -162,4 +179,4 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         consts.update(TK=_prefill_key_tile(rec.device, head_dim, key_tile), HPG=hpg)
         groups = n_kv_heads * (-(-(n * (g // hpg)) // wg))
     rec.dispatch(f"attention_{variant}", [out, q, k, v, k_cache, v_cache, step],
-                 grid1d(rec.device, groups, 1), consts)
+                 grid1d(rec.device, groups, 1), consts, {"layer": layer}, disjoint=_stacked(k_cache, v_cache))

@@ -33,18 +33,23 @@ def check_step(step: Buffer, what: str) -> None:
 
 
 def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *, style: str = "half",
-         head_dim: int | None = None, wg: int = 64):
-    """Rotate q f32[N, HQ, D] and k f32[N, HK, D] in place (positions P_POS + t, rows t < P_NTOK)."""
+         head_dim: int | None = None, layer: int = 0, wg: int = 64):
+    """Rotate q f32[N, HQ, D] and k f32[N, HK, D] in place (positions P_POS + t, rows t < P_NTOK).
+
+    inv_freq is f32[ROT/2], or f32[L, ROT/2] stacking the layers' tables (`layer` picks one)."""
     if style not in STYLES:
         raise VkharpError(f"rope style {style!r} is unknown; use one of {', '.join(STYLES)}")
     n, hq, d = heads_view(q, head_dim, "rope q")
     nk, hk, dk = heads_view(k, head_dim, "rope k")
     if nk != n or dk != d:
         raise VkharpError(f"rope: q {q.shape} and k {k.shape} differ in tokens or head_dim")
-    rot = 2 * inv_freq.size
+    rot = 2 * inv_freq.shape[-1]
+    layers = inv_freq.size // inv_freq.shape[-1]
+    if not 0 <= layer < layers:
+        raise VkharpError(f"rope: layer {layer} is not in inv_freq's {layers} stacked tables")
     if rot > d or inv_freq.dtype != np.float32:
         raise VkharpError(f"rope: inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {d} (need f32[<= D/2])")
     check_step(step, "rope")
     pairs = n * (hq + hk) * (rot // 2)
     rec.dispatch(STYLES[style], [q, k, inv_freq, step], grid1d(rec.device, pairs, wg),
-                 {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot})
+                 {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot}, {"layer": layer})

@@ -2,6 +2,8 @@
 //   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1
 // and declare `uint wq[]` (quants, one row = WROW_WORDS words) and, for q formats, `uint ws[]` (scales).
 // COLS must be a constant in scope. Block b of row r has flat index r * (COLS/32) + b.
+// Kernels that load whole 16-byte words themselves (matvec, matmul) define WEIGHTS_NO_SCALAR first:
+// they get the layout macros and the vector decoders at the end, not block_scale / weight_at.
 #define FMT_F32  0
 #define FMT_F16  1
 #define FMT_Q8_0 2
@@ -18,6 +20,7 @@
   #define WROW_WORDS ((COLS / 32u) * 4u)
 #endif
 
+#ifndef WEIGHTS_NO_SCALAR
 // d (and m for q4_1) of flat block index `blk`.
 vec2 block_scale(uint blk) {
 #if WFMT == FMT_Q4_1
@@ -55,4 +58,22 @@ float weight_at(uint row, uint col) {
     #endif
   #endif
 #endif
+}
+#endif  // WEIGHTS_NO_SCALAR
+
+// Vector decoders: one uint32 quant word -> 4 weights as a vec4, without shifting each field down.
+// q4 (q4_0, q4_1): byte k of word w holds weight 4w+k (low nibble) and 16+4w+k (high nibble) of the
+// block. Masking in place gives q * 2^(8k) (low) and q * 2^(8k+4) (high) as exact floats; the
+// activations they multiply are pre-scaled by the inverse powers of two (Q4_LO_SCALE, Q4_HI_SCALE),
+// which is exact unless |x| < ~1e-29 (subnormal). One AND + one convert per weight.
+const uvec4 Q4_LO_MASK = uvec4(0xFu, 0xF00u, 0xF0000u, 0xF000000u);
+const uvec4 Q4_HI_MASK = uvec4(0xF0u, 0xF000u, 0xF00000u, 0xF0000000u);
+const vec4 Q4_LO_SCALE = vec4(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+const vec4 Q4_HI_SCALE = vec4(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 1048576.0, 1.0 / 268435456.0);
+vec4 q4_lo(uint w) { return vec4(uvec4(w) & Q4_LO_MASK); }
+vec4 q4_hi(uint w) { return vec4(uvec4(w) & Q4_HI_MASK); }
+// q8_0: signed byte k moved to the top byte: the float is q * 2^24 exactly (fold 2^-24 into d).
+const float Q8_TOP_SCALE = 1.0 / 16777216.0;
+vec4 q8_top(uint w) {
+    return vec4(ivec4(uvec4(w << 24, (w << 16) & 0xFF000000u, (w << 8) & 0xFF000000u, w & 0xFF000000u)));
 }

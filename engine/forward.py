@@ -1,0 +1,163 @@
+"""The forward pass as one recorded program per chunk size: embed → layers → final norm → head.
+
+A program is recorded once for a fixed number of token slots N (decode: N=1; prefill: the chunk
+size) and replayed for every chunk/token; what changes per replay (position, valid tokens, ids, the
+dropout seed) is uploaded at the start from two small buffers. Each program owns its activation
+buffers, sized for its N, so decode never syncs or copies prefill-sized buffers.
+
+Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms):
+    xn = norm(x);  q,k,v = xn·Wq,Wk,Wv (+b);  [q,k = per-head norm]  rope(q,k)
+    a = attention(q, k, v, cache);  kv_append(k, v → cache)
+    o = a·Wo;  [o = norm(o)];  x += o
+    xn = norm(x);  g,u = xn·Wg,Wu;  m = act(g)·u;  d = m·Wd;  [d = norm(d)];  x += d
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ops
+from .device import Buffer
+from .ops.activation import geglu, swiglu
+from .ops.attention import attention, kv_append
+from .ops.elementwise import add
+from .ops.embed import embed
+from .ops.matmul import matmul, matvec
+from .ops.rope import rope
+from .ops.rows import select_row
+from .params import STEP_WORDS
+from .sampling import OUT_WORDS, SP_WORDS
+
+RING = 64   # recent tokens kept on the device for the repetition penalty
+
+HEADS = ("all", "last")   # logits for every slot (model.logits), or for the last valid token only
+
+
+@dataclass
+class Acts:
+    """Activation buffers of one program (N token slots)."""
+    n: int
+    step: Buffer
+    ids: Buffer
+    x: Buffer
+    xn: Buffer
+    q: Buffer
+    k: Buffer
+    v: Buffer
+    attn: Buffer
+    o: Buffer
+    gate: Buffer
+    up: Buffer
+    mlp: Buffer
+    down: Buffer
+    logits: Buffer
+    last: Buffer | None = None
+    sparams: Buffer | None = None    # sampler words of this step (head "last")
+    recent: Buffer | None = None     # ring of recent tokens (repetition penalty)
+    sample_out: Buffer | None = None
+    qn: Buffer | None = None
+    kn: Buffer | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def make_acts(model, n: int, head: str) -> Acts:
+    cfg, dev = model.cfg, model.device
+    h, hd, f = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
+    hq, hk = cfg.num_attention_heads, cfg.num_key_value_heads
+
+    def buf(shape, name, dtype=np.float32):
+        return dev.buffer(tuple(shape), dtype, "act", name=f"{name}[N={n}]")
+
+    acts = Acts(
+        n=n, step=buf((STEP_WORDS,), "step", np.uint32), ids=buf((n,), "ids", np.uint32),
+        x=buf((n, h), "x"), xn=buf((n, h), "xn"),
+        q=buf((n, hq, hd), "q"), k=buf((n, hk, hd), "k"), v=buf((n, hk, hd), "v"),
+        attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
+        gate=buf((n, f), "gate"), up=buf((n, f), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
+        logits=buf((n if head == "all" else 1, cfg.vocab_size), "logits"),
+    )
+    if head == "last" and n > 1:
+        acts.last = buf((1, h), "last")
+    if head == "last":
+        acts.sparams = buf((SP_WORDS,), "sampler_params", np.uint32)
+        acts.recent = buf((RING,), "recent_tokens", np.uint32)
+        acts.sample_out = buf((OUT_WORDS,), "sample_out", np.uint32)
+    if model.arch.qk_norm:
+        acts.qn, acts.kn = buf((n, hq, hd), "qn"), buf((n, hk, hd), "kn")
+    return acts
+
+
+def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0):
+    """x·Wᵀ (+b): the matrix-vector kernel for one row, the tiled matrix-matrix kernel for a chunk."""
+    rows = x.size // weight.cols
+    if rows == 1:
+        matvec(rec, out, weight, x, bias, layer=layer)
+    else:
+        matmul(rec, out, weight, x, bias, layer=layer)
+
+
+def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False) -> None:
+    """Record the whole forward pass for `acts.n` token slots into `rec`."""
+    cfg, arch, w, lw = model.cfg, model.arch, model.weights, model.layer_weights
+    eps = cfg.rms_norm_eps
+    rec.upload(*[b for b in (acts.step, acts.ids, acts.sparams, acts.recent) if b is not None])
+    embed(rec, acts.x, w["model.embed_tokens.weight"], acts.ids, acts.step,
+          scale=arch.embed_scale(cfg), dropout=dropout)
+    for i in range(cfg.num_hidden_layers):
+        def norm(out, x, role):
+            ops.rmsnorm(rec, out, x, lw[role], eps=eps, layer=i)
+        # -- attention block --
+        norm(acts.xn, acts.x, "input_layernorm.weight")
+        with rec.parallel():
+            for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v)):
+                linear(rec, out, lw[f"self_attn.{name}_proj.weight"], acts.xn,
+                       lw.get(f"self_attn.{name}_proj.bias"), layer=i)
+        q, k = acts.q, acts.k
+        if arch.qk_norm:
+            with rec.parallel():
+                norm(acts.qn, acts.q, "self_attn.q_norm.weight")
+                norm(acts.kn, acts.k, "self_attn.k_norm.weight")
+            q, k = acts.qn, acts.kn
+        rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i)
+        kc, vc, j = model.kv.layer(i)
+        attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,
+                  n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
+                  scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j)
+        kv_append(rec, kc, vc, k, acts.v, acts.step, layer=j)
+        linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
+        if arch.sandwich_norms:
+            norm(acts.down, acts.o, "post_attention_layernorm.weight")
+            add(rec, acts.x, acts.x, acts.down)
+            norm(acts.xn, acts.x, "pre_feedforward_layernorm.weight")
+        else:
+            add(rec, acts.x, acts.x, acts.o)
+            norm(acts.xn, acts.x, "post_attention_layernorm.weight")
+        # -- MLP block --
+        with rec.parallel():
+            linear(rec, acts.gate, lw["mlp.gate_proj.weight"], acts.xn, layer=i)
+            linear(rec, acts.up, lw["mlp.up_proj.weight"], acts.xn, layer=i)
+        (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
+        linear(rec, acts.down, lw["mlp.down_proj.weight"], acts.mlp, layer=i)
+        if arch.sandwich_norms:
+            norm(acts.o, acts.down, "post_feedforward_layernorm.weight")
+            add(rec, acts.x, acts.x, acts.o)
+        else:
+            add(rec, acts.x, acts.x, acts.down)
+    ops.rmsnorm(rec, acts.xn, acts.x, w["model.norm.weight"], eps=eps)
+    lm_head = w.get("lm_head.weight") or w["model.embed_tokens.weight"]
+    if head == "all":
+        linear(rec, acts.logits, lm_head, acts.xn)
+    elif acts.last is not None:
+        select_row(rec, acts.last, acts.xn, acts.step)
+        linear(rec, acts.logits, lm_head, acts.last)
+    else:
+        linear(rec, acts.logits, lm_head, acts.xn)
+
+
+def begin_program(model, n: int, head: str, *, dropout: bool = False, timestamps: bool = False):
+    """A recorder holding the forward pass for n slots (the caller adds its tail and finishes it)."""
+    acts = make_acts(model, n, head)
+    rec = model.device.recorder(timestamps=timestamps, name=f"forward[N={n},{head}]")
+    record_forward(model, rec, acts, head=head, dropout=dropout)
+    return rec, acts

@@ -1,0 +1,195 @@
+"""Launchers for shaders/matvec.comp (decode) and shaders/matmul.comp (prefill): x·Wᵀ (+ b).
+
+Both record one dispatch per weight part (`rec.parallel()`: parts write disjoint rows of `out`).
+How a dispatch splits its part is a `Tiling` (see shaders/include/matmul_core.glsl); `choose_tiling`
+picks one per device. The CPU defaults come from tools/bench_matmul.py on lavapipe, where the cost
+of a kernel is the number of (load instruction x lane) it executes: 16-byte loads, activations held
+in registers across many rows, few column lanes per row, long contiguous streams per lane.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..device import Buffer, Recorder, grid1d
+from ..errors import VkharpError
+from ..quant import BLOCK, check_format
+from ..weights import DeviceWeight
+
+# RUN values (32-column blocks per scale load) each format has variants for. On lavapipe the best
+# is the run whose quants fill one 64-byte cache line per lane (q4: 4 blocks, q8_0: 2, f16: 1):
+# the 8 lanes of a load instruction then read 512 contiguous bytes. Longer runs measured slower.
+RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2, 4, 8), "q4_0": (1, 2, 4, 8), "q4_1": (1, 2, 4)}
+CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4}
+MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iterations (Mesa unrolls them)
+# Register budget of one lane on CPU devices, in 32-column blocks x tokens: lavapipe's compile time
+# grows with the square of it (measured: 16 -> ~1 s, 32 -> ~3 s, 64 -> ~20 s per pipeline).
+CPU_BLOCK_TOKENS = 16
+CPU_MAX_ROWS_PER_LANE = 128
+SHARED_BUDGET = 16384  # bytes of partial sums per group (CL > 1), at most the device's limit
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Work split of one dispatch. run=0 selects the scalar `_any` variant (any shape, slow)."""
+    run: int                 # RUN: 32-column blocks per scale load
+    col_lanes: int = 1       # CL: lanes sharing one row (partial sums meet in shared memory)
+    row_lanes: int = 8       # RL: lanes on different rows
+    rows_per_lane: int = 8   # RPL: rows each lane streams through with the same activations
+    tokens: int = 1          # TN: tokens per work group (matmul): weights are read once per TN tokens
+    rows_per_sum: int = 0    # RC: CL > 1: rows per lane between reductions (0: as many as fit)
+
+    @property
+    def wg(self) -> int:
+        return self.col_lanes * self.row_lanes
+
+    @property
+    def shared_bytes_per_row(self) -> int:
+        """Shared memory for one row per row lane of partial sums (TN > 1: whole vec4s of tokens)."""
+        per_token = 1 if self.tokens == 1 else 4 * math.ceil(self.tokens / 4)
+        return 4 * self.row_lanes * self.col_lanes * per_token if self.col_lanes > 1 else 0
+
+    def shared_rows(self, max_bytes: int) -> int:
+        """RC actually used: rows per lane whose partial sums fit in max_bytes of shared memory."""
+        if self.col_lanes == 1:
+            return 1
+        fit = max(1, max_bytes // self.shared_bytes_per_row)
+        return max(1, min(self.rows_per_sum or fit, fit, self.rows_per_lane))
+
+
+def _lavapipe_threads() -> int:
+    env = os.environ.get("LP_NUM_THREADS")
+    if env is not None and env.strip().isdigit():
+        return max(1, int(env))
+    return max(1, os.cpu_count() or 1)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling:
+    """A tiling that works on any device; tuned for CPU devices (lavapipe), plain for GPUs."""
+    check_format(fmt)
+    if cols % BLOCK:
+        return Tiling(run=0)
+    nb = cols // BLOCK
+    simd = max(1, int(info.subgroup_size or 1))
+    max_wg = int(info.max_workgroup_invocations)
+    if info.type != "cpu":
+        # GPUs: one block per column lane, few registers per lane; not tuned (no GPU measured here).
+        run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= 2)
+        cl = min(nb // run, 64, max_wg)
+        rl = max(1, min(4, max_wg // cl))
+        return Tiling(run, cl, rl, 4, min(ntok, 4))
+    run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= CPU_RUN[fmt])
+    if ntok == 1:
+        # Decode: as few column lanes as keep CPU_BLOCK_TOKENS blocks per lane (the lanes of a
+        # row sweep it together; partial sums meet once per row).
+        tn = 1
+    else:
+        # Prefill: TN tokens share each weight load, so spend the register budget on tokens
+        # (2 blocks per lane; scale loads are shared by the tile too, so short runs cost little).
+        run = min(run, 2)
+        tn = max(1, min(ntok, CPU_BLOCK_TOKENS // 2))
+    nrun = nb // run
+    per_lane = max(1, min(MAX_UNROLL, CPU_BLOCK_TOKENS // (tn * run)))
+    cl = next((d for d in range(1, nrun + 1) if nrun % d == 0 and nrun // d <= per_lane), nrun)
+    if cl > 2 * math.ceil(nrun / per_lane):   # no divisor near: accept a few idle lanes
+        cl = math.ceil(nrun / per_lane)
+    cl = min(cl, max_wg)
+    rl = max(1, min(simd // math.gcd(cl, simd), max_wg // cl))
+    threads = _lavapipe_threads()
+    tiles = math.ceil(ntok / tn)
+    want_groups = 1 if threads == 1 else max(1, math.ceil(2 * threads / tiles))
+    rpl = max(1, min(CPU_MAX_ROWS_PER_LANE, math.ceil(rows / (rl * want_groups))))
+    return Tiling(run, cl, rl, rpl, tn)
+
+
+def _check(op: str, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None, ntok: int | None):
+    check_format(weight.format)
+    name = weight.name or "weight"
+    for b, what in ((x, "x"), (out, "out")) + (((bias, "bias"),) if bias is not None else ()):
+        if b.dtype != np.float32:
+            raise VkharpError(f"{op}: {what} buffer {b.name!r} must be f32, got {b.dtype}")
+    if ntok is None:   # matmul: the token count comes from x
+        if x.size % weight.cols:
+            raise VkharpError(f"{op}: x has {x.size} values, not a multiple of {name}'s {weight.cols} columns")
+        ntok = x.size // weight.cols
+    elif x.size != weight.cols:
+        raise VkharpError(f"{op}: x has {x.size} values but {name} has {weight.cols} columns")
+    if out.size != ntok * weight.rows:
+        raise VkharpError(f"{op}: out has {out.size} values, expected {ntok} x {weight.rows} rows of {name}")
+    if bias is not None and bias.size != weight.rows * weight.layers:
+        raise VkharpError(f"{op}: bias has {bias.size} values but {name} has {weight.layers} x {weight.rows} rows")
+    return ntok
+
+
+def _variant(op: str, fmt: str, t: Tiling, bias) -> str:
+    return f"{op}_{fmt}_{'any' if t.run == 0 else f'r{t.run}'}{'_bias' if bias is not None else ''}"
+
+
+def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_shared: int):
+    if t.run == 0:
+        if fmt not in ("f32", "f16"):
+            raise VkharpError(f"{op}: the scalar variant is for f32/f16; {fmt} needs a RUN in {RUNS[fmt]}")
+        return
+    if t.run not in RUNS[fmt]:
+        raise VkharpError(f"{op}: RUN={t.run} is not available for {fmt}; choose one of {RUNS[fmt]}")
+    nb = cols // BLOCK
+    if cols % BLOCK or nb % t.run:
+        raise VkharpError(f"{op}: {cols} columns are not whole runs of {t.run} 32-column blocks")
+    cpl = math.ceil(nb // t.run / t.col_lanes)
+    if cpl > MAX_UNROLL or t.tokens > MAX_UNROLL or min(t.col_lanes, t.row_lanes, t.rows_per_lane, t.tokens) < 1:
+        raise VkharpError(f"{op}: tiling {t} needs {cpl} runs per lane; at most {MAX_UNROLL} (use more column lanes)")
+    if t.wg > max_wg:
+        raise VkharpError(f"{op}: tiling {t} has {t.wg} lanes per group; the device allows {max_wg}")
+    if t.shared_bytes_per_row > max_shared:
+        raise VkharpError(f"{op}: tiling {t} needs {t.shared_bytes_per_row} bytes of shared memory per row; "
+                          f"the device has {max_shared}")
+
+
+def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None,
+            ntok: int, tiling: Tiling | None, layer: int = 0):
+    fmt, cols, dev = weight.format, weight.cols, rec.device
+    with rec.parallel():
+        for part, wrow in weight.parts_for(layer):
+            t = tiling or choose_tiling(dev.info, fmt, part.rows, cols, ntok)
+            if ntok == 1:
+                t = replace(t, tokens=1)
+            _validate_tiling(op, fmt, cols, t, dev.info.max_workgroup_invocations, dev.info.max_shared_memory)
+            bufs = [out, part.qs] + ([part.scales] if part.scales is not None else []) + [x]
+            bufs += [bias] if bias is not None else []
+            consts = {"ROWS": part.rows, "COLS": cols, "NTOK": ntok, "ROW0": part.row0, "OUT_ROWS": weight.rows}
+            if t.run == 0:
+                wg = 64
+                groups = grid1d(dev, ntok * part.rows, wg)
+                consts.update(WG=wg)
+            else:
+                cpl = math.ceil(cols // BLOCK // t.run / t.col_lanes)
+                rows_per_group = t.row_lanes * t.rows_per_lane
+                n_groups = math.ceil(part.rows / rows_per_group) * math.ceil(ntok / t.tokens)
+                groups = grid1d(dev, n_groups, 1)
+                rc = t.shared_rows(min(SHARED_BUDGET, dev.info.max_shared_memory))
+                consts.update(WG=t.wg, TN=t.tokens, CL=t.col_lanes, CPL=cpl, RPL=t.rows_per_lane, RC=rc)
+            rec.dispatch(_variant(op, fmt, t, bias), bufs, groups, consts,
+                         {"wrow": wrow, "boff": layer * weight.rows})
+
+
+def matvec(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
+           *, layer: int = 0, tiling: Tiling | None = None):
+    """out[r] = sum_c W[r, c] * x[c] (+ bias[r]): x f32[cols], out f32[rows], bias f32[rows].
+
+    For a layer-stacked weight (and bias f32[L, rows]) `layer` picks the layer."""
+    _check("matvec", out, weight, x, bias, 1)
+    _record("matvec", rec, out, weight, x, bias, 1, tiling, layer)
+
+
+def matmul(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
+           *, layer: int = 0, tiling: Tiling | None = None):
+    """out[n, r] = sum_c x[n, c] * W[r, c] (+ bias[r]): x f32[N, cols], out f32[N, rows]."""
+    ntok = _check("matmul", out, weight, x, bias, None)
+    _record("matmul", rec, out, weight, x, bias, ntok, tiling, layer)

@@ -1,0 +1,303 @@
+// Core of shaders/matvec.comp and shaders/matmul.comp (they differ only in launch shape):
+//   o[n, ROW0 + r] = sum_c x[n, c] * W[wrow + r, c] (+ bias[boff + ROW0 + r])   r < ROWS, n < NTOK,
+// for one weight part (ROWS rows of the layer starting at buffer row wrow). Twins: reference.matvec,
+// reference.matmul.
+// Defines (per variant): WFMT (weights.glsl), BIAS (0/1), and either
+//   RUN = 32-column blocks per run (the unit of one scale load: q4_1 RUN words, q8_0/q4_0 RUN/2
+//         words, so the scales come as one uint/uvec2/uvec4; f32/f16 use RUN=1), or
+//   GENERIC = 1: any column count (f32/f16 rows that are not whole 16-byte words), one output per
+//         invocation with scalar loads: correct everywhere, slow; for odd shapes only.
+// Bindings: 0 o f32[NTOK, OUT_ROWS] (w), 1 wq quants of the part (r, uvec4[]; uint[] if GENERIC),
+//   [2 ws scales of the part (r), q formats], then x f32[NTOK, COLS] (r), [then bias f32 (r)].
+// Constants: WG, ROWS, COLS, NTOK, TN, CL, CPL, RPL, ROW0, OUT_ROWS, RC (below). Push: wrow, boff.
+// Grid (RUN variants): ceil(ROWS / (RL * RPL)) * ceil(NTOK / TN) groups, flattened over x and y.
+//   GENERIC: ceil(NTOK * ROWS / WG) groups.
+//
+// Why this work layout (RUN variants): lavapipe runs each invocation as one lane of an 8-wide SIMD
+// program and turns every buffer load into a per-lane scalar loop (~40 instructions per lane for a
+// uvec4, ~16 for a uint), so the cost is the number of (load instruction x lane), not bytes. The
+// kernel therefore (1) loads every weight word exactly once as part of a uvec4 (scales as one
+// vector per run), (2) keeps the activations it needs in registers, loaded once per work group and
+// reused for all its rows, and (3) lets the 8 lanes of a load read neighbouring cache lines.
+//   A group has WG = RL * CL lanes. Column lane c = lane % CL owns runs c, c + CL, c + 2*CL, ... of
+//   every row (CPL of them; CL * CPL >= NB / RUN): the lanes of a row sweep it together, a 64-byte
+//   line each at the best RUN. Row lane rl = lane / CL owns rows [rl*RPL, (rl+1)*RPL) of the group's
+//   R = RL * RPL rows. Each lane holds x for its columns and TN tokens in registers: every loop that
+//   indexes a register array has a constant trip count <= 32 and indexes with its own variable, so
+//   Mesa unrolls it and the arrays stay registers / stack slots (LLVM's compile time grows with
+//   the square of TN * CPL * RUN: the launcher keeps it small).
+//   CL > 1: the CL partial sums of a row meet in shared memory, RC rows per lane at a time (a
+//   barrier pair per RC rows; TN > 1 packs 4 tokens per vec4).
+//   Group g: row group g % NRG, token tile g / NRG (tokens n0 .. n0+TN-1). Each weight word is read
+//   once per token tile: matvec is TN = NTOK = 1, matmul tiles tokens.
+layout(constant_id = 0) const uint WG = 8;
+layout(constant_id = 1) const uint ROWS = 1;      // rows of this part
+layout(constant_id = 2) const uint COLS = 32;
+layout(constant_id = 3) const uint NTOK = 1;      // tokens (rows of x and o)
+layout(constant_id = 4) const uint TN = 1;        // tokens per work group (register tile)
+layout(constant_id = 5) const uint CL = 1;        // column lanes per row
+layout(constant_id = 6) const uint CPL = 1;       // runs per column lane
+layout(constant_id = 7) const uint RPL = 1;       // rows per row lane
+layout(constant_id = 8) const uint ROW0 = 0;      // first output row of this part
+layout(constant_id = 9) const uint OUT_ROWS = 1;  // rows of the whole matrix (stride of o)
+layout(constant_id = 10) const uint RC = 1;       // CL > 1: rows per lane between two reductions
+layout(local_size_x_id = 0) in;
+// Set per dispatch, so that one pipeline serves every layer of a layer-stacked weight (engine/weights.py):
+// wrow = first buffer row of this layer's rows in the part, boff = offset of this layer's bias
+// (layer * OUT_ROWS for a stacked [L, OUT_ROWS] bias).
+layout(push_constant) uniform Push { uint wrow; uint boff; } pc;
+
+#if WFMT >= 2
+  #define X_BINDING 3
+  #define BIAS_BINDING 4
+#else
+  #define X_BINDING 2
+  #define BIAS_BINDING 3
+#endif
+
+layout(binding = 0) writeonly buffer Out { float o[]; };
+
+#ifdef GENERIC
+// ---------------------------------------------------------------------------------------------
+layout(binding = 1) readonly buffer WQ { uint wq[]; };
+#if WFMT >= 2
+layout(binding = 2) readonly buffer WS { uint ws[]; };
+#endif
+layout(binding = X_BINDING) readonly buffer X { float x[]; };
+#if BIAS
+layout(binding = BIAS_BINDING) readonly buffer Bias { float bias[]; };
+#endif
+#include "weights.glsl"
+
+void main() {
+    uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * WG;
+    if (i >= NTOK * ROWS) return;
+    uint n = i / ROWS, r = i % ROWS;
+    float acc = 0.0;
+    for (uint c = 0; c < COLS; c++) acc = fma(weight_at(pc.wrow + r, c), x[n * COLS + c], acc);
+#if BIAS
+    acc += bias[pc.boff + ROW0 + r];
+#endif
+    o[n * OUT_ROWS + ROW0 + r] = acc;
+}
+
+#else
+// ---------------------------------------------------------------------------------------------
+#define WEIGHTS_NO_SCALAR
+#include "weights.glsl"
+#if WFMT == FMT_Q4_1
+  #define SCALE_WORDS RUN
+#elif WFMT >= 2
+  #define SCALE_WORDS (RUN / 2)
+#else
+  #define SCALE_WORDS 0
+#endif
+#if SCALE_WORDS == 4
+  #define SVEC uvec4
+#elif SCALE_WORDS == 2
+  #define SVEC uvec2
+#else
+  #define SVEC uint
+#endif
+layout(binding = 1) readonly buffer WQ { uvec4 wq4[]; };
+#if WFMT >= 2
+layout(binding = 2) readonly buffer WS { SVEC ws[]; };
+#endif
+layout(binding = X_BINDING) readonly buffer X { vec4 x4[]; };
+#if BIAS
+layout(binding = BIAS_BINDING) readonly buffer Bias { float bias[]; };
+#endif
+
+const uint NB = COLS / 32u;               // blocks per row
+const uint NRUN = NB / RUN;
+const uint RL = WG / CL;                  // row lanes
+const uint R = RL * RPL;                  // rows per group
+const uint NRG = (ROWS + R - 1u) / R;     // row groups
+const bool ALL_RUNS = CL * CPL == NRUN;   // no column lane has spare runs
+#if WFMT == FMT_F32
+const uint U4 = 8u;                       // uvec4 words per block
+#elif WFMT == FMT_F16
+const uint U4 = 4u;
+#elif WFMT == FMT_Q8_0
+const uint U4 = 2u;
+#else
+const uint U4 = 1u;
+#endif
+const uint TV = (TN + 3u) / 4u;            // vec4s holding one row's TN partial sums
+// Partial sums of the CL column lanes (CL > 1): one float per row (TN = 1) or TV vec4s per row
+// (TN > 1: a quarter of the shared-memory stores and loads of one float per token).
+shared float red[CL > 1u && TN == 1u ? RL * RC * CL : 1u];
+shared vec4 red4[CL > 1u && TN > 1u ? RL * RC * TV * CL : 1u];
+
+// (d, m) of block b of a run whose first flat block is fb0 and whose scales are s.
+vec2 run_scale(SVEC s, uint b, uint fb0) {
+#if WFMT == FMT_Q4_1
+  #if RUN == 1
+    return unpackHalf2x16(s);
+  #else
+    return unpackHalf2x16(s[b]);
+  #endif
+#elif WFMT >= 2
+  #if RUN == 1
+    return vec2(unpackHalf2x16((fb0 & 1u) == 0u ? s : s >> 16).x, 0.0);
+  #elif RUN == 2
+    return vec2(unpackHalf2x16(b == 0u ? s : s >> 16).x, 0.0);
+  #else
+    return vec2(unpackHalf2x16((b & 1u) == 0u ? s[b >> 1] : s[b >> 1] >> 16).x, 0.0);
+  #endif
+#else
+    return vec2(1.0, 0.0);
+#endif
+}
+
+float bias_of(uint row) {
+#if BIAS
+    return bias[pc.boff + ROW0 + row];
+#else
+    return 0.0;
+#endif
+}
+
+void main() {
+    uint l = gl_LocalInvocationID.x;
+    uint c = l % CL, rl = l / CL;
+    uint g = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    uint rg = g % NRG, n0 = (g / NRG) * TN;
+    if (n0 >= NTOK) return;   // whole group: the grid may round up
+
+    // Activations of this lane's columns for the group's tokens, kept for all its rows.
+    vec4 xr[TN][CPL][RUN][8];
+    float xs[TN][CPL][RUN];    // per-block sums of x (q4_0: the -8 offset, q4_1: the minimum m)
+    for (uint t = 0; t < TN; t++) {
+        for (uint i = 0; i < CPL; i++) {
+            uint run = c + i * CL;
+            bool ok = n0 + t < NTOK && (ALL_RUNS || run < NRUN);
+            for (uint b = 0; b < RUN; b++) {
+                float s = 0.0;
+                for (uint k = 0; k < 8; k++) {
+                    vec4 v = ok ? x4[((n0 + t) * COLS + (run * RUN + b) * 32u) / 4u + k] : vec4(0.0);
+                    s += (v.x + v.y) + (v.z + v.w);
+#if WFMT == FMT_Q4_0 || WFMT == FMT_Q4_1
+                    v *= k < 4u ? Q4_LO_SCALE : Q4_HI_SCALE;
+#endif
+                    xr[t][i][b][k] = v;
+                }
+                xs[t][i][b] = s;
+            }
+        }
+    }
+
+    for (uint j0 = 0; j0 < RPL; j0 += RC) {     // rounds of RC rows per lane
+        for (uint jj = 0; jj < RC; jj++) {
+            uint j = j0 + jj;
+            uint rr = rl * RPL + j;
+            uint row = j < RPL ? rg * R + rr : ROWS;
+            float acc[TV * 4u];   // (padded to whole vec4s)
+            for (uint t = 0; t < TV * 4u; t++) acc[t] = 0.0;
+            // `live` is always true when row < ROWS, but the compiler must not prove it: with the
+            // branch folded away lavapipe's code for this loop grows and runs several times slower.
+            bool live = row < ROWS && g < gl_NumWorkGroups.x * gl_NumWorkGroups.y;
+            if (live) {
+                for (uint i = 0; i < CPL; i++) {
+                    uint run = c + i * CL;
+                    if (ALL_RUNS || run < NRUN) {
+                        uint fb0 = (pc.wrow + row) * NB + run * RUN;   // flat index of the run's first block
+    #if WFMT >= 2
+      #if RUN == 1 && WFMT != FMT_Q4_1
+                        SVEC sc = ws[fb0 >> 1];
+      #else
+                        SVEC sc = ws[fb0 / RUN];
+      #endif
+    #else
+                        SVEC sc = 0u;
+    #endif
+                        for (uint b = 0; b < RUN; b++) {
+                            uint q0 = (fb0 + b) * U4;
+                            vec2 dm = run_scale(sc, b, fb0);
+                            vec4 w0, w1, w2, w3, w4, w5, w6, w7;   // the block's 32 weights, x order
+    #if WFMT == FMT_F32
+                            w0 = uintBitsToFloat(wq4[q0]);      w1 = uintBitsToFloat(wq4[q0 + 1u]);
+                            w2 = uintBitsToFloat(wq4[q0 + 2u]); w3 = uintBitsToFloat(wq4[q0 + 3u]);
+                            w4 = uintBitsToFloat(wq4[q0 + 4u]); w5 = uintBitsToFloat(wq4[q0 + 5u]);
+                            w6 = uintBitsToFloat(wq4[q0 + 6u]); w7 = uintBitsToFloat(wq4[q0 + 7u]);
+    #elif WFMT == FMT_F16
+                            uvec4 h0 = wq4[q0], h1 = wq4[q0 + 1u], h2 = wq4[q0 + 2u], h3 = wq4[q0 + 3u];
+                            w0 = vec4(unpackHalf2x16(h0.x), unpackHalf2x16(h0.y));
+                            w1 = vec4(unpackHalf2x16(h0.z), unpackHalf2x16(h0.w));
+                            w2 = vec4(unpackHalf2x16(h1.x), unpackHalf2x16(h1.y));
+                            w3 = vec4(unpackHalf2x16(h1.z), unpackHalf2x16(h1.w));
+                            w4 = vec4(unpackHalf2x16(h2.x), unpackHalf2x16(h2.y));
+                            w5 = vec4(unpackHalf2x16(h2.z), unpackHalf2x16(h2.w));
+                            w6 = vec4(unpackHalf2x16(h3.x), unpackHalf2x16(h3.y));
+                            w7 = vec4(unpackHalf2x16(h3.z), unpackHalf2x16(h3.w));
+    #elif WFMT == FMT_Q8_0
+                            uvec4 a = wq4[q0], e = wq4[q0 + 1u];
+                            w0 = q8_top(a.x); w1 = q8_top(a.y); w2 = q8_top(a.z); w3 = q8_top(a.w);
+                            w4 = q8_top(e.x); w5 = q8_top(e.y); w6 = q8_top(e.z); w7 = q8_top(e.w);
+                            dm.x *= Q8_TOP_SCALE;
+    #else
+                            uvec4 a = wq4[q0];
+                            w0 = q4_lo(a.x); w1 = q4_lo(a.y); w2 = q4_lo(a.z); w3 = q4_lo(a.w);
+                            w4 = q4_hi(a.x); w5 = q4_hi(a.y); w6 = q4_hi(a.z); w7 = q4_hi(a.w);
+    #endif
+                            for (uint t = 0; t < TN; t++) {
+                                vec4 p = w0 * xr[t][i][b][0];
+                                p = fma(w1, xr[t][i][b][1], p);
+                                p = fma(w2, xr[t][i][b][2], p);
+                                p = fma(w3, xr[t][i][b][3], p);
+                                p = fma(w4, xr[t][i][b][4], p);
+                                p = fma(w5, xr[t][i][b][5], p);
+                                p = fma(w6, xr[t][i][b][6], p);
+                                p = fma(w7, xr[t][i][b][7], p);
+                                float s = (p.x + p.y) + (p.z + p.w);
+    #if WFMT == FMT_Q4_0
+                                acc[t] = fma(dm.x, s - 8.0 * xs[t][i][b], acc[t]);
+    #elif WFMT == FMT_Q4_1
+                                acc[t] = fma(dm.x, s, fma(dm.y, xs[t][i][b], acc[t]));
+    #elif WFMT == FMT_Q8_0
+                                acc[t] = fma(dm.x, s, acc[t]);
+    #else
+                                acc[t] += s;
+    #endif
+                            }
+                        }
+                    }
+                }
+            }
+            if (CL > 1u && TN == 1u) {
+                red[(rl * RC + jj) * CL + c] = acc[0];
+            } else if (CL > 1u) {
+                for (uint v = 0; v < TV; v++)
+                    red4[((rl * RC + jj) * TV + v) * CL + c] = vec4(acc[4u * v], acc[4u * v + 1u], acc[4u * v + 2u], acc[4u * v + 3u]);
+            } else if (row < ROWS) {
+                float bv = bias_of(row);
+                for (uint t = 0; t < TN; t++)
+                    if (n0 + t < NTOK) o[(n0 + t) * OUT_ROWS + ROW0 + row] = acc[t] + bv;
+            }
+        }
+        if (CL > 1u) {   // sum the CL partials of the last RC rows of every row lane
+            barrier();
+            for (uint q = l; q < RL * RC * TV; q += WG) {
+                uint v = q % TV, jj = (q / TV) % RC, rl2 = q / (TV * RC);
+                uint j = j0 + jj, row = rg * R + rl2 * RPL + j;
+                if (j < RPL && row < ROWS) {
+                    float bv = bias_of(row);
+                    if (TN == 1u) {
+                        float s = 0.0;
+                        for (uint k = 0; k < CL; k++) s += red[q * CL + k];
+                        if (n0 < NTOK) o[n0 * OUT_ROWS + ROW0 + row] = s + bv;
+                    } else {
+                        vec4 s = vec4(0.0);
+                        for (uint k = 0; k < CL; k++) s += red4[q * CL + k];
+                        for (uint e = 0; e < 4; e++) {
+                            uint t = 4u * v + e;
+                            if (t < TN && n0 + t < NTOK) o[(n0 + t) * OUT_ROWS + ROW0 + row] = s[e] + bv;
+                        }
+                    }
+                }
+            }
+            barrier();
+        }
+    }
+}
+#endif

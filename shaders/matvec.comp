@@ -1,0 +1,40 @@
+#version 450
+// @variant matvec_f32_r1           WFMT=0 RUN=1 BIAS=0
+// @variant matvec_f32_any          WFMT=0 GENERIC=1 BIAS=0
+// @variant matvec_f32_r1_bias      WFMT=0 RUN=1 BIAS=1
+// @variant matvec_f32_any_bias     WFMT=0 GENERIC=1 BIAS=1
+// @variant matvec_f16_r1           WFMT=1 RUN=1 BIAS=0
+// @variant matvec_f16_any          WFMT=1 GENERIC=1 BIAS=0
+// @variant matvec_f16_r1_bias      WFMT=1 RUN=1 BIAS=1
+// @variant matvec_f16_any_bias     WFMT=1 GENERIC=1 BIAS=1
+// @variant matvec_q8_0_r1          WFMT=2 RUN=1 BIAS=0
+// @variant matvec_q8_0_r2          WFMT=2 RUN=2 BIAS=0
+// @variant matvec_q8_0_r4          WFMT=2 RUN=4 BIAS=0
+// @variant matvec_q8_0_r8          WFMT=2 RUN=8 BIAS=0
+// @variant matvec_q8_0_r1_bias     WFMT=2 RUN=1 BIAS=1
+// @variant matvec_q8_0_r2_bias     WFMT=2 RUN=2 BIAS=1
+// @variant matvec_q8_0_r4_bias     WFMT=2 RUN=4 BIAS=1
+// @variant matvec_q8_0_r8_bias     WFMT=2 RUN=8 BIAS=1
+// @variant matvec_q4_0_r1          WFMT=3 RUN=1 BIAS=0
+// @variant matvec_q4_0_r2          WFMT=3 RUN=2 BIAS=0
+// @variant matvec_q4_0_r4          WFMT=3 RUN=4 BIAS=0
+// @variant matvec_q4_0_r8          WFMT=3 RUN=8 BIAS=0
+// @variant matvec_q4_0_r1_bias     WFMT=3 RUN=1 BIAS=1
+// @variant matvec_q4_0_r2_bias     WFMT=3 RUN=2 BIAS=1
+// @variant matvec_q4_0_r4_bias     WFMT=3 RUN=4 BIAS=1
+// @variant matvec_q4_0_r8_bias     WFMT=3 RUN=8 BIAS=1
+// @variant matvec_q4_1_r1          WFMT=4 RUN=1 BIAS=0
+// @variant matvec_q4_1_r2          WFMT=4 RUN=2 BIAS=0
+// @variant matvec_q4_1_r4          WFMT=4 RUN=4 BIAS=0
+// @variant matvec_q4_1_r1_bias     WFMT=4 RUN=1 BIAS=1
+// @variant matvec_q4_1_r2_bias     WFMT=4 RUN=2 BIAS=1
+// @variant matvec_q4_1_r4_bias     WFMT=4 RUN=4 BIAS=1
+// Matrix x vector (decode): o[r] = sum_c W[r, c] * x[c] (+ bias[r]) for one weight part, TN = NTOK = 1.
+// Bindings: 0 o f32[OUT_ROWS] (w), 1 wq quants of the part (r), [2 ws scales (r), q formats],
+//   then x f32[COLS] (r), [then bias f32[OUT_ROWS] (r), _bias variants].
+// Variants: format x RUN (blocks per scale load; see matmul_core.glsl) x bias; `_any`: f32/f16 rows
+//   that are not whole 16-byte words (scalar path).
+// Constants, work layout and grid: shaders/include/matmul_core.glsl (engine/ops/matmul.py picks them).
+// Twin: reference.matvec.
+#extension GL_GOOGLE_include_directive : require
+#include "matmul_core.glsl"

@@ -1,0 +1,190 @@
+"""shaders/matvec.comp and shaders/matmul.comp against engine/reference/matmul.py.
+
+Tolerance: the twin computes in float64 on the *same decoded weights*, so the only error is the
+shader's float32 arithmetic: `cols` products summed in a different order (per lane, per block, then
+across lanes), each addition rounding by at most 2^-24 relative. For random-sign terms the rounding
+errors add like a random walk, so ‖err‖/‖ref‖ ≈ 2^-24·sqrt(cols) ≈ 6e-8·sqrt(cols); the worst case is
+2^-24·cols. TOL_PER_SQRT_COL = 1e-6 per sqrt(cols) leaves a 16x margin over the random walk (and stays
+far below a real bug: a missing or misplaced 32-column block changes the result by >1e-2).
+The q4 kernels also scale activations by powers of two (exact) and q4_0 subtracts 8·sum(x) per block
+(one more rounding per block), both covered by the same bound.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from engine import quant
+from engine.errors import VkharpError
+from engine.ops.matmul import RUNS, Tiling, choose_tiling, matmul, matvec
+from engine.reference import matmul as ref
+from engine.weights import DeviceWeight, upload_stacked, upload_weight
+from util import rand, rel_err
+
+TOL_PER_SQRT_COL = 1e-6
+
+
+def tol(cols):
+    return TOL_PER_SQRT_COL * math.sqrt(cols)
+
+
+def _weight(device, rng, fmt, rows, cols, max_bytes=None):
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    return packed, upload_weight(device, packed, f"w_{fmt}", max_bytes=max_bytes)
+
+
+def _run(device, op, dw, x, bias, tiling=None):
+    n = 1 if op is matvec else x.shape[0]
+    out = device.buffer((n, dw.rows))
+    bb = device.buffer(bias, kind="const") if bias is not None else None
+    rec = device.recorder()
+    op(rec, out, dw, device.buffer(x), bb, tiling=tiling)
+    rec.finish().run()
+    return out.read().reshape(n, dw.rows)
+
+
+def _check(got, want, cols):
+    err = rel_err(got, want)
+    assert err < tol(cols), f"relative error {err:.2e} >= {tol(cols):.2e}"
+    # and no single output may be far off (catches one wrong row among many right ones)
+    worst = np.max(np.abs(got - want) / (np.abs(want) + np.linalg.norm(want) / math.sqrt(want.size)))
+    assert worst < 20 * tol(cols), f"worst element error {worst:.2e}"
+
+
+# Shapes: rows not a multiple of anything; cols odd for f32/f16 (the scalar `_any` variant) and
+# whole 32-blocks otherwise; q formats: multiples of 32 that are not multiples of 64 or 128.
+SHAPES = {"f32": [(37, 101), (45, 96)], "f16": [(37, 101), (45, 160)],
+          "q8_0": [(37, 96), (45, 288)], "q4_0": [(37, 96), (45, 288)], "q4_1": [(37, 96), (45, 288)]}
+
+
+@pytest.mark.parametrize("fmt", quant.FORMATS)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_matvec_default_tiling(device, rng, fmt, with_bias):
+    for rows, cols in SHAPES[fmt]:
+        packed, dw = _weight(device, rng, fmt, rows, cols)
+        x = rand(rng, cols)
+        bias = rand(rng, rows) if with_bias else None
+        _check(_run(device, matvec, dw, x, bias)[0], ref.matvec(packed, x, bias), cols)
+
+
+@pytest.mark.parametrize("fmt", quant.FORMATS)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_matmul_default_tiling(device, rng, fmt, with_bias):
+    rows, cols = SHAPES[fmt][-1]
+    packed, dw = _weight(device, rng, fmt, rows, cols)
+    x = rand(rng, 7, cols)
+    bias = rand(rng, rows) if with_bias else None
+    _check(_run(device, matmul, dw, x, bias), ref.matmul(packed, x, bias), cols)
+
+
+# Explicit tilings: every RUN of every format; column lanes that split rows exactly, with spare
+# runs (CL * CPL > runs per row) and with one lane per row; row lanes / rows per lane that do not
+# divide the rows; work groups that are and are not multiples of 8; token tiles that do not divide N;
+# a reduction every row (rows_per_sum=1). Registers per lane (TN x blocks) stay small: lavapipe's
+# compile time grows with their square.
+TILINGS = [
+    # (fmt, cols, Tiling(run, col_lanes, row_lanes, rows_per_lane, tokens[, rows_per_sum]))
+    ("f32", 96, Tiling(1, 1, 8, 3, 1)), ("f32", 160, Tiling(1, 2, 3, 5, 2)),
+    ("f16", 160, Tiling(1, 5, 8, 2, 3)), ("f16", 96, Tiling(1, 2, 1, 7, 4, 1)),
+    ("q8_0", 96, Tiling(1, 3, 8, 4, 2)), ("q8_0", 288, Tiling(1, 4, 2, 5, 1)),
+    ("q8_0", 320, Tiling(2, 5, 8, 2, 3)), ("q8_0", 384, Tiling(4, 2, 4, 3, 1, 1)),
+    ("q8_0", 768, Tiling(8, 3, 8, 6, 1)),
+    ("q4_0", 96, Tiling(1, 2, 8, 3, 1)), ("q4_0", 320, Tiling(2, 3, 8, 4, 2)),
+    ("q4_0", 384, Tiling(4, 3, 8, 6, 2)), ("q4_0", 768, Tiling(8, 3, 8, 2, 1)),
+    ("q4_1", 96, Tiling(1, 3, 1, 9, 1)), ("q4_1", 288, Tiling(1, 9, 8, 2, 2)),
+    ("q4_1", 320, Tiling(2, 5, 8, 3, 3)), ("q4_1", 384, Tiling(4, 3, 8, 4, 1)),
+    ("q4_1", 768, Tiling(4, 4, 2, 5, 1)),
+]
+
+
+@pytest.mark.parametrize("fmt,cols,tiling", TILINGS, ids=[f"{f}-{c}-{t}" for f, c, t in TILINGS])
+def test_explicit_tilings_on_parts(device, rng, fmt, cols, tiling):
+    rows = 53
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    # two parts (27 + 26 rows): each dispatch writes its own rows of the output
+    q_row, s_row = packed.qs.shape[1] * 4, 0 if packed.scales is None else packed.scales[0].nbytes
+    dw = upload_weight(device, packed, "w_parts", max_bytes=27 * max(q_row, s_row) + 4)
+    assert [p.rows for p in dw.parts] == [27, 26]
+    bias = rand(rng, rows)
+    x1, xn = rand(rng, cols), rand(rng, 5, cols)
+    _check(_run(device, matvec, dw, x1, None, tiling)[0], ref.matvec(packed, x1), cols)
+    _check(_run(device, matmul, dw, xn, bias, tiling), ref.matmul(packed, xn, bias), cols)
+
+
+@pytest.mark.parametrize("fmt,rows,cols", [("q4_1", 300, 576), ("q8_0", 130, 1536), ("f16", 70, 1024)])
+def test_model_like_shapes_default_tiling(device, rng, fmt, rows, cols):
+    packed, dw = _weight(device, rng, fmt, rows, cols)
+    x, xn = rand(rng, cols), rand(rng, 9, cols)
+    _check(_run(device, matvec, dw, x, None)[0], ref.matvec(packed, x), cols)
+    _check(_run(device, matmul, dw, xn, None), ref.matmul(packed, xn), cols)
+
+
+@pytest.mark.parametrize("fmt,split", [("q4_1", False), ("q8_0", True), ("f16", False)])
+def test_layer_stacked_weights_share_a_pipeline(device, rng, fmt, split):
+    """Layer l of a stacked weight (and of a stacked bias [L, rows]) via the per-dispatch offset;
+    `split`: each layer split into two row parts instead of whole layers per buffer."""
+    layers, rows, cols = 3, 29, 160
+    packed = [quant.quantize(rand(rng, rows, cols), fmt) for _ in range(layers)]
+    row_bytes = packed[0].qs.shape[1] * 4
+    dw = upload_stacked(device, packed, layers, "stacked", max_bytes=(15 * row_bytes + 8) if split else None)
+    assert len(dw.parts) == (2 * layers if split else 1)
+    bias = rand(rng, layers, rows)
+    bb = device.buffer(bias, kind="const")
+    x1, xn = device.buffer(rand(rng, cols)), device.buffer(rand(rng, 4, cols))
+    out1, outn = device.buffer(rows), device.buffer((4, rows))   # the same buffers for every layer
+    for l in (1, 2):
+        before = device.n_pipelines
+        rec = device.recorder()
+        matvec(rec, out1, dw, x1, bb, layer=l)
+        matmul(rec, outn, dw, xn, bb, layer=l)
+        rec.finish().run()
+        if l == 2 and not split:   # whole layers share buffers: layer 2 reuses layer 1's pipelines
+            assert device.n_pipelines == before
+        _check(out1.read(), ref.matvec(packed[l], x1.read(), bias[l]), cols)
+        _check(outn.read().reshape(4, rows), ref.matmul(packed[l], xn.read().reshape(4, cols), bias[l]), cols)
+
+
+def test_choose_tiling_is_valid_for_every_device_kind(device):
+    """The CPU tuning and the plain GPU fallback both give tilings the launcher accepts."""
+    from dataclasses import replace
+    gpu = replace(device.info, type="discrete", subgroup_size=32, max_shared_memory=16384)
+    for info in (device.info, gpu):
+        for fmt in quant.FORMATS:
+            for rows, cols in [(7, 96), (576, 576), (1536, 576), (576, 1536), (4096, 4096), (49152, 576)]:
+                for ntok in (1, 64):
+                    t = choose_tiling(info, fmt, rows, cols, ntok)
+                    assert t.run == 0 or (t.run in RUNS[fmt] and cols // 32 % t.run == 0)
+                    assert t.wg <= info.max_workgroup_invocations
+                    assert math.ceil(cols // 32 // max(t.run, 1) / t.col_lanes) <= 32
+                    assert t.shared_bytes_per_row <= info.max_shared_memory   # one row of partial sums
+
+
+def test_bad_inputs_raise_clear_errors(device, rng):
+    packed, dw = _weight(device, rng, "q4_1", 10, 64)
+    rec = device.recorder()
+    out, x = device.buffer(10), device.buffer(64)
+    with pytest.raises(VkharpError, match="x has 63 values"):
+        matvec(rec, out, dw, device.buffer(63), None)
+    with pytest.raises(VkharpError, match="out has 11 values"):
+        matvec(rec, device.buffer(11), dw, x, None)
+    with pytest.raises(VkharpError, match="bias has 9 values"):
+        matvec(rec, out, dw, x, device.buffer(9, kind="const"))
+    with pytest.raises(VkharpError, match="not a multiple"):
+        matmul(rec, device.buffer(20), dw, device.buffer(130), None)
+    with pytest.raises(VkharpError, match="out has 10 values, expected 2"):
+        matmul(rec, out, dw, device.buffer(128), None)
+    with pytest.raises(VkharpError, match="must be f32"):
+        matvec(rec, out, dw, device.buffer(64, np.uint32), None)
+    bogus = DeviceWeight("q5_k", dw.rows, dw.cols, dw.parts, "bogus")
+    with pytest.raises(VkharpError, match="unknown weight format 'q5_k'"):
+        matvec(rec, out, bogus, x, None)
+    with pytest.raises(VkharpError, match="RUN=8 is not available for q4_1"):
+        matvec(rec, out, dw, x, None, tiling=Tiling(8, 1, 8, 1, 1))
+    with pytest.raises(VkharpError, match="not whole runs"):
+        matvec(rec, out, dw, x, None, tiling=Tiling(4, 1, 8, 1, 1))
+    with pytest.raises(VkharpError, match="scalar variant is for f32/f16"):
+        matvec(rec, out, dw, x, None, tiling=Tiling(0))
+    _, wide = _weight(device, rng, "f16", 2, 32 * 40)
+    with pytest.raises(VkharpError, match="at most 32"):
+        matvec(rec, device.buffer(2), wide, device.buffer(32 * 40), None, tiling=Tiling(1, 1, 8, 1, 1))
+    assert rec.steps == []   # nothing was recorded by the failed calls
