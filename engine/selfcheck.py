@@ -80,6 +80,140 @@ def _layernorm(dev, rng):
     return rec.finish(), lambda: out.read().reshape(5, 640), reference.layernorm(x, w, b, eps=1e-5)
 
 
+def _matrix_case(fmt: str, rows: int, cols: int, ntok: int):
+    def fn(dev, rng):
+        from .ops.matmul import matmul, matvec
+        from .quant import quantize
+        from .reference.matmul import matmul as ref_matmul, matvec as ref_matvec
+        from .weights import upload_weight
+        packed = quantize(_rand(rng, rows, cols), fmt)
+        w = upload_weight(dev, packed, f"w_{fmt}")
+        x = _rand(rng, ntok, cols)
+        out = dev.buffer((ntok, rows))
+        rec = dev.recorder()
+        if ntok == 1:
+            matvec(rec, out, w, dev.buffer(x.reshape(-1)))
+            want = ref_matvec(packed, x.reshape(-1))
+        else:
+            matmul(rec, out, w, dev.buffer(x))
+            want = ref_matmul(packed, x)
+        return rec.finish(), lambda: out.read().reshape(want.shape), want
+    return fn
+
+
+for _fmt in ("f32", "f16", "q8_0", "q4_0", "q4_1"):
+    case(f"matvec {_fmt} 1536x576", 1e-4)(_matrix_case(_fmt, 1536, 576, 1))
+    case(f"matmul {_fmt} 17x576x1536", 1e-4)(_matrix_case(_fmt, 576, 1536, 17))
+
+
+@case("embed q8_0 + HARP dropout", 1e-6)
+def _embed(dev, rng):
+    from .ops.embed import embed
+    from .params import pack_step
+    from .quant import quantize
+    from .reference.embed import embed as ref_embed
+    from .weights import upload_weight
+    table = quantize(_rand(rng, 1000, 576), "q8_0")
+    ids = rng.integers(0, 1000, 7).astype(np.uint32)
+    step = pack_step(pos=5, n_tokens=7, seed=42, drop_on=1, drop_p=0.2)
+    out = dev.buffer((7, 576))
+    rec = dev.recorder()
+    embed(rec, out, upload_weight(dev, table, "table"), dev.buffer(ids), dev.buffer(step), dropout=True)
+    return rec.finish(), lambda: out.read().reshape(7, 576), ref_embed(table, ids, step, dropout=True)
+
+
+@case("swiglu 7x1536", 1e-5)
+def _swiglu(dev, rng):
+    from .ops.activation import swiglu
+    from .reference.activation import swiglu as ref
+    g, u = _rand(rng, 7, 1536), _rand(rng, 7, 1536)
+    out = dev.buffer((7, 1536))
+    rec = dev.recorder()
+    swiglu(rec, out, dev.buffer(g), dev.buffer(u))
+    return rec.finish(), lambda: out.read().reshape(7, 1536), ref(g, u)
+
+
+@case("geglu 7x2048", 1e-4)
+def _geglu(dev, rng):
+    from .ops.activation import geglu
+    from .reference.activation import geglu as ref
+    g, u = _rand(rng, 7, 2048), _rand(rng, 7, 2048)
+    out = dev.buffer((7, 2048))
+    rec = dev.recorder()
+    geglu(rec, out, dev.buffer(g), dev.buffer(u))
+    return rec.finish(), lambda: out.read().reshape(7, 2048), ref(g, u)
+
+
+@case("add 7x576", 0.0)
+def _add(dev, rng):
+    from .ops.elementwise import add
+    a, b = _rand(rng, 7, 576), _rand(rng, 7, 576)
+    out = dev.buffer((7, 576))
+    rec = dev.recorder()
+    add(rec, out, dev.buffer(a), dev.buffer(b))
+    return rec.finish(), lambda: out.read().reshape(7, 576), a + b
+
+
+@case("rope half 9+3 heads x64 at 300", 1e-5)
+def _rope(dev, rng):
+    from .ops.rope import rope
+    from .params import pack_step
+    from .reference.rope import rope as ref
+    q, k = _rand(rng, 3, 9, 64), _rand(rng, 3, 3, 64)
+    inv = (1.0 / (1e5 ** (np.arange(0, 64, 2) / 64))).astype(np.float32)
+    qb, kb = dev.buffer(q), dev.buffer(k)
+    rec = dev.recorder()
+    rope(rec, qb, kb, dev.buffer(inv, kind="const"), dev.buffer(pack_step(pos=300, n_tokens=3)))
+    want_q, _ = ref(q, k, inv, 300, 3)
+    return rec.finish(), lambda: qb.read().reshape(q.shape), want_q
+
+
+def _attention_case(n: int):
+    def fn(dev, rng):
+        from .ops.attention import attention
+        from .params import pack_step
+        from .reference.attention import attention as ref
+        ctx, pos = 512, 300
+        q, k, v = _rand(rng, n, 9, 64) * 3, _rand(rng, n, 3, 64), _rand(rng, n, 3, 64)
+        kc, vc = _rand(rng, ctx, 3, 64), _rand(rng, ctx, 3, 64)
+        out = dev.buffer((n, 9, 64))
+        rec = dev.recorder()
+        attention(rec, out, dev.buffer(q), dev.buffer(k), dev.buffer(v), dev.buffer(kc), dev.buffer(vc),
+                  dev.buffer(pack_step(pos=pos, n_tokens=n)), n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125)
+        want = ref(q, k, v, kc, vc, pos, n, n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125)
+        return rec.finish(), lambda: out.read().reshape(want.shape), want
+    return fn
+
+
+case("attention decode 9/3 heads at 300", 1e-4)(_attention_case(1))
+case("attention prefill 16 tokens at 300", 1e-4)(_attention_case(16))
+
+
+@case("sample top-k/top-p/min-p V=49152", 0.0)
+def _sample(dev, rng):
+    from .ops.sample import sample
+    from .reference.sample import sample as ref
+    from .sampling import OUT_WORDS, SamplerSettings, pack_sample_params
+    logits = (_rand(rng, 49152) * 3).astype(np.float32)
+    words = pack_sample_params(SamplerSettings(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05), u=0.37)
+    out = dev.buffer(OUT_WORDS, np.uint32)
+    rec = dev.recorder()
+    sample(rec, out, dev.buffer(logits), dev.buffer(words), dev.buffer(np.zeros(1, np.uint32)), vocab=49152)
+    want = ref(logits, words)
+    return rec.finish(), lambda: np.array([out.read()[0]], np.float64), np.array([want.token], np.float64)
+
+
+@case("local1d kernel 5, 6x301 -> 301", 2e-5)
+def _local1d(dev, rng):
+    from .ops.local1d import local1d
+    from .reference.local1d import local1d as ref
+    x, w = _rand(rng, 6, 301), _rand(rng, 301, 5)
+    out = dev.buffer((6, 301))
+    rec = dev.recorder()
+    local1d(rec, out, dev.buffer(x), dev.buffer(w), kernel=5)
+    return rec.finish(), lambda: out.read().reshape(6, 301), ref(x, w, kernel=5)
+
+
 def _max_rel(got, want) -> float:
     got = np.asarray(got, np.float64).reshape(np.shape(want))
     want = np.asarray(want, np.float64)
