@@ -92,6 +92,68 @@ bench("rmsnorm 1x576")(_norm_bench(1, 576))
 bench("rmsnorm 64x576")(_norm_bench(64, 576))
 
 
+def _matvec_bench(fmt: str, rows: int, cols: int):
+    def fn(dev, reps):
+        from .ops.matmul import matvec
+        from .quant import BYTES_PER_WEIGHT, dequantize, quantize
+        from .weights import upload_weight
+        rng = np.random.default_rng(0)
+        packed = quantize(rng.standard_normal((rows, cols)).astype(np.float32) * 0.05, fmt)
+        w = upload_weight(dev, packed, f"w_{fmt}")
+        x = rng.standard_normal(cols).astype(np.float32)
+        xb, out = dev.buffer(x), dev.buffer(rows)
+        rec = dev.recorder()
+        with rec.parallel():    # the same output each time: one pipeline, no sync points in between
+            for _ in range(reps):
+                matvec(rec, out, w, xb)
+        wf = dequantize(packed)
+        return rec.finish(), packed.nbytes + 4 * (rows + cols), 2 * rows * cols, lambda: wf @ x
+    return fn
+
+
+for _fmt in ("f16", "q8_0", "q4_1"):
+    bench(f"matvec {_fmt} 4096x4096")(_matvec_bench(_fmt, 4096, 4096))
+for _shape in ((576, 576), (1536, 576), (576, 1536), (49152, 576)):
+    bench(f"matvec q4_1 {_shape[0]}x{_shape[1]}")(_matvec_bench("q4_1", *_shape))
+
+
+@bench("attention decode 9/3 heads x64, ctx 1024")
+def _attention(dev, reps):
+    from .ops.attention import attention
+    from .params import pack_step
+    rng = np.random.default_rng(0)
+    ctx = 1024
+    kc, vc = (dev.buffer(rng.standard_normal((ctx, 3, 64)).astype(np.float32)) for _ in range(2))
+    q, k, v = dev.buffer((1, 9, 64)), dev.buffer((1, 3, 64)), dev.buffer((1, 3, 64))
+    out, step = dev.buffer((1, 9, 64)), dev.buffer(pack_step(pos=ctx - 1, n_tokens=1))
+    rec = dev.recorder()
+    with rec.parallel():
+        for _ in range(reps):
+            attention(rec, out, q, k, v, kc, vc, step, n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125)
+    return rec.finish(), 2 * ctx * 3 * 64 * 4, 4 * ctx * 9 * 64, None
+
+
+@bench("sample (top-k 40, top-p 0.95, min-p 0.05) V=49152")
+def _sample(dev, reps):
+    from .ops.sample import sample
+    from .sampling import OUT_WORDS, SamplerSettings, pack_sample_params
+    logits = dev.buffer((np.random.default_rng(0).standard_normal(49152) * 3).astype(np.float32))
+    words = dev.buffer(pack_sample_params(SamplerSettings(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05), u=0.5))
+    out, recent = dev.buffer(OUT_WORDS, np.uint32), dev.buffer(np.zeros(1, np.uint32))
+    rec = dev.recorder()
+    work = None
+    for _ in range(reps):   # the stage restores the logits it touches: dependent, so synced
+        work = sample(rec, out, logits, words, recent, vocab=49152, work=work)
+    return rec.finish(), 49152 * 4, 0, None
+
+
+def numpy_read_bandwidth(nbytes: int = 256 << 20) -> float:
+    """Bytes per second numpy reads summing a large float32 array (single-threaded)."""
+    a = np.ones(nbytes // 4, np.float32)
+    t, _ = median_time(lambda: a.sum(), 5)
+    return nbytes / t
+
+
 def run_kernel_bench(dev: Device, out, quick: bool = False, json_path: str | None = None) -> list[Row]:
     reps = 16 if quick else 64
     repeats = 5 if quick else 15
@@ -109,7 +171,10 @@ def run_kernel_bench(dev: Device, out, quick: bool = False, json_path: str | Non
         rows.append(row)
         np_txt = f"{np_us:9.1f}" if np_us is not None else f"{'-':>9}"
         print(f"  {name:<46} {row.us:9.1f} {row.gbs:7.2f} {row.gflops:8.2f} {np_txt} {spread:7.0%}", file=out)
+    bw = numpy_read_bandwidth()
+    print(f"  numpy read bandwidth on this host (a.sum() over 256 MiB): {bw / 1e9:.1f} GB/s", file=out)
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"device": dev.info.name, "rows": [asdict(r) for r in rows]}, f, indent=1)
+            json.dump({"device": dev.info.name, "numpy_read_gbs": bw / 1e9, "rows": [asdict(r) for r in rows]},
+                      f, indent=1)
     return rows
