@@ -50,6 +50,42 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    """One-shot completion (or one chat turn with --chat): text on stdout, statistics on stderr."""
+    import time
+
+    from .generate import generate
+    from .model import load
+    from .sampling import SamplerSettings
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    settings = SamplerSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                               repeat_penalty=args.repeat_penalty)
+    model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
+    if args.chat:
+        prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+        ids = model.tokenizer.encode(prompt, add_bos=False)
+    else:
+        ids = model.tokenizer.encode(prompt)
+    if len(ids) >= model.ctx:
+        raise VkharpError(f"the prompt has {len(ids)} tokens but the context holds {model.ctx}; "
+                          f"shorten it or raise --ctx-size")
+    t0, n, first = time.perf_counter(), 0, None
+    finish = None
+    for step in generate(model, ids, settings, max_tokens=args.max_tokens, seed=args.seed):
+        if first is None:
+            first = time.perf_counter()
+        sys.stdout.write(step.text)
+        sys.stdout.flush()
+        n += step.token >= 0
+        finish = step.finish
+    t1 = time.perf_counter()
+    print(file=sys.stdout, flush=True)
+    decode_s = t1 - first if first else 0.0
+    print(f"[{len(ids)} prompt tokens in {first - t0:.2f} s; {n} tokens, "
+          f"{(n - 1) / decode_s if n > 1 and decode_s else 0:.1f} tok/s; finish: {finish}]", file=sys.stderr)
+    return 0
+
+
 def cmd_main(args) -> int:
     """No command: the main job. Until the model runtime lands: devices, then the kernel self-check."""
     rc = cmd_devices(args)
@@ -67,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("convert", help=convert_cli.HELP)
     convert_cli.add_arguments(s)
     s.set_defaults(func=convert_cli.run)
+    s = sub.add_parser("generate", help="complete a prompt (text on stdout, statistics on stderr)")
+    _add_device(s)
+    s.add_argument("model", nargs="?", default=None,
+                   help="converted directory, HF directory or GGUF file (default: SmolLM2-135M-Instruct)")
+    s.add_argument("-p", "--prompt", default=None, help="the prompt (default: read stdin)")
+    s.add_argument("--chat", action="store_true", help="format the prompt as one user turn with the chat template")
+    s.add_argument("-n", "--max-tokens", type=int, default=128, help="tokens to generate at most (default 128)")
+    s.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens (default 2048)")
+    s.add_argument("--temp", type=float, default=0.0, help="temperature; 0 = greedy (default 0)")
+    s.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass; 1 = off")
+    s.add_argument("--min-p", "--top-t", dest="min_p", type=float, default=0.0,
+                   help="topT: drop tokens below this fraction of the top probability; 0 = off")
+    s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty; 1 = off")
+    s.add_argument("--seed", type=int, default=0, help="seed of the host's random draws (default 0)")
+    s.set_defaults(func=cmd_generate)
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)
     s.set_defaults(func=cmd_selfcheck)

@@ -124,15 +124,20 @@ class Model:
         self.kv.pos += ids.size
         return acts
 
-    def _check_ids(self, ids):
+    def _check_ids(self, ids, fresh: bool = False):
+        """Validate token ids, and that they fit the context (checked before anything runs)."""
         ids = np.asarray(ids).reshape(-1)
+        held = 0 if fresh else self.kv.pos
+        if held + ids.size > self.ctx:
+            raise ContextFull(f"{held + ids.size} tokens do not fit the context of {self.ctx} "
+                              f"({held} already held); shorten the input or load the model with a larger ctx")
         if ids.size and (ids.min() < 0 or ids.max() >= self.cfg.vocab_size):
             raise VkharpError(f"token ids must be in [0, {self.cfg.vocab_size}), got {ids.min()}..{ids.max()}")
         return ids
 
     def logits(self, token_ids) -> np.ndarray:
         """Logits [n, vocab] for every position of a fresh run over token_ids (resets the cache)."""
-        ids = self._check_ids(token_ids)
+        ids = self._check_ids(token_ids, fresh=True)
         if ids.size == 0:
             raise VkharpError("logits() needs at least one token")
         self.kv.reset()
@@ -163,8 +168,6 @@ class Model:
         ids = self._check_ids(token_ids)
         if ids.size == 0:
             raise VkharpError("feed_and_sample needs at least one token")
-        if self.kv.pos + ids.size > self.ctx:
-            raise ContextFull(f"{self.kv.pos + ids.size} tokens do not fit the context of {self.ctx}")
         for s in range(0, ids.size, self.chunk):
             part = ids[s:s + self.chunk]
             last = s + self.chunk >= ids.size

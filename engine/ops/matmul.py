@@ -26,7 +26,9 @@ RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2, 4, 8), "q4_0": (1, 2, 4, 8), "q
 CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4}
 MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iterations (Mesa unrolls them)
 # Register budget of one lane on CPU devices, in 32-column blocks x tokens: lavapipe's compile time
-# grows with the square of it (measured: 16 -> ~1 s, 32 -> ~3 s, 64 -> ~20 s per pipeline).
+# grows with the square of it (measured per pipeline: 16 -> ~1 s, 32 -> ~3 s, 64 -> ~20 s).
+# Decode gets 18 so that 576-wide rows fit one lane (no partial sums; 8 rows stream side by side).
+CPU_DECODE_BLOCKS = 18
 CPU_BLOCK_TOKENS = 16
 CPU_MAX_ROWS_PER_LANE = 128
 SHARED_BUDGET = 16384  # bytes of partial sums per group (CL > 1), at most the device's limit
@@ -67,10 +69,6 @@ def _lavapipe_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling:
     """A tiling that works on any device; tuned for CPU devices (lavapipe), plain for GPUs."""
     check_format(fmt)
@@ -87,16 +85,17 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
         return Tiling(run, cl, rl, 4, min(ntok, 4))
     run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= CPU_RUN[fmt])
     if ntok == 1:
-        # Decode: as few column lanes as keep CPU_BLOCK_TOKENS blocks per lane (the lanes of a
+        # Decode: as few column lanes as keep CPU_DECODE_BLOCKS blocks per lane (the lanes of a
         # row sweep it together; partial sums meet once per row).
-        tn = 1
+        tn, budget = 1, CPU_DECODE_BLOCKS
     else:
         # Prefill: TN tokens share each weight load, so spend the register budget on tokens
-        # (2 blocks per lane; scale loads are shared by the tile too, so short runs cost little).
+        # (2-4 blocks per lane; scale loads are shared by the tile too, so short runs cost little).
+        # Wide rows get fewer tokens: the partial sums of CL lanes per token cost shared memory.
         run = min(run, 2)
-        tn = max(1, min(ntok, CPU_BLOCK_TOKENS // 2))
+        tn, budget = max(1, min(ntok, CPU_BLOCK_TOKENS // (2 if nb <= 48 else 4))), CPU_BLOCK_TOKENS
     nrun = nb // run
-    per_lane = max(1, min(MAX_UNROLL, CPU_BLOCK_TOKENS // (tn * run)))
+    per_lane = max(1, min(MAX_UNROLL, budget // (tn * run)))
     cl = next((d for d in range(1, nrun + 1) if nrun % d == 0 and nrun // d <= per_lane), nrun)
     if cl > 2 * math.ceil(nrun / per_lane):   # no divisor near: accept a few idle lanes
         cl = math.ceil(nrun / per_lane)
@@ -104,7 +103,7 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
     rl = max(1, min(simd // math.gcd(cl, simd), max_wg // cl))
     threads = _lavapipe_threads()
     tiles = math.ceil(ntok / tn)
-    want_groups = 1 if threads == 1 else max(1, math.ceil(2 * threads / tiles))
+    want_groups = max(1, math.ceil(threads / tiles))   # one group per lavapipe thread, at least
     rpl = max(1, min(CPU_MAX_ROWS_PER_LANE, math.ceil(rows / (rl * want_groups))))
     return Tiling(run, cl, rl, rpl, tn)
 
