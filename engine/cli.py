@@ -87,10 +87,17 @@ def cmd_generate(args) -> int:
 
 
 def cmd_main(args) -> int:
-    """No command: the main job. Until the model runtime lands: devices, then the kernel self-check."""
+    """No command: the main job. Until the chat lands: devices, the kernel self-check, then one chat
+    turn with the default model (converted on first use)."""
     rc = cmd_devices(args)
     print()
-    return rc or cmd_selfcheck(args)
+    rc = rc or cmd_selfcheck(args)
+    if rc:
+        return rc
+    print("\nDefault model (SmolLM2-135M-Instruct), one chat turn: What is the capital of France?")
+    demo = build_parser().parse_args(["generate", "--chat", "-p", "What is the capital of France?", "-n", "48"])
+    demo.device = args.device
+    return cmd_generate(demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -95,7 +95,7 @@ bench("rmsnorm 64x576")(_norm_bench(64, 576))
 def _matvec_bench(fmt: str, rows: int, cols: int):
     def fn(dev, reps):
         from .ops.matmul import matvec
-        from .quant import BYTES_PER_WEIGHT, dequantize, quantize
+        from .quant import dequantize, quantize
         from .weights import upload_weight
         rng = np.random.default_rng(0)
         packed = quantize(rng.standard_normal((rows, cols)).astype(np.float32) * 0.05, fmt)
