@@ -2,9 +2,12 @@
 
 Both record one dispatch per weight part (`rec.parallel()`: parts write disjoint rows of `out`).
 How a dispatch splits its part is a `Tiling` (see shaders/include/matmul_core.glsl); `choose_tiling`
-picks one per device. The CPU defaults come from tools/bench_matmul.py on lavapipe, where the cost
-of a kernel is the number of (load instruction x lane) it executes: 16-byte loads, activations held
-in registers across many rows, few column lanes per row, long contiguous streams per lane.
+picks one per device. The CPU defaults come from measurements on lavapipe (tools/bench_matmul.py),
+where the cost of a kernel is the number of (load instruction x lane) it executes and the compile
+time of a pipeline grows with the square of the registers a lane holds: 16-byte loads, activations
+held in registers across many rows, a 64-byte line per lane per run, whole rows per lane when they
+are narrow (576 columns), a few column lanes when they are wide, and for prefill a token tile that
+shares every weight load.
 """
 from __future__ import annotations
 
