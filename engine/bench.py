@@ -25,15 +25,18 @@ def peak_rss_bytes() -> int:
 
 
 def copy_bandwidth(dev: Device, nbytes: int = 64 << 20, repeats: int = 7) -> float:
-    """Bytes per second moved (read + write) by our element-wise shader over a large buffer."""
-    from .ops.elementwise import scale
-    n = min(nbytes, dev.max_buffer_bytes) // 4
+    """Bytes per second moved (read + written) by our copy shader over a large buffer; the best of a
+    few run lengths per invocation (CPU drivers want long streams, GPUs short coalesced ones)."""
+    from .ops.elementwise import copy_bw
+    n = (min(nbytes, dev.max_buffer_bytes) // 16) * 4
     a, b = dev.buffer(n), dev.buffer(n)
-    rec = dev.recorder()
-    scale(rec, b, a, s=1.0)
-    prog = rec.finish()
-    t, _ = median_time(prog.run, repeats)
-    return 2 * n * 4 / t
+    best = 0.0
+    for run in (1, 16, 256, 1024):
+        rec = dev.recorder()
+        copy_bw(rec, b, a, run=run)
+        t, _ = median_time(rec.finish().run, repeats)
+        best = max(best, 2 * n * 4 / t)
+    return best
 
 
 def run_model_bench(path, device: int | None = None, *, prompt_tokens: int = 128, decode_tokens: int = 64,

@@ -81,3 +81,15 @@ def test_bad_inputs(device):
         ops.scale(rec, device.buffer(8), device.buffer(8, np.uint32), s=2.0)
     with pytest.raises(VkharpError, match="beta must be finite"):
         ops.mix(rec, device.buffer(4), device.buffer(4), device.buffer(4), beta=float("nan"))
+
+
+def test_copy_bw_copies_exactly(device, rng):
+    from engine.ops.elementwise import copy_bw
+    from engine.reference.elementwise import copy_bw as ref_copy
+    x = rng.standard_normal(4 * 1037).astype(np.float32)
+    for run in (1, 7, 256):
+        out = device.buffer(x.size)
+        rec = device.recorder()
+        copy_bw(rec, out, device.buffer(x), run=run, wg=32)
+        rec.finish().run()
+        np.testing.assert_array_equal(out.read(), ref_copy(x))

@@ -69,3 +69,11 @@ def _check_step(op: str, step: Buffer):
     if step is None or step.dtype != np.uint32 or step.size < STEP_WORDS:
         raise VkharpError(f"{op}: step must be a u32 buffer of at least {STEP_WORDS} words "
                           f"(engine.params.write_step), got {step!r}")
+
+
+def copy_bw(rec: Recorder, out: Buffer, x: Buffer, *, run: int = 256, wg: int = 64):
+    """out = x (sizes a multiple of 4): the bandwidth probe of `vkharp bench`."""
+    if out.size != x.size or x.size % 4:
+        raise VkharpError(f"copy_bw: sizes must agree and be multiples of 4, got {out.size} and {x.size}")
+    n4 = x.size // 4
+    rec.dispatch("copy_bw", [out, x], grid1d(rec.device, -(-n4 // run), wg), {"WG": wg, "N4": n4, "RUN": run})

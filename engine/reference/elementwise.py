@@ -29,3 +29,7 @@ def rand_uniform(shape, step) -> np.ndarray:
     rows = int(np.prod(shape)) // dim
     pos = (int(step[STEP_FIELDS["pos"]]) + np.arange(rows, dtype=np.uint64)) % 2**32
     return rng.uniform(int(step[STEP_FIELDS["seed"]]), pos[:, None], np.arange(dim)[None, :]).reshape(shape)
+
+
+def copy_bw(x) -> np.ndarray:
+    return np.array(x, copy=True)
