@@ -122,26 +122,20 @@ def _embed(dev, rng):
     return rec.finish(), lambda: out.read().reshape(7, 576), ref_embed(table, ids, step, dropout=True)
 
 
-@case("swiglu 7x1536", 1e-5)
-def _swiglu(dev, rng):
-    from .ops.activation import swiglu
-    from .reference.activation import swiglu as ref
-    g, u = _rand(rng, 7, 1536), _rand(rng, 7, 1536)
-    out = dev.buffer((7, 1536))
-    rec = dev.recorder()
-    swiglu(rec, out, dev.buffer(g), dev.buffer(u))
-    return rec.finish(), lambda: out.read().reshape(7, 1536), ref(g, u)
+def _gated_case(name: str, width: int):
+    def fn(dev, rng):
+        from .ops import activation as op
+        from .reference import activation as ref
+        g, u = _rand(rng, 7, width), _rand(rng, 7, width)
+        out = dev.buffer((7, width))
+        rec = dev.recorder()
+        getattr(op, name)(rec, out, dev.buffer(g), dev.buffer(u))
+        return rec.finish(), lambda: out.read().reshape(7, width), getattr(ref, name)(g, u)
+    return fn
 
 
-@case("geglu 7x2048", 1e-4)
-def _geglu(dev, rng):
-    from .ops.activation import geglu
-    from .reference.activation import geglu as ref
-    g, u = _rand(rng, 7, 2048), _rand(rng, 7, 2048)
-    out = dev.buffer((7, 2048))
-    rec = dev.recorder()
-    geglu(rec, out, dev.buffer(g), dev.buffer(u))
-    return rec.finish(), lambda: out.read().reshape(7, 2048), ref(g, u)
+case("swiglu 7x1536", 1e-5)(_gated_case("swiglu", 1536))
+case("geglu 7x2048", 1e-4)(_gated_case("geglu", 2048))
 
 
 @case("add 7x576", 0.0)

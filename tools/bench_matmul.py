@@ -39,29 +39,18 @@ def _shape(text: str) -> tuple[int, int]:
 
 def numpy_reference(rows: int, cols: int, ntok: int, reps: int) -> dict:
     """float32 product on already-decoded weights (what numpy would do with a dense copy)."""
+    from engine.kernel_bench import median_time
     rng = np.random.default_rng(0)
     w = rng.standard_normal((rows, cols)).astype(np.float32)
     x = rng.standard_normal((ntok, cols)).astype(np.float32)
     fn = (lambda: w.dot(x[0])) if ntok == 1 else (lambda: x.dot(w.T))
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    dt = float(np.median(ts))
+    dt, _ = median_time(fn, reps, warmup=1)
     return {"us": dt * 1e6, "gbs": w.nbytes / dt / 1e9, "gflops": 2 * ntok * rows * cols / dt / 1e9}
 
 
 def read_bandwidth(mbytes: int = 256, reps: int = 5) -> float:
-    a = np.ones(mbytes * 2**20 // 4, np.float32)
-    a.sum()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a.sum()
-        ts.append(time.perf_counter() - t)
-    return a.nbytes / min(ts) / 1e9
+    from engine.kernel_bench import numpy_read_bandwidth
+    return numpy_read_bandwidth(mbytes << 20) / 1e9   # GB/s
 
 
 def bench_kernel(device, fmt: str, rows: int, cols: int, ntok: int, tiling, target_s: float, reps: int) -> dict:
