@@ -98,22 +98,33 @@ class ModelDir:
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.info(name)["shape"])
 
-    def _file(self, filename: str):
+    def _get(self, filename: str, name: str) -> np.ndarray:
+        """One tensor read with plain file reads: its memory is freed once the caller drops it (a memory
+        map would keep the pages resident and count the whole file against the loading process)."""
         if filename not in self._handles:
-            from safetensors import safe_open
-            self._handles[filename] = safe_open(str(self.path / filename), framework="numpy")
-        return self._handles[filename]
+            from .safetensors_io import read_header
+            self._handles[filename] = read_header(self.path / filename)[0]
+        try:
+            entry = self._handles[filename][name]
+        except KeyError:
+            _fail(self.path / filename, f"tensor {name!r} is missing")
+        dt = np.dtype(_np_dtype(entry.dtype))
+        count = int(np.prod(entry.shape, dtype=np.int64))
+        with open(self.path / filename, "rb") as f:
+            arr = np.fromfile(f, dtype=dt, count=count, offset=entry.begin)
+        if arr.size != count:
+            _fail(self.path / filename, f"tensor {name!r} is truncated")
+        return arr.reshape(entry.shape)
 
     def load(self, name: str):
         """A Packed matrix for a 2-D tensor, a float32 vector for a 1-D one."""
         info = self.info(name)
-        f = self._file(info["file"])
         shape = tuple(info["shape"])
         if len(shape) == 1:
-            return f.get_tensor(name)
+            return self._get(info["file"], name)
         fmt = info["format"]
-        scales = f.get_tensor(f"{name}.scales") if fmt.startswith("q") else None
-        return Packed(fmt, shape[0], shape[1], f.get_tensor(f"{name}.qs"), scales)
+        scales = self._get(info["file"], f"{name}.scales") if fmt.startswith("q") else None
+        return Packed(fmt, shape[0], shape[1], self._get(info["file"], f"{name}.qs"), scales)
 
     def read_text(self, filename: str) -> str | None:
         p = self.path / filename
