@@ -32,6 +32,7 @@ class WeightPart:
     scales: Buffer | None
     layer0: int = 0    # first layer it holds; layer l's rows start at row (l - layer0) * rows of the buffer
     layers: int = 1
+    format: str = ""   # its weight format (mixed-precision checkpoints differ from layer to layer)
 
 
 @dataclass
@@ -84,37 +85,42 @@ def _upload_part(device: Device, p: Packed, label: str):
 def upload_stacked(device: Device, layers: Sequence[Packed] | Callable[[int], Packed], n_layers: int | None = None,
                    name: str = "", max_bytes: int | None = None) -> DeviceWeight:
     """Upload one matrix per layer (a list, or a function of the layer index read lazily) as one
-    layer-stacked DeviceWeight."""
+    layer-stacked DeviceWeight. Consecutive layers of one format share parts; a change of format
+    (mixed-precision GGUFs) starts a new part."""
     get = layers if callable(layers) else layers.__getitem__
     n_layers = n_layers if n_layers is not None else len(layers)
     limit = max_bytes or device.max_buffer_bytes
     first = get(0)
-    per = rows_per_part(first, limit)
     parts: list[WeightPart] = []
-    if per >= first.rows:                      # whole layers per part
-        per_layers = max(1, per // first.rows)
-        for l0 in range(0, n_layers, per_layers):
-            group = [first if l == 0 else get(l) for l in range(l0, min(n_layers, l0 + per_layers))]
-            _check_same(group, first, name)
-            qs, sc = _upload_part(device, _concat(group), f"{name}[layers {l0}..]")
-            parts.append(WeightPart(0, first.rows, qs, sc, l0, len(group)))
-            del group
-    else:                                      # each layer split by rows, the same way
-        for layer in range(n_layers):
-            p = first if layer == 0 else get(layer)
-            _check_same([p], first, name)
+    group: list[Packed] = []
+    group_l0 = 0
+
+    def flush():
+        if group:
+            qs, sc = _upload_part(device, _concat(group), f"{name}[layers {group_l0}..]")
+            parts.append(WeightPart(0, first.rows, qs, sc, group_l0, len(group), group[0].format))
+            group.clear()
+
+    for layer in range(n_layers):
+        p = first if layer == 0 else get(layer)
+        if (p.rows, p.cols) != (first.rows, first.cols):
+            raise VkharpError(f"{name}: layer {layer} is {p.rows}x{p.cols}, layer 0 {first.rows}x{first.cols}; "
+                              f"they cannot be stacked")
+        per = rows_per_part(p, limit)
+        if per < p.rows:                       # a layer larger than a buffer: split its rows
+            flush()
             for r0 in range(0, p.rows, per):
                 sub = p.rows_slice(r0, min(p.rows, r0 + per))
                 qs, sc = _upload_part(device, sub, f"{name}[{layer}][{r0}]")
-                parts.append(WeightPart(r0, sub.rows, qs, sc, layer, 1))
+                parts.append(WeightPart(r0, sub.rows, qs, sc, layer, 1, p.format))
+            continue
+        if group and (p.format != group[0].format or len(group) >= per // p.rows):
+            flush()
+        if not group:
+            group_l0 = layer
+        group.append(p)
+    flush()
     return DeviceWeight(first.format, first.rows, first.cols, parts, name, n_layers)
-
-
-def _check_same(group: list[Packed], first: Packed, name: str):
-    for p in group:
-        if (p.format, p.rows, p.cols) != (first.format, first.rows, first.cols):
-            raise VkharpError(f"{name}: layers differ ({p.format} {p.rows}x{p.cols} vs "
-                              f"{first.format} {first.rows}x{first.cols}); they cannot be stacked")
 
 
 def upload_weight(device: Device, packed: Packed, name: str = "", max_bytes: int | None = None) -> DeviceWeight:

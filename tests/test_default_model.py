@@ -25,6 +25,9 @@ def _hf_on_our_weights(path):
     hf = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path)).float().eval()
     state = {n: torch.from_numpy(np.ascontiguousarray(quant.dequantize(v) if isinstance(v, quant.Packed) else v))
              for n in m.tensor_names for v in [m.load(n)]}
+    offset = m.architecture.norm_offset   # our norms are effective multipliers; Gemma's HF adds 1 itself
+    if offset:
+        state = {n: (t - offset if n.endswith("norm.weight") else t) for n, t in state.items()}
     hf.load_state_dict(state, strict=False)
     return hf
 

@@ -156,9 +156,10 @@ def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_s
 
 def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None,
             ntok: int, tiling: Tiling | None, layer: int = 0):
-    fmt, cols, dev = weight.format, weight.cols, rec.device
+    cols, dev = weight.cols, rec.device
     with rec.parallel():
         for part, wrow in weight.parts_for(layer):
+            fmt = part.format or weight.format   # mixed-precision models change format per layer
             t = tiling or choose_tiling(dev.info, fmt, part.rows, cols, ntok)
             if ntok == 1:
                 t = replace(t, tokens=1)
