@@ -65,7 +65,7 @@ def run_model_bench(path, device: int | None = None, *, prompt_tokens: int = 128
         model.kv.truncate(prompt_tokens)
         tok = int(prompt[-1])
         for _ in range(decode_tokens):
-            model._run([tok], "last", "none", 1)
+            model.prefill([tok], readback="none")
 
     t_dec, spread_dec = median_time(decode, repeats, warmup=1)
     bw = copy_bandwidth(dev)

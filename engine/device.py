@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -465,11 +464,6 @@ class Program:
 
     def run(self) -> None:
         self.seq.eval()
-
-    def timed_run(self) -> float:
-        t = time.perf_counter()
-        self.seq.eval()
-        return time.perf_counter() - t
 
     def step_times(self) -> list[tuple[RecordedStep, float]]:
         """Seconds per recorded step from Vulkan timestamps of the last run (needs timestamps=True)."""

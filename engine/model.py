@@ -108,10 +108,7 @@ class Model:
         return self._programs[key]
 
     def _run(self, ids, head: str, readback: str, n_slots: int, sampler_words=None, recent=None):
-        ids = np.asarray(ids, dtype=np.uint32).reshape(-1)
-        if self.kv.pos + ids.size > self.ctx:
-            raise ContextFull(f"{self.kv.pos + ids.size} tokens do not fit the context of {self.ctx}; "
-                              f"start a new conversation or load the model with a larger ctx")
+        ids = np.asarray(ids, dtype=np.uint32).reshape(-1)   # callers checked them (_check_ids)
         prog, acts = self._program(n_slots, head, readback)
         write_step(acts.step, pos=self.kv.pos, n_tokens=ids.size)
         if sampler_words is not None:
