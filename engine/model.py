@@ -145,16 +145,20 @@ class Model:
             rows.append(acts.logits.host_view().reshape(self.chunk, -1)[:part.size].copy())
         return np.concatenate(rows)
 
-    def prefill(self, token_ids, *, readback: str = "logits") -> np.ndarray | None:
-        """Feed tokens after what the cache holds; returns the logits of the last one."""
-        ids = self._check_ids(token_ids)
+    def _feed(self, ids, readback: str, sampler_words=None, recent=None):
+        """Run ids through the cache chunk by chunk (a lone token through the N=1 program); only the
+        last chunk reads anything back. Returns the last chunk's activations."""
         acts = None
         for s in range(0, ids.size, self.chunk):
             part = ids[s:s + self.chunk]
-            if part.size == 1:
-                acts = self._run(part, "last", readback, 1)
-            else:
-                acts = self._run(part, "last", readback, self.chunk)
+            last = s + self.chunk >= ids.size
+            acts = self._run(part, "last", readback if last else "none", 1 if part.size == 1 else self.chunk,
+                             sampler_words, recent)
+        return acts
+
+    def prefill(self, token_ids, *, readback: str = "logits") -> np.ndarray | None:
+        """Feed tokens after what the cache holds; returns the logits of the last one."""
+        acts = self._feed(self._check_ids(token_ids), readback)
         if acts is None or readback != "logits":
             return None
         return acts.logits.host_view().reshape(-1).copy()
@@ -165,12 +169,7 @@ class Model:
         ids = self._check_ids(token_ids)
         if ids.size == 0:
             raise VkharpError("feed_and_sample needs at least one token")
-        for s in range(0, ids.size, self.chunk):
-            part = ids[s:s + self.chunk]
-            last = s + self.chunk >= ids.size
-            slots = 1 if part.size == 1 else self.chunk
-            acts = self._run(part, "last", "sample" if last else "none", slots, sampler_words, recent)
-        return acts.sample_out.host_view().copy()
+        return self._feed(ids, "sample", sampler_words, recent).sample_out.host_view().copy()
 
     def decode_logits(self, token_id: int) -> np.ndarray:
         """One decode step (the N=1 program): feed one token, return the next-token logits."""

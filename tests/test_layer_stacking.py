@@ -6,15 +6,20 @@ layers; these tests check each op on a non-zero layer against its twin on that l
 that two layers' dispatches share one pipeline.
 """
 import numpy as np
+import pytest
 
+from engine import quant
 from engine.ops.attention import attention, kv_append
+from engine.ops.matmul import matmul, matvec
 from engine.ops.norm import rmsnorm
 from engine.ops.rope import rope
 from engine.params import pack_step
 from engine.reference.attention import attention as ref_attention
 from engine.reference.attention import kv_append as ref_kv_append
+from engine.reference.matmul import matmul as ref_matmul, matvec as ref_matvec
 from engine.reference.norm import rmsnorm as ref_rmsnorm
 from engine.reference.rope import rope as ref_rope
+from engine.weights import upload_stacked
 from util import max_rel_err, rand
 
 
@@ -69,14 +74,6 @@ def test_attention_and_append_on_a_stacked_cache(device, rng):
     np.testing.assert_array_equal(got_k[2], new_k)
     np.testing.assert_array_equal(got_v[2], new_v)
     np.testing.assert_array_equal(got_k[:2], kc[:2])   # other layers untouched
-
-
-import pytest  # noqa: E402
-
-from engine import quant  # noqa: E402
-from engine.ops.matmul import matmul, matvec  # noqa: E402
-from engine.reference.matmul import matmul as ref_matmul, matvec as ref_matvec  # noqa: E402
-from engine.weights import upload_stacked  # noqa: E402
 
 
 @pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_1"])
