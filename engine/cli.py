@@ -56,10 +56,10 @@ def cmd_generate(args) -> int:
 
     from .generate import generate
     from .model import load
-    from .sampling import SamplerSettings
+    from .settings import GenerationSettings
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
-    settings = SamplerSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                               repeat_penalty=args.repeat_penalty)
+    settings = GenerationSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                                  repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens, seed=args.seed)
     model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
     if args.chat:
         prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
@@ -71,7 +71,7 @@ def cmd_generate(args) -> int:
                           f"shorten it or raise --ctx-size")
     t0, n, first = time.perf_counter(), 0, None
     finish = None
-    for step in generate(model, ids, settings, max_tokens=args.max_tokens, seed=args.seed):
+    for step in generate(model, ids, settings):
         if first is None:
             first = time.perf_counter()
         sys.stdout.write(step.text)

@@ -31,7 +31,9 @@ from .sampling import OUT_WORDS, SP_WORDS
 
 RING = 64   # recent tokens kept on the device for the repetition penalty
 
-HEADS = ("all", "last")   # logits for every slot (model.logits), or for the last valid token only
+# logits for every slot (model.logits), for the last valid token only, or none at all (prefill chunks
+# before the last one: their logits would be thrown away)
+HEADS = ("all", "last", "none")
 
 
 @dataclass
@@ -61,7 +63,11 @@ class Acts:
     extra: dict = field(default_factory=dict)
 
 
-def make_acts(model, n: int, head: str) -> Acts:
+def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
+    """Buffers for n slots; `logits` shares one [1, vocab] buffer between "last" programs (decode and
+    the last prefill chunk write the same place, so what follows them, HARP's mix, reads one buffer)."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     cfg, dev = model.cfg, model.device
     h, hd, f = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
     hq, hk = cfg.num_attention_heads, cfg.num_key_value_heads
@@ -75,7 +81,8 @@ def make_acts(model, n: int, head: str) -> Acts:
         q=buf((n, hq, hd), "q"), k=buf((n, hk, hd), "k"), v=buf((n, hk, hd), "v"),
         attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
         gate=buf((n, f), "gate"), up=buf((n, f), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
-        logits=buf((n if head == "all" else 1, cfg.vocab_size), "logits"),
+        logits=(logits if logits is not None and head == "last" else
+                buf((n if head == "all" else 1, cfg.vocab_size if head != "none" else 1), "logits")),
     )
     if head == "last" and n > 1:
         acts.last = buf((1, h), "last")
@@ -97,9 +104,11 @@ def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, laye
         matmul(rec, out, weight, x, bias, layer=layer)
 
 
-def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False) -> None:
-    """Record the whole forward pass for `acts.n` token slots into `rec`."""
+def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None) -> None:
+    """Record the whole forward pass for `acts.n` token slots into `rec`, over the KV cache `kv`
+    (the model's own by default; HARP's reframed passes use their own cache)."""
     cfg, arch, w, lw = model.cfg, model.arch, model.weights, model.layer_weights
+    kv = kv or model.kv
     eps = cfg.rms_norm_eps
     rec.upload(*[b for b in (acts.step, acts.ids, acts.sparams, acts.recent) if b is not None])
     embed(rec, acts.x, w["model.embed_tokens.weight"], acts.ids, acts.step,
@@ -120,7 +129,7 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False) 
                 norm(acts.kn, acts.k, "self_attn.k_norm.weight")
             q, k = acts.qn, acts.kn
         rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i)
-        kc, vc, j = model.kv.layer(i)
+        kc, vc, j = kv.layer(i)
         attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,
                   n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
                   scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j)
@@ -144,6 +153,8 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False) 
             add(rec, acts.x, acts.x, acts.o)
         else:
             add(rec, acts.x, acts.x, acts.down)
+    if head == "none":
+        return
     ops.rmsnorm(rec, acts.xn, acts.x, w["model.norm.weight"], eps=eps)
     lm_head = w.get("lm_head.weight") or w["model.embed_tokens.weight"]
     if head == "all":
@@ -155,9 +166,10 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False) 
         linear(rec, acts.logits, lm_head, acts.xn)
 
 
-def begin_program(model, n: int, head: str, *, dropout: bool = False, timestamps: bool = False):
+def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, logits: Buffer | None = None,
+                  timestamps: bool = False):
     """A recorder holding the forward pass for n slots (the caller adds its tail and finishes it)."""
-    acts = make_acts(model, n, head)
-    rec = model.device.recorder(timestamps=timestamps, name=f"forward[N={n},{head}]")
-    record_forward(model, rec, acts, head=head, dropout=dropout)
+    acts = make_acts(model, n, head, logits)
+    rec = model.device.recorder(timestamps=timestamps, name=f"forward[N={n},{head}{',dropout' if dropout else ''}]")
+    record_forward(model, rec, acts, head=head, dropout=dropout, kv=kv)
     return rec, acts

@@ -1,7 +1,8 @@
 """The KV cache: K and V on the device and one position, the single source of truth.
 
 Rollback and HARP only move the position: `truncate(n)` forgets everything from position n on, and
-the next chunk simply overwrites it. Layers are stacked into as few buffers as the device's
+the next chunk simply overwrites it. The cache also keeps the token ids it holds, so that a caller
+(the chat's next turn, HARP's reframed cache) can find how much of a new context it already has. Layers are stacked into as few buffers as the device's
 storage-buffer limit allows ([layers, ctx, kv_heads, head_dim] each), so that one attention pipeline
 serves every layer (the layer is a per-dispatch push constant). The buffers are `store` buffers
 (device-local, no host copy): a program writes the current chunk's keys and reads only older
@@ -28,7 +29,27 @@ class KVCache:
             self._where += [(len(self.k), i) for i in range(n)]
             self.k.append(k)
             self.v.append(v)
-        self.pos = 0
+        self.tokens: list[int] = []
+
+    @property
+    def pos(self) -> int:
+        """Positions held (the next token goes here)."""
+        return len(self.tokens)
+
+    def append(self, ids) -> None:
+        """Record that a program wrote these tokens at positions pos, pos+1, ..."""
+        if self.pos + len(ids) > self.ctx:
+            raise VkharpError(f"the KV cache holds {self.ctx} positions; {self.pos} + {len(ids)} do not fit")
+        self.tokens.extend(int(t) for t in ids)
+
+    def common_prefix(self, ids) -> int:
+        """How many leading tokens of `ids` the cache already holds."""
+        n = 0
+        for a, b in zip(self.tokens, ids):
+            if a != int(b):
+                break
+            n += 1
+        return n
 
     def layer(self, i: int) -> tuple[Buffer, Buffer, int]:
         """(K buffer, V buffer, index within them) of layer i."""
@@ -43,10 +64,10 @@ class KVCache:
         """Keep the first n positions (a position move: nothing is copied or cleared)."""
         if not 0 <= n <= self.pos:
             raise VkharpError(f"cannot truncate the KV cache to {n}: it holds {self.pos} positions")
-        self.pos = n
+        del self.tokens[n:]
 
     def reset(self) -> None:
-        self.pos = 0
+        self.tokens.clear()
 
     def room(self) -> int:
         return self.ctx - self.pos

@@ -4,6 +4,7 @@
     model.logits(token_ids)        # full logits [n, vocab] of a fresh run (tests, perplexity)
     model.prefill(token_ids)       # feed tokens into the cache in chunks; logits of the last one
     model.decode_logits(token_id)  # one decode step through the N=1 program; its logits
+    model.reframe(...)             # HARP: a reframed pass over the held context, mixed logits
 
 Programs are recorded lazily, once, and replayed: prefill (N = chunk) and decode (N = 1), each with
 its own activations; only the step words and token ids go up per replay, and only what the caller
@@ -26,6 +27,8 @@ from .tokenizer import Tokenizer
 from .weights import upload_stacked
 
 DEFAULT_CHUNK = 32
+MAIN, REFRAMED = "main", "reframed"   # the model's KV cache, and HARP's reframed one
+SAVED = "saved"                       # logits kept on the device for a rollback's new draw
 
 
 class ContextFull(VkharpError):
@@ -75,6 +78,10 @@ class Model:
         self._programs: dict = {}
         self._recorded: dict = {}
         self._sample_work = None
+        self._last_logits: dict = {}
+        self._reframed: KVCache | None = None      # HARP's scratch cache (engine/harp.py)
+        self._reframed_key = None                  # (seed, delta) its positions were computed with
+        self._sampled_from = None                  # which logits buffer the sampler last read
         self.load_seconds = time.perf_counter() - t0
 
     def _upload(self, name: str, load, n_layers: int):
@@ -90,27 +97,51 @@ class Model:
         return w
 
     # -- programs --------------------------------------------------------------------------------
-    def _program(self, n: int, head: str, readback: str):
-        """The program for n slots and a head; readback "logits" adds a download of them at the end."""
-        key = (n, head, readback)
+    def _cache(self, which: str) -> KVCache:
+        if which == MAIN:
+            return self.kv
+        if self._reframed is None:   # HARP's scratch cache, allocated on first use
+            self._reframed = KVCache(self.device, n_layers=self.cfg.num_hidden_layers,
+                                     n_kv_heads=self.cfg.num_key_value_heads, head_dim=self.cfg.head_dim, ctx=self.ctx)
+        return self._reframed
+
+    def _logits_buffer(self, which: str):
+        """One [1, vocab] logits buffer per cache, shared by its "last" programs (decode, prefill)."""
+        if which not in self._last_logits:
+            self._last_logits[which] = self.device.buffer((1, self.cfg.vocab_size), np.float32, "act",
+                                                          name=f"logits[{which}]")
+        return self._last_logits[which]
+
+    def _program(self, n: int, head: str, readback: str, cache: str = MAIN, beta: float | None = None):
+        """The program for n slots, a head and a cache, with its tail: readback "logits" downloads them,
+        "sample" runs the sampling stage and downloads its words, "harp_*" first mixes the main logits
+        into this (reframed) pass's logits with weight beta on the main ones."""
+        key = (n, head, readback, cache, beta)
         if key not in self._programs:
-            if (n, head) not in self._recorded:
-                self._recorded[(n, head)] = begin_program(self, n, head)
-            rec, acts = self._recorded[(n, head)]
+            if (n, head, cache) not in self._recorded:
+                logits = self._logits_buffer(cache) if head == "last" else None
+                self._recorded[(n, head, cache)] = begin_program(self, n, head, dropout=cache == REFRAMED,
+                                                                 kv=self._cache(cache), logits=logits)
+            rec, acts = self._recorded[(n, head, cache)]
             rec = rec.fork()
-            if readback == "logits":
+            if readback.startswith("harp_"):
+                ops.mix(rec, acts.logits, self._logits_buffer(MAIN), acts.logits, beta=beta)
+            if readback in ("logits", "harp_logits"):
                 rec.download(acts.logits)
-            elif readback == "sample":
+            elif readback in ("sample", "harp_sample"):
                 self._sample_work = ops.sample(rec, acts.sample_out, acts.logits, acts.sparams, acts.recent,
                                                vocab=self.cfg.vocab_size, work=self._sample_work)
                 rec.download(acts.sample_out)
             self._programs[key] = (rec.finish(), acts)
         return self._programs[key]
 
-    def _run(self, ids, head: str, readback: str, n_slots: int, sampler_words=None, recent=None):
+    def _run(self, ids, head: str, readback: str, n_slots: int, sampler_words=None, recent=None, *,
+             cache: str = MAIN, beta: float | None = None, dropout: tuple[int, float] | None = None):
         ids = np.asarray(ids, dtype=np.uint32).reshape(-1)   # callers checked them (_check_ids)
-        prog, acts = self._program(n_slots, head, readback)
-        write_step(acts.step, pos=self.kv.pos, n_tokens=ids.size)
+        kv = self._cache(cache)
+        prog, acts = self._program(n_slots, head, readback, cache, beta)
+        seed, p = dropout or (0, 0.0)
+        write_step(acts.step, pos=kv.pos, n_tokens=ids.size, seed=seed, drop_on=int(dropout is not None), drop_p=p)
         if sampler_words is not None:
             acts.sparams.host_view()[:] = sampler_words
             if recent is not None:
@@ -118,7 +149,7 @@ class Model:
         view = acts.ids.host_view()
         view[:ids.size] = ids
         prog.run()
-        self.kv.pos += ids.size
+        kv.append(ids)
         return acts
 
     def _check_ids(self, ids, fresh: bool = False):
@@ -145,15 +176,17 @@ class Model:
             rows.append(acts.logits.host_view().reshape(self.chunk, -1)[:part.size].copy())
         return np.concatenate(rows)
 
-    def _feed(self, ids, readback: str, sampler_words=None, recent=None):
-        """Run ids through the cache chunk by chunk (a lone token through the N=1 program); only the
-        last chunk reads anything back. Returns the last chunk's activations."""
+    def _feed(self, ids, readback: str, sampler_words=None, recent=None, *, cache: str = MAIN, **kw):
+        """Run ids through a cache chunk by chunk (a lone token through the N=1 program); chunks before
+        the last run without the head, and only the last one reads anything back."""
         acts = None
         for s in range(0, ids.size, self.chunk):
             part = ids[s:s + self.chunk]
-            last = s + self.chunk >= ids.size
-            acts = self._run(part, "last", readback if last else "none", 1 if part.size == 1 else self.chunk,
-                             sampler_words, recent)
+            n_slots = 1 if part.size == 1 else self.chunk
+            if s + self.chunk >= ids.size:
+                acts = self._run(part, "last", readback, n_slots, sampler_words, recent, cache=cache, **kw)
+            else:
+                self._run(part, "none", "none", n_slots, cache=cache, **kw)
         return acts
 
     def prefill(self, token_ids, *, readback: str = "logits") -> np.ndarray | None:
@@ -169,12 +202,90 @@ class Model:
         ids = self._check_ids(token_ids)
         if ids.size == 0:
             raise VkharpError("feed_and_sample needs at least one token")
+        self._sampled_from = MAIN
         return self._feed(ids, "sample", sampler_words, recent).sample_out.host_view().copy()
+
+    # -- rollback: resample a position without recomputing it ------------------------------------
+    def save_logits(self) -> None:
+        """Keep, on the device, the logits the sampler last drew from (rollback may draw there again)."""
+        if self._sampled_from in (None, SAVED):
+            return
+        key = ("save", self._sampled_from)
+        if key not in self._programs:
+            rec = self.device.recorder(name="save_logits")
+            ops.scale(rec, self._logits_buffer(SAVED), self._logits_buffer(self._sampled_from), s=1.0)  # exact copy
+            self._programs[key] = (rec.finish(), None)
+        self._programs[key][0].run()
+        self._sampled_from = SAVED
+
+    def sample_saved(self, sampler_words: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
+        """Run the sampling stage again on the saved logits (other banned ids, another draw)."""
+        if "sample_saved" not in self._programs:
+            from .forward import RING
+            from .sampling import OUT_WORDS, SP_WORDS
+            dev = self.device
+            bufs = (dev.buffer((SP_WORDS,), np.uint32, "act", name="sampler_params[saved]"),
+                    dev.buffer((RING,), np.uint32, "act", name="recent_tokens[saved]"),
+                    dev.buffer((OUT_WORDS,), np.uint32, "act", name="sample_out[saved]"))
+            rec = dev.recorder(name="sample_saved")
+            rec.upload(bufs[0], bufs[1])
+            self._sample_work = ops.sample(rec, bufs[2], self._logits_buffer(SAVED), bufs[0], bufs[1],
+                                           vocab=self.cfg.vocab_size, work=self._sample_work)
+            rec.download(bufs[2])
+            self._programs["sample_saved"] = (rec.finish(), bufs)
+        prog, (sp, rc, out) = self._programs["sample_saved"]
+        sp.host_view()[:] = sampler_words
+        if recent is not None:
+            rc.host_view()[:recent.size] = recent
+        prog.run()
+        self._sampled_from = SAVED
+        return out.host_view().copy()
 
     def decode_logits(self, token_id: int) -> np.ndarray:
         """One decode step (the N=1 program): feed one token, return the next-token logits."""
         self._check_ids([token_id])
         acts = self._run([token_id], "last", "logits", 1)
+        return acts.logits.host_view().reshape(-1).copy()
+
+    def generate(self, prompt, settings=None, **changes):
+        """Stream the continuation of prompt (text or ids) as Steps: engine/generate.py."""
+        from .generate import generate
+        return generate(self, prompt, settings, **changes)
+
+    def truncate(self, n: int) -> None:
+        """Forget every position from n on (rollback, /undo, a new chat turn): a position move."""
+        self.kv.truncate(n)
+
+    def reset(self) -> None:
+        self.kv.reset()
+
+    # -- HARP ------------------------------------------------------------------------------------
+    def reframe(self, *, seed: int, delta: float, beta: float, fresh: bool, sampler_words=None, recent=None):
+        """HARP's second pass over the whole context the main cache holds, on reframed embeddings
+        (element (t, d) dropped where rng.uniform(seed, t, d) < delta, no rescale), into the reframed
+        cache; then logits = beta·main + (1 − beta)·reframed, where "main" is the last logits the main
+        cache produced (the caller has just run that step).
+
+        fresh=True recomputes every position (the paper: a new mask per hesitation, seed changes);
+        fresh=False keeps the positions the reframed cache already holds for the same tokens, seed
+        and delta, and catches up only the rest, chunk by chunk (HARP cached mode). Returns the
+        sampling stage's words when sampler_words are given, else the mixed logits.
+        """
+        ctx_ids = self.kv.tokens
+        if not ctx_ids:
+            raise VkharpError("reframe() needs a context: feed tokens first")
+        kv = self._cache(REFRAMED)
+        if fresh or self._reframed_key != (seed, float(delta)):
+            kv.reset()
+        kv.truncate(min(kv.common_prefix(ctx_ids), len(ctx_ids) - 1))  # at least one token runs for logits
+        self._reframed_key = (seed, float(delta))
+        todo = np.asarray(ctx_ids[kv.pos:], dtype=np.uint32)
+        readback = "harp_sample" if sampler_words is not None else "harp_logits"
+        self._sampled_from = REFRAMED if sampler_words is not None else self._sampled_from
+        acts = self._feed(todo, readback, sampler_words, recent, cache=REFRAMED, beta=float(beta),
+                          dropout=(int(seed), float(delta)))
+        if sampler_words is not None:
+            return acts.sample_out.host_view().copy()
         return acts.logits.host_view().reshape(-1).copy()
 
     def close(self):

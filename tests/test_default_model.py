@@ -10,7 +10,6 @@ from engine import quant  # noqa: E402
 from engine.convert import open_model_dir  # noqa: E402
 from engine.generate import generate  # noqa: E402
 from engine.model import load  # noqa: E402
-from engine.sampling import SamplerSettings  # noqa: E402
 from test_convert_gguf import PASSAGE  # noqa: E402
 
 
@@ -50,17 +49,16 @@ def test_logits_and_perplexity_match_transformers(model):
 
 def test_greedy_answer_and_seeded_sampling_repeat(model):
     model.kv.reset()
-    text = "".join(s.text for s in generate(model, "The capital of France is", SamplerSettings(temperature=0.0),
-                                             max_tokens=3))
+    text = "".join(s.text for s in generate(model, "The capital of France is", temperature=0.0, max_tokens=3))
     assert text.startswith(" Paris"), text
     runs = []
     for _ in range(2):
         model.kv.reset()
-        runs.append([s.token for s in generate(model, "Once upon a time", SamplerSettings(temperature=0.9, min_p=0.05),
+        runs.append([s.token for s in generate(model, "Once upon a time", temperature=0.9, min_p=0.05,
                                                max_tokens=12, seed=7)])
     assert runs[0] == runs[1]
     model.kv.reset()
-    other = [s.token for s in generate(model, "Once upon a time", SamplerSettings(temperature=0.9, min_p=0.05),
+    other = [s.token for s in generate(model, "Once upon a time", temperature=0.9, min_p=0.05,
                                        max_tokens=12, seed=8)]
     assert other != runs[0]
 
