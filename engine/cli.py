@@ -1,4 +1,4 @@
-"""The `vkharp` command line: devices, selfcheck, bench (more commands arrive with the model runtime).
+"""The `vkharp` command line: chat (the default), generate, devices, convert, selfcheck, bench.
 
 User errors (VkharpError: no Vulkan, bad device index, bad input) print one clear line on stderr and
 exit with status 2; never a traceback.
@@ -50,16 +50,74 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_generate(args) -> int:
-    """One-shot completion (or one chat turn with --chat): text on stdout, statistics on stderr."""
-    import time
+# Generation flags shared by chat and generate: llama.cpp's names where they exist, then ours.
+# (option strings, GenerationSettings field, type, help); defaults come from GenerationSettings.
+_FLAGS = [
+    (("-n", "--max-tokens"), "max_tokens", int, "tokens to generate at most"),
+    (("--temp",), "temperature", float, "temperature; 0 = greedy"),
+    (("--top-k",), "top_k", int, "keep the k most likely tokens; 0 = off"),
+    (("--top-p",), "top_p", float, "nucleus sampling mass; 1 = off"),
+    (("--min-p", "--top-t"), "min_p", float, "topT: drop tokens below this fraction of the top probability; 0 = off"),
+    (("--repeat-penalty",), "repeat_penalty", float, "repetition penalty; 1 = off"),
+    (("--repeat-last-n",), "repeat_window", int, "tokens the repetition penalty looks back over"),
+    (("--seed",), "seed", int, "seed of the host's random draws"),
+    (("--dynatemp-range",), "dynatemp_range", float,
+     "dynamic temperature: T varies in temp ± range with the entropy; > 0 turns it on"),
+    (("--dynatemp-exp",), "dynatemp_exponent", float, "dynamic temperature exponent"),
+    (("--edt-theta",), "edt_theta", float, "EDT's theta (with --edt)"),
+    (("--harp",), "harp", str, "HARP reframing of hesitant steps: off, paper (recompute) or cached"),
+    (("--harp-theta",), "harp_theta", float, "HARP reframes a step whose entropy is above this (bits)"),
+    (("--harp-delta",), "harp_delta", float, "HARP's dropout probability on the reframed embeddings"),
+    (("--harp-beta",), "harp_beta", float, "HARP's weight of the original logits in the mix"),
+    (("--rollback-risk",), "rollback_risk", float, "rollback: a draw is risky when p < risk * p_max"),
+    (("--rollback-window",), "rollback_window", int, "rollback: steps watched after a risky draw"),
+    (("--rollback-entropy-rise",), "rollback_entropy_rise", float,
+     "rollback: bits above the recent median entropy that count as a collapse"),
+    (("--rollback-pmax-ratio",), "rollback_pmax_ratio", float,
+     "rollback: p_max below ratio * its recent median counts as a collapse; 0 = off"),
+]
 
-    from .generate import generate
-    from .model import load
+
+def _add_generation_flags(p: argparse.ArgumentParser):
+    """The flags chat and generate share, defaults and help from GenerationSettings."""
+    from .settings import HARP_MODES, GenerationSettings
+    d = GenerationSettings()
+    _add_device(p)
+    p.add_argument("model", nargs="?", default=None,
+                   help="converted directory, HF directory or GGUF file (default: SmolLM2-135M-Instruct)")
+    p.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens (default 2048)")
+    for opts, name, kind, text in _FLAGS:
+        extra = {"choices": HARP_MODES} if name == "harp" else {"metavar": "N" if kind is int else "X"}
+        p.add_argument(*opts, dest=name, type=kind, default=getattr(d, name), help=f"{text} (default %(default)s)",
+                       **extra)
+    p.add_argument("--edt", action="store_true", help="entropy-based temperature (EDT) instead of a fixed one")
+    p.add_argument("--rollback", action="store_true", help="undo a risky draw when the next steps collapse")
+    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="stop when the text contains TEXT (repeatable; not included in the output)")
+
+
+def settings_from_args(args):
+    """GenerationSettings from the shared flags; a bad value raises VkharpError naming it (exit 2)."""
     from .settings import GenerationSettings
+    if args.edt and args.dynatemp_range > 0:
+        raise VkharpError("--edt and --dynatemp-range name two temperature rules; give one")
+    rule = "edt" if args.edt else "dynatemp" if args.dynatemp_range > 0 else "fixed"
+    return GenerationSettings(temp_rule=rule, rollback=args.rollback, stop=tuple(args.stop or ()),
+                              **{name: getattr(args, name) for _, name, _, _ in _FLAGS})
+
+
+def _step_json(step) -> str:
+    import dataclasses
+    import json
+    return json.dumps(dataclasses.asdict(step), ensure_ascii=False)
+
+
+def cmd_generate(args) -> int:
+    """One-shot completion (or one chat turn with --chat): text (or --json steps) on stdout, statistics on stderr."""
+    from .chat import AnswerStats
+    from .model import load
+    settings = settings_from_args(args)       # bad flags fail before the model loads
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
-    settings = GenerationSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                                  repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens, seed=args.seed)
     model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
     if args.chat:
         prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
@@ -69,35 +127,27 @@ def cmd_generate(args) -> int:
     if len(ids) >= model.ctx:
         raise VkharpError(f"the prompt has {len(ids)} tokens but the context holds {model.ctx}; "
                           f"shorten it or raise --ctx-size")
-    t0, n, first = time.perf_counter(), 0, None
-    finish = None
-    for step in generate(model, ids, settings):
-        if first is None:
-            first = time.perf_counter()
-        sys.stdout.write(step.text)
+    stats = AnswerStats(fed=len(ids))
+    for step in model.generate(ids, settings):
+        sys.stdout.write(_step_json(step) + "\n" if args.json else step.text)
         sys.stdout.flush()
-        n += step.token >= 0
-        finish = step.finish
-    t1 = time.perf_counter()
-    print(file=sys.stdout, flush=True)
-    decode_s = t1 - first if first else 0.0
-    print(f"[{len(ids)} prompt tokens in {first - t0:.2f} s; {n} tokens, "
-          f"{(n - 1) / decode_s if n > 1 and decode_s else 0:.1f} tok/s; finish: {finish}]", file=sys.stderr)
+        stats.add(step)
+    if not args.json:
+        print(file=sys.stdout, flush=True)
+    print(f"[{stats.line()}]", file=sys.stderr)
     return 0
 
 
+def cmd_chat(args) -> int:
+    from .chat import run
+    return run(args, settings_from_args(args))
+
+
 def cmd_main(args) -> int:
-    """No command: the main job. Until the chat lands: devices, the kernel self-check, then one chat
-    turn with the default model (converted on first use)."""
-    rc = cmd_devices(args)
-    print()
-    rc = rc or cmd_selfcheck(args)
-    if rc:
-        return rc
-    print("\nDefault model (SmolLM2-135M-Instruct), one chat turn: What is the capital of France?")
-    demo = build_parser().parse_args(["generate", "--chat", "-p", "What is the capital of France?", "-n", "48"])
-    demo.device = args.device
-    return cmd_generate(demo)
+    """No command: the main job, a chat with the default model (converted on first use)."""
+    chat = build_parser().parse_args(["chat"])
+    chat.device = args.device
+    return cmd_chat(chat)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,21 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("convert", help=convert_cli.HELP)
     convert_cli.add_arguments(s)
     s.set_defaults(func=convert_cli.run)
+    s = sub.add_parser("chat", help="talk with a model in the terminal (the default when no command is given)")
+    _add_generation_flags(s)
+    s.add_argument("--system", default=None, metavar="TEXT", help="system prompt (default: the template's own)")
+    s.add_argument("--show-uncertainty", action="store_true",
+                   help="colour tokens by entropy, underline HARP-reframed ones, show rolled-back text struck")
+    s.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colours: auto = a terminal without NO_COLOR (default auto)")
+    s.set_defaults(func=cmd_chat)
     s = sub.add_parser("generate", help="complete a prompt (text on stdout, statistics on stderr)")
-    _add_device(s)
-    s.add_argument("model", nargs="?", default=None,
-                   help="converted directory, HF directory or GGUF file (default: SmolLM2-135M-Instruct)")
+    _add_generation_flags(s)
     s.add_argument("-p", "--prompt", default=None, help="the prompt (default: read stdin)")
     s.add_argument("--chat", action="store_true", help="format the prompt as one user turn with the chat template")
-    s.add_argument("-n", "--max-tokens", type=int, default=128, help="tokens to generate at most (default 128)")
-    s.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens (default 2048)")
-    s.add_argument("--temp", type=float, default=0.0, help="temperature; 0 = greedy (default 0)")
-    s.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off")
-    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass; 1 = off")
-    s.add_argument("--min-p", "--top-t", dest="min_p", type=float, default=0.0,
-                   help="topT: drop tokens below this fraction of the top probability; 0 = off")
-    s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty; 1 = off")
-    s.add_argument("--seed", type=int, default=0, help="seed of the host's random draws (default 0)")
+    s.add_argument("--json", action="store_true",
+                   help="one JSON object per step on stdout (token, text, prob, entropy, ..., rollbacks, finish)")
     s.set_defaults(func=cmd_generate)
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)
