@@ -151,6 +151,7 @@ class Device:
             raise NoVulkanError(f"Vulkan device {self.index} ({info.name}) failed to start: {exc}. "
                                 f"Update or reinstall its driver; {install_hint()}.") from None
         self._algorithms: dict = {}
+        self.allocated_bytes = 0   # buffers made here (weights, KV cache, activations): device memory used
         self._algorithm_buffers: dict = {}
         self._fence = self.buffer(1, np.uint32, "act", name="fence")
 
@@ -182,6 +183,7 @@ class Device:
                 raise VkharpError(f"buffer {name!r}: data must be float32, uint32 or int32, got {data.dtype}")
             dtype = data.dtype
         self._check_size(data.nbytes, name)
+        self.allocated_bytes += data.nbytes
         if kind == "act":
             tensor = self.mgr.tensor_t(data, kp.TensorTypes.device)
             buf = Buffer(self, tensor, np.dtype(dtype), data.size, kind, name, shape)
@@ -206,6 +208,7 @@ class Device:
         if data.dtype not in _DTYPES:
             raise VkharpError(f"buffer {name!r}: data must be float32, uint32 or int32, got {data.dtype}")
         self._check_size(data.nbytes, name)
+        self.allocated_bytes += data.nbytes
         if self.info.unified_memory:
             # Device memory is host memory: one host-visible buffer the shaders read directly.
             tensor = self.mgr.tensor_t(data, kp.TensorTypes.host)

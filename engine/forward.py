@@ -104,15 +104,22 @@ def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, laye
         matmul(rec, out, weight, x, bias, layer=layer)
 
 
-def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None) -> None:
+def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None, second_kv=None) -> None:
     """Record the whole forward pass for `acts.n` token slots into `rec`, over the KV cache `kv`
-    (the model's own by default; HARP's reframed passes use their own cache)."""
+    (the model's own by default; HARP's reframed passes use their own cache).
+
+    second_kv: HARP's two streams in one pass (acts.n == 2, both slots one token at one position):
+    slot 0 is the plain stream over `kv`, slot 1 the reframed one over `second_kv`. The weights are
+    read once for both, which is what makes the cached mode cheap on bandwidth-bound devices."""
     cfg, arch, w, lw = model.cfg, model.arch, model.weights, model.layer_weights
     kv = kv or model.kv
+    dual = second_kv is not None
+    if dual and (acts.n != 2 or not dropout):
+        raise ValueError("two streams need N = 2 slots and dropout=True")
     eps = cfg.rms_norm_eps
     rec.upload(*[b for b in (acts.step, acts.ids, acts.sparams, acts.recent) if b is not None])
     embed(rec, acts.x, w["model.embed_tokens.weight"], acts.ids, acts.step,
-          scale=arch.embed_scale(cfg), dropout=dropout)
+          scale=arch.embed_scale(cfg), dropout=dropout, dual=dual)
     for i in range(cfg.num_hidden_layers):
         def norm(out, x, role):
             ops.rmsnorm(rec, out, x, lw[role], eps=eps, layer=i)
@@ -128,12 +135,13 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
                 norm(acts.qn, acts.q, "self_attn.q_norm.weight")
                 norm(acts.kn, acts.k, "self_attn.k_norm.weight")
             q, k = acts.qn, acts.kn
-        rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i)
+        rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual)
         kc, vc, j = kv.layer(i)
+        second = second_kv.layer(i)[:2] if dual else None
         attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,
                   n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
-                  scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j)
-        kv_append(rec, kc, vc, k, acts.v, acts.step, layer=j)
+                  scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second)
+        kv_append(rec, kc, vc, k, acts.v, acts.step, layer=j, second=second)
         linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
         if arch.sandwich_norms:
             norm(acts.down, acts.o, "post_attention_layernorm.weight")
@@ -166,10 +174,11 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         linear(rec, acts.logits, lm_head, acts.xn)
 
 
-def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, logits: Buffer | None = None,
-                  timestamps: bool = False):
+def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, second_kv=None,
+                  logits: Buffer | None = None, timestamps: bool = False):
     """A recorder holding the forward pass for n slots (the caller adds its tail and finishes it)."""
     acts = make_acts(model, n, head, logits)
-    rec = model.device.recorder(timestamps=timestamps, name=f"forward[N={n},{head}{',dropout' if dropout else ''}]")
-    record_forward(model, rec, acts, head=head, dropout=dropout, kv=kv)
+    tag = ",two streams" if second_kv is not None else ",dropout" if dropout else ""
+    rec = model.device.recorder(timestamps=timestamps, name=f"forward[N={n},{head}{tag}]")
+    record_forward(model, rec, acts, head=head, dropout=dropout, kv=kv, second_kv=second_kv)
     return rec, acts

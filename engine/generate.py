@@ -13,9 +13,11 @@ above harp_theta bits, a second pass runs over reframed embeddings of the whole 
 mask, no rescale) and the sampler draws from beta·original + (1 − beta)·reframed logits.
   paper   a fresh mask per hesitation, every position recomputed into a scratch cache (the
           reference algorithm; its cost grows with the context);
-  cached  one fixed mask per position (seeded once per generation seed), so the reframed cache
-          stays valid: a hesitation only catches it up over the tokens added since the last one,
-          chunk by chunk through the prefill program.
+  cached  one fixed mask per position (seeded once per generation seed), so the reframed KV cache
+          stays valid and grows with the main one: every decode step runs both streams as one N = 2
+          pass (each weight read once for both; engine/forward.py), and the sampler draws from the
+          mixed logits only when the step hesitates. A prompt (or the tokens after a rollback)
+          catches the reframed cache up chunk by chunk.
 Rollback: engine/rollback.py. Tokens are yielded only once accepted; a Step carries the rollback
 events resolved just before it.
 """
@@ -107,15 +109,19 @@ class _Generation:
         ring[:len(recent)] = recent
         words = pack_sample_params(self.sampler, u=float(self.rng.random()), banned=self.bans[position],
                                    ring_count=len(recent), ring_head=len(recent) % RING, ring_capacity=RING)
-        r = unpack_result(m.feed_and_sample(feed, words, ring))
+        if s.harp == "cached":   # both streams every step; the mixed logits are used when hesitant
+            r = unpack_result(m.feed_two_streams(feed, words, ring, seed=self.cached_seed, delta=s.harp_delta,
+                                                 beta=s.harp_beta))
+        else:
+            r = unpack_result(m.feed_and_sample(feed, words, ring))
         entropy, reframed = r.h_model, False
         if s.harp != "off" and r.h_model > s.harp_theta:
             if s.harp == "paper":
                 seed, self.hesitations = (s.seed * 1_000_003 + self.hesitations) & 0xFFFFFFFF, self.hesitations + 1
+                r = unpack_result(m.reframe(seed=seed, delta=s.harp_delta, beta=s.harp_beta, fresh=True,
+                                            sampler_words=words, recent=ring))
             else:
-                seed = self.cached_seed
-            r = unpack_result(m.reframe(seed=seed, delta=s.harp_delta, beta=s.harp_beta, fresh=s.harp == "paper",
-                                        sampler_words=words, recent=ring))
+                r = unpack_result(m.sample_mixed(words, ring))
             reframed = True
         return _Draw(index, position, r.token, r, entropy, reframed, (time.perf_counter() - t0) * 1e3)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .device import Device
 from .errors import VkharpError
-from .forward import begin_program
+from .forward import begin_program, make_acts, record_forward
 from .kv_cache import KVCache
 from . import ops
 from .params import write_step
@@ -82,6 +82,7 @@ class Model:
         self._reframed: KVCache | None = None      # HARP's scratch cache (engine/harp.py)
         self._reframed_key = None                  # (seed, delta) its positions were computed with
         self._sampled_from = None                  # which logits buffer the sampler last read
+        self._sio = None                           # buffers of the stand-alone sampling programs
         self.load_seconds = time.perf_counter() - t0
 
     def _upload(self, name: str, load, n_layers: int):
@@ -183,7 +184,7 @@ class Model:
         for s in range(0, ids.size, self.chunk):
             part = ids[s:s + self.chunk]
             n_slots = 1 if part.size == 1 else self.chunk
-            if s + self.chunk >= ids.size:
+            if s + self.chunk >= ids.size and readback != "none":
                 acts = self._run(part, "last", readback, n_slots, sampler_words, recent, cache=cache, **kw)
             else:
                 self._run(part, "none", "none", n_slots, cache=cache, **kw)
@@ -218,28 +219,46 @@ class Model:
         self._programs[key][0].run()
         self._sampled_from = SAVED
 
-    def sample_saved(self, sampler_words: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
-        """Run the sampling stage again on the saved logits (other banned ids, another draw)."""
-        if "sample_saved" not in self._programs:
+    def _sampler_io(self):
+        """Sampler words, recent tokens and result buffers of the programs that sample a logits buffer
+        left by another program (rollback's saved logits, HARP's mixed ones, the two-stream step)."""
+        if self._sio is None:
             from .forward import RING
             from .sampling import OUT_WORDS, SP_WORDS
             dev = self.device
-            bufs = (dev.buffer((SP_WORDS,), np.uint32, "act", name="sampler_params[saved]"),
-                    dev.buffer((RING,), np.uint32, "act", name="recent_tokens[saved]"),
-                    dev.buffer((OUT_WORDS,), np.uint32, "act", name="sample_out[saved]"))
-            rec = dev.recorder(name="sample_saved")
-            rec.upload(bufs[0], bufs[1])
-            self._sample_work = ops.sample(rec, bufs[2], self._logits_buffer(SAVED), bufs[0], bufs[1],
-                                           vocab=self.cfg.vocab_size, work=self._sample_work)
-            rec.download(bufs[2])
-            self._programs["sample_saved"] = (rec.finish(), bufs)
-        prog, (sp, rc, out) = self._programs["sample_saved"]
+            self._sio = (dev.buffer((SP_WORDS,), np.uint32, "act", name="sampler_params[io]"),
+                         dev.buffer((RING,), np.uint32, "act", name="recent_tokens[io]"),
+                         dev.buffer((OUT_WORDS,), np.uint32, "act", name="sample_out[io]"))
+        return self._sio
+
+    def _record_sample(self, rec, which: str):
+        sp, rc, out = self._sampler_io()
+        self._sample_work = ops.sample(rec, out, self._logits_buffer(which), sp, rc,
+                                       vocab=self.cfg.vocab_size, work=self._sample_work)
+        rec.download(out)
+
+    def _run_sampler_io(self, prog, sampler_words, recent) -> np.ndarray:
+        sp, rc, out = self._sampler_io()
         sp.host_view()[:] = sampler_words
         if recent is not None:
             rc.host_view()[:recent.size] = recent
         prog.run()
-        self._sampled_from = SAVED
         return out.host_view().copy()
+
+    def _sample_buffer(self, which: str, sampler_words, recent) -> np.ndarray:
+        key = ("sample", which)
+        if key not in self._programs:
+            rec = self.device.recorder(name=f"sample[{which}]")
+            rec.upload(*self._sampler_io()[:2])
+            self._record_sample(rec, which)
+            self._programs[key] = (rec.finish(), None)
+        words = self._run_sampler_io(self._programs[key][0], sampler_words, recent)
+        self._sampled_from = which
+        return words
+
+    def sample_saved(self, sampler_words: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
+        """Run the sampling stage again on the saved logits (other banned ids, another draw)."""
+        return self._sample_buffer(SAVED, sampler_words, recent)
 
     def decode_logits(self, token_id: int) -> np.ndarray:
         """One decode step (the N=1 program): feed one token, return the next-token logits."""
@@ -287,6 +306,49 @@ class Model:
         if sampler_words is not None:
             return acts.sample_out.host_view().copy()
         return acts.logits.host_view().reshape(-1).copy()
+
+    def feed_two_streams(self, token_ids, sampler_words: np.ndarray, recent: np.ndarray | None = None, *,
+                         seed: int, delta: float, beta: float) -> np.ndarray:
+        """HARP cached mode: feed tokens into the main cache and, with a fixed mask per position
+        (seed, delta), into the reframed cache; the last token runs as one N = 2 pass (both streams,
+        each weight read once), leaving the plain logits in the main buffer and
+        beta·plain + (1 − beta)·reframed in the reframed one. Samples the plain logits and returns the
+        stage's words; `sample_mixed` draws from the mixed ones instead."""
+        ids = self._check_ids(token_ids)
+        if ids.size == 0:
+            raise VkharpError("feed_two_streams needs at least one token")
+        if ids.size > 1:
+            self._feed(ids[:-1], "none")
+        kv2 = self._cache(REFRAMED)
+        if self._reframed_key != (seed, float(delta)):
+            kv2.reset()
+        self._reframed_key = (seed, float(delta))
+        kv2.truncate(kv2.common_prefix(self.kv.tokens))
+        if kv2.pos < self.kv.pos:   # catch up (the prompt, or after a rollback), chunk by chunk
+            self._feed(np.asarray(self.kv.tokens[kv2.pos:], np.uint32), "none", cache=REFRAMED,
+                       dropout=(int(seed), float(delta)))
+        key = ("two streams", float(beta))
+        if key not in self._programs:
+            acts = make_acts(self, 2, "all")
+            rec = self.device.recorder(name="forward[N=2,two streams]")
+            rec.upload(*self._sampler_io()[:2])     # uploads come before the first dispatch
+            record_forward(self, rec, acts, head="all", dropout=True, kv=self.kv, second_kv=kv2)
+            ops.split_mix(rec, self._logits_buffer(MAIN), self._logits_buffer(REFRAMED), acts.logits, beta=beta)
+            self._record_sample(rec, MAIN)
+            self._programs[key] = (rec.finish(), acts)
+        prog, acts = self._programs[key]
+        tok = int(ids[-1])
+        write_step(acts.step, pos=self.kv.pos, n_tokens=2, seed=int(seed), drop_on=1, drop_p=float(delta))
+        acts.ids.host_view()[:2] = tok
+        words = self._run_sampler_io(prog, sampler_words, recent)
+        self.kv.append([tok])
+        kv2.append([tok])
+        self._sampled_from = MAIN
+        return words
+
+    def sample_mixed(self, sampler_words: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
+        """Draw from the mixed logits the last two-stream step left (HARP fired)."""
+        return self._sample_buffer(REFRAMED, sampler_words, recent)
 
     def close(self):
         self._programs.clear()

@@ -1,6 +1,7 @@
 #version 450
 // @variant attention_decode   PREFILL=0
 // @variant attention_prefill  PREFILL=1
+// @variant attention_decode_dual  PREFILL=0 DUAL=1
 // Causal grouped-query attention over the KV cache plus the current chunk, online softmax in f32.
 // Token t of the chunk sits at position p = P_POS + t; query head h uses kv head h / G, G = HQ/HK:
 //   s_j = SCALE * q[t,h,:] . key_j          (then SOFTCAP * tanh(s_j / SOFTCAP) if SOFTCAP > 0)
@@ -23,7 +24,10 @@
 //   Grid: HK * ceil(N*G/HPG / WG) groups.
 // Private arrays are only indexed by loops of <= 32 constant trips so that compilers (Mesa's NIR
 // unroller: 32) can keep them in registers; lavapipe is 5-10x slower otherwise.
-// Twin: reference.attention.
+// attention_decode_dual (HARP cached mode, engine/forward.py): N = 2 rows are two streams at the
+//   SAME position P_POS: row 0 over the caches at bindings 4/5, row 1 (the reframed stream) over its
+//   own caches at bindings 7/8 (same layout); each row's own key is its chunk row.
+// Twin: reference.attention (attention_dual for the dual variant).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "params.glsl"
@@ -50,6 +54,13 @@ layout(binding = 3) readonly buffer V { vec4 v[]; };
 layout(binding = 4) readonly buffer KC { vec4 kc[]; };
 layout(binding = 5) readonly buffer VC { vec4 vc[]; };
 layout(binding = 6) readonly buffer Step { uint step[]; };
+#ifndef DUAL
+#define DUAL 0
+#endif
+#if DUAL
+layout(binding = 7) readonly buffer KC2 { vec4 kc2[]; };
+layout(binding = 8) readonly buffer VC2 { vec4 vc2[]; };
+#endif
 
 const uint G = HQ / HK;
 const uint D4 = D / 4u;
@@ -129,7 +140,7 @@ void main() {
         for (uint i = tid; i < HPG * D; i += WG) o[obase + i] = 0.0;
         return;
     }
-    uint p = pos0 + t, lo = window_lo(p), hi = p + 1u;
+    uint p = pos0 + (DUAL != 0 ? 0u : t), lo = window_lo(p), hi = p + 1u;
 
     vec4 qv[HPG * DS4], acc[HPG * DS4];
     float m[HPG], l[HPG];
@@ -143,8 +154,17 @@ void main() {
         }
     }
     uint round_no = 0u;
+#if DUAL
+    if (t == 1u) {   // uniform per group: the barriers inside stay in uniform control flow
+        KEY_PASS(kc2, vc2, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh)
+    } else {
+        KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh)
+    }
+    KEY_PASS(k, v, 0u, max(lo, pos0), hi, (j - pos0 + t) * HK + kvh)
+#else
     KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh)
     KEY_PASS(k, v, 0u, max(lo, pos0), hi, (j - pos0) * HK + kvh)
+#endif
 
     // Merge the teams' states: global max per head, rescale, tree of sums over teams.
     if (dt == 0u)

@@ -6,14 +6,18 @@
 // @variant mix            OP=2 INPLACE=0
 // @variant mix_inplace    OP=2 INPLACE=1
 // @variant rand_uniform   OP=3 INPLACE=0
+// @variant split_mix      OP=4 INPLACE=0
 // Element-wise ops over N floats (any shape, flattened):
 //   add:   o[i] = a[i] + b[i]                    (residual connections)
 //   scale: o[i] = CA * a[i]
 //   mix:   o[i] = CA * a[i] + CB * b[i]          (HARP's logit mix: CA = beta, CB = 1 - beta)
 //   rand_uniform: o[t*D + d] = rng_uniform(seed, pos + t, d), t < N/D   (seed, pos from the step buffer)
+//   split_mix: o[i] = x[i];  o2[i] = CA * x[i] + CB * x[N + i]   (HARP's two streams: x = logits [2, N],
+//              o = the original row, o2 = the mix; one pass over both rows)
 // Bindings, out-of-place: 0 o f32[N] (w), 1 a f32[N] (r) [, 2 b f32[N] (r)].
 //           in-place (o is a): 0 a f32[N] (rw) [, 1 b f32[N] (r)].
 //           rand_uniform: 0 o f32[N] (w), 1 step u32[STEP_WORDS] (r).
+//           split_mix: 0 o f32[N] (w), 1 o2 f32[N] (w), 2 x f32[2N] (r).
 // Constants: WG, N, CA, CB (floats), D (rand_uniform's row length).
 // Grid: ceil(N / WG) groups, spilling into y.  Twins: reference.add, .scale, .mix, .rand_uniform.
 #extension GL_GOOGLE_include_directive : require
@@ -25,7 +29,11 @@ layout(constant_id = 3) const float CB = 1.0;
 layout(constant_id = 4) const uint D = 1;
 layout(local_size_x_id = 0) in;
 
-#if OP == 3
+#if OP == 4
+layout(binding = 0) writeonly buffer Out { float o[]; };
+layout(binding = 1) writeonly buffer Out2 { float o2[]; };
+layout(binding = 2) readonly buffer X { float x[]; };
+#elif OP == 3
 #include "params.glsl"
 #include "rng.glsl"
 layout(binding = 0) writeonly buffer Out { float o[]; };
@@ -54,6 +62,10 @@ void main() {
     OUT[i] = CA * a[i];
 #elif OP == 2
     OUT[i] = CA * a[i] + CB * b[i];
+#elif OP == 4
+    float a = x[i];
+    o[i] = a;
+    o2[i] = CA * a + CB * x[N + i];
 #else
     uint t = i / D;
     o[i] = rng_uniform(step[P_SEED], step[P_POS] + t, i - t * D);

@@ -16,9 +16,10 @@
 // DROPOUT variants (HARP reframing), when step[P_DROP_ON] == 1:
 //   o[t, d] = 0 if rng_uniform(step[P_SEED], step[P_POS] + t, d) < float(step[P_DROP_P])
 //   with no 1/(1-p) rescale, as HARP's reference. The plain variants do not bind the step buffer.
+//   DUAL = 1 (HARP cached mode, two streams of one token): every row at position P_POS, row 0 kept.
 // Bindings: 0 o f32[NTOK, COLS] (w), 1 ids u32[NTOK] (r), 2 wq u32 quants of the part (r),
 //   [3 ws u32 scales of the part (r), q formats], [next: step u32[STEP_WORDS] (r), DROPOUT].
-// Constants: WG, COLS, NTOK, ROW0, PROWS, LAST, SCALE.
+// Constants: WG, COLS, NTOK, ROW0, PROWS, LAST, SCALE, DUAL.
 // Grid: NTOK * ceil(COLS / WG) groups (spilling into y); group g handles token g / ceil(COLS / WG).
 // Twin: reference.embed (with engine.rng for the mask).
 #extension GL_GOOGLE_include_directive : require
@@ -30,6 +31,7 @@ layout(constant_id = 3) const uint ROW0 = 0;
 layout(constant_id = 4) const uint PROWS = 1;
 layout(constant_id = 5) const uint LAST = 1;
 layout(constant_id = 6) const float SCALE = 1.0;
+layout(constant_id = 7) const uint DUAL = 0;   // 1: HARP's two streams at position P_POS; only row 1 is reframed
 layout(local_size_x_id = 0) in;
 layout(binding = 0) writeonly buffer Out { float o[]; };
 layout(binding = 1) readonly buffer Ids { uint ids[]; };
@@ -64,7 +66,9 @@ void main() {
         return;  // another part's token
     }
 #if DROPOUT
-    if (step[P_DROP_ON] == 1u && rng_uniform(step[P_SEED], step[P_POS] + t, d) < uintBitsToFloat(step[P_DROP_P]))
+    uint tp = DUAL != 0u ? 0u : t;
+    if (step[P_DROP_ON] == 1u && (DUAL == 0u || t >= 1u)
+        && rng_uniform(step[P_SEED], step[P_POS] + tp, d) < uintBitsToFloat(step[P_DROP_P]))
         v = 0.0;
 #endif
     o[t * COLS + d] = v;

@@ -23,6 +23,7 @@ layout(constant_id = 2) const uint HQ = 1;    // query heads
 layout(constant_id = 3) const uint HK = 1;    // key heads
 layout(constant_id = 4) const uint D = 2;     // head dim
 layout(constant_id = 5) const uint ROT = 2;   // rotated dims (even, <= D)
+layout(constant_id = 6) const uint DUAL = 0;  // 1: every row is at position P_POS (HARP's two streams)
 layout(local_size_x_id = 0) in;
 layout(push_constant) uniform Push { uint layer; } pc;   // inv_freq stacks layers: [L, ROT/2]
 layout(binding = 0) buffer Q { float q[]; };
@@ -60,7 +61,7 @@ void main() {
     bool is_q = row < N * HQ;
     uint t = is_q ? row / HQ : (row - N * HQ) / HK;
     if (t >= step[P_NTOK]) return;
-    precise float a = float(step[P_POS] + t) * inv_freq[pc.layer * (ROT / 2u) + pair];
+    precise float a = float(step[P_POS] + (DUAL != 0u ? 0u : t)) * inv_freq[pc.layer * (ROT / 2u) + pair];
     vec2 sc = sin_cos(a);
 #if INTERLEAVED
     uint i0 = 2u * pair, i1 = 2u * pair + 1u;

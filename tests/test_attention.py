@@ -253,3 +253,42 @@ def test_bad_shapes_are_clear_errors(device):
         attention(rec, out, q, k, v, kc, vc, step, variant="flash", **kw)
     with pytest.raises(VkharpError, match="kv_append"):
         kv_append(rec, kc, vc, k, device.buffer((1, 2, 32)), step)
+
+
+# --- HARP's two streams (N = 2 rows at one position, row 1 over its own caches) --------------------
+
+@pytest.mark.parametrize("hq,hk,d", SHAPES)
+@pytest.mark.parametrize("pos", [0, 1, 37, 300])
+def test_two_stream_attention_and_append_match_twin(device, rng, hq, hk, d, pos):
+    from engine.reference.attention import attention_dual, kv_append_dual
+    q, k, v = rand(rng, 2, hq, d, scale=Q_GAIN), rand(rng, 2, hk, d), rand(rng, 2, hk, d)
+    caches = [(rand(rng, CTX, hk, d), rand(rng, CTX, hk, d)) for _ in range(2)]
+    bufs = [device.buffer(x) for x in (q, k, v)]
+    cbufs = [(device.buffer(kc), device.buffer(vc)) for kc, vc in caches]
+    out, step = device.buffer((2, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=2))
+    rec = device.recorder()
+    attention(rec, out, *bufs, *cbufs[0], step, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5,
+              second=cbufs[1])
+    rec.finish().run()
+    want = attention_dual(q, k, v, caches, pos, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
+    assert _err(out.read().reshape(q.shape), want, np.abs(v).max()) < TOL
+    # the rows really differ from one stream over one cache (row 1 over cache 0 would be wrong)
+    wrong = ref_attention(q[1:], k[1:], v[1:], *caches[0], pos, 1, n_heads=hq, n_kv_heads=hk, head_dim=d,
+                          scale=d ** -0.5)
+    if pos:
+        assert _err(out.read().reshape(q.shape)[1:], wrong, np.abs(v).max()) > 1e-3
+    rec = device.recorder()
+    kv_append(rec, *cbufs[0], bufs[1], bufs[2], step, second=cbufs[1])
+    rec.finish().run()
+    for (kb, vb), (wk, wv) in zip(cbufs, kv_append_dual(caches, k, v, pos)):
+        np.testing.assert_array_equal(kb.read().reshape(wk.shape), wk)
+        np.testing.assert_array_equal(vb.read().reshape(wv.shape), wv)
+
+
+def test_two_stream_form_needs_two_rows(device, rng):
+    kc, vc = device.buffer((8, 1, 16)), device.buffer((8, 1, 16))
+    q, k, v, out = device.buffer((3, 2, 16)), device.buffer((3, 1, 16)), device.buffer((3, 1, 16)), device.buffer((3, 2, 16))
+    step = device.buffer(pack_step(pos=0, n_tokens=3))
+    with pytest.raises(VkharpError, match="N = 2"):
+        attention(device.recorder(), out, q, k, v, kc, vc, step, n_heads=2, n_kv_heads=1, head_dim=16, scale=1.0,
+                  second=(kc, vc))

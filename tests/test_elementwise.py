@@ -1,4 +1,4 @@
-"""shaders/elementwise.comp (add, scale, mix) against engine/reference/elementwise.py."""
+"""shaders/elementwise.comp (add, scale, mix, split_mix) against engine/reference/elementwise.py."""
 import numpy as np
 import pytest
 
@@ -55,6 +55,17 @@ def test_mix(device, rng, shape, where, beta):
     out = {"new": device.buffer(shape), "a": ab, "b": bb}[where]
     _run(device, lambda rec: ops.mix(rec, out, ab, bb, beta=beta, wg=64))
     assert max_rel_err(out.read().reshape(shape), ref.mix(a, b, beta=beta)) < MIX_TOL
+
+
+@pytest.mark.parametrize("n", [1, 333, 10007])
+@pytest.mark.parametrize("beta", [0.5, 0.3])
+def test_split_mix(device, rng, n, beta):
+    x = rand(rng, 2, n, scale=5.0)
+    first, mixed = device.buffer((1, n)), device.buffer((1, n))
+    _run(device, lambda rec: ops.split_mix(rec, first, mixed, device.buffer(x), beta=beta, wg=64))
+    want_first, want_mixed = ref.split_mix(x, beta=beta)
+    np.testing.assert_array_equal(first.read(), want_first)          # a copy: exact
+    assert max_rel_err(mixed.read(), want_mixed) < MIX_TOL
 
 
 def test_chain_residual_then_mix(device, rng):

@@ -130,3 +130,23 @@ def test_bad_inputs(device, rng):
         embed(rec, out, table, ids, None, dropout=True)
     with pytest.raises(VkharpError, match="scale must be finite"):
         embed(rec, out, table, ids, scale=float("inf"))
+
+
+@pytest.mark.parametrize("fmt", ["f32", "q4_1"])
+@pytest.mark.parametrize("split", [False, True])
+def test_two_streams_reframe_only_the_second_row(device, rng, fmt, split):
+    packed, table = _table(device, rng, fmt, split)
+    ids = np.array([13, 13], np.uint32)
+    step = device.buffer(params.STEP_WORDS, np.uint32, name="step")
+    values = dict(pos=41, seed=77, drop_on=1, drop_p=0.3)
+    params.write_step(step, **values)
+    prog, out = _record(device, table, ids, step, dropout=True, dual=True)
+    prog.run()
+    got = out.read().reshape(2, table.cols)
+    want = ref_embed(packed, ids, params.pack_step(**values), dropout=True, dual=True)
+    _check(got, want)
+    plain = ref_embed(packed, ids[:1], None)
+    np.testing.assert_array_equal(got[0], plain[0])                      # row 0: the original embedding
+    lone = ref_embed(packed, ids[:1], params.pack_step(**values), dropout=True)
+    np.testing.assert_array_equal(got[1], lone[0])                       # row 1: as a lone token at pos 41
+    assert 0.15 < np.mean(got[1] == 0) < 0.45

@@ -97,3 +97,35 @@ def test_cached_mode_catches_up_to_the_same_logits(device, converted):
     other = model.reframe(seed=8, delta=0.2, beta=0.5, fresh=False)
     want, _ = hf_harp_logits(hf, np.append(ids[:20], [9, 10]), seed=8, delta=0.2, beta=0.5)
     assert nmse(other, want) <= 1e-6
+
+
+def test_two_stream_steps_equal_the_lazy_cached_mode_and_transformers(device, converted):
+    """The N = 2 step (plain and reframed streams in one pass) gives the plain logits and the mixed
+    ones of the cached mode, and keeps both caches in step, through a prompt and 5 decode steps."""
+    from engine.forward import RING
+    from engine.sampling import SamplerSettings, pack_sample_params
+    dst, hf = converted("llama")
+    model = Model(dst, device, ctx=64, chunk=8)
+    lazy = Model(dst, device, ctx=64, chunk=8)
+    ids = [int(t) for t in np.random.default_rng(5).integers(3, model.cfg.vocab_size, 13)]
+    words = pack_sample_params(SamplerSettings(temperature=0.0), u=0.5)
+    ring = np.zeros(RING, np.uint32)
+    feed = ids
+    for step in range(6):
+        model.feed_two_streams(feed, words, ring, seed=11, delta=0.2, beta=0.4)
+        plain = model._logits_buffer("main").read().reshape(-1)
+        mixed = model._logits_buffer("reframed").read().reshape(-1)
+        want_plain = lazy.prefill(feed)
+        want_mixed = lazy.reframe(seed=11, delta=0.2, beta=0.4, fresh=False)
+        assert nmse(plain, want_plain) <= 1e-9 and nmse(mixed, want_mixed) <= 1e-9, step
+        assert model.kv.tokens == model._reframed.tokens == lazy.kv.tokens
+        feed = [int(np.argmax(mixed))]
+    hf_mixed, hf_plain = hf_harp_logits(hf, np.array(lazy.kv.tokens), seed=11, delta=0.2, beta=0.4)
+    assert nmse(mixed, hf_mixed) <= 1e-6 and nmse(plain, hf_plain) <= 1e-6
+    # a rollback: the reframed cache keeps the common prefix and catches up before the next step
+    model.truncate(15)
+    lazy.truncate(15)
+    model.feed_two_streams([7], words, ring, seed=11, delta=0.2, beta=0.4)
+    lazy.prefill([7])
+    want = lazy.reframe(seed=11, delta=0.2, beta=0.4, fresh=False)
+    assert nmse(model._logits_buffer("reframed").read().reshape(-1), want) <= 1e-9

@@ -176,3 +176,19 @@ def test_bad_rope_arguments_are_clear_errors(device):
         rope(rec, q, k, device.buffer(np.ones(33, np.float32)), step)
     with pytest.raises(VkharpError, match="step buffer"):
         rope(rec, q, k, device.buffer(rope_inv_freq(64, 1e4)), device.buffer(4))
+
+
+@pytest.mark.parametrize("style", ["half", "interleaved"])
+@pytest.mark.parametrize("pos", [0, 37, 300])
+def test_two_streams_share_one_position(device, rng, style, pos):
+    q, k = rand(rng, 2, 9, 64), rand(rng, 2, 3, 64)
+    inv = rope_inv_freq(64, 10000.0)
+    qb, kb = device.buffer(q), device.buffer(k)
+    rec = device.recorder()
+    rope(rec, qb, kb, device.buffer(inv, kind="const"), device.buffer(pack_step(pos=pos, n_tokens=2)), style=style,
+         dual=True)
+    rec.finish().run()
+    want_q, want_k = ref_rope(q, k, inv, pos, 2, style=style, dual=True)
+    assert max_rel_err(qb.read().reshape(q.shape), want_q) < TOL and max_rel_err(kb.read().reshape(k.shape), want_k) < TOL
+    one_q, _ = ref_rope(q[1:], k[1:], inv, pos, 1, style=style)   # row 1 as a lone token at pos
+    assert max_rel_err(want_q[1:], one_q) == 0

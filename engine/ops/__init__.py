@@ -6,7 +6,7 @@ from the buffers' `shape`; sizes become specialization constants, fixed at recor
 """
 from .activation import geglu, gelu, silu, swiglu
 from .attention import attention, kv_append, kv_cache_buffers
-from .elementwise import add, fill_u32, mix, rand_uniform, scale
+from .elementwise import add, fill_u32, mix, rand_uniform, scale, split_mix
 from .embed import embed
 from .local1d import local1d
 from .norm import layernorm, rmsnorm

@@ -63,8 +63,11 @@ def _cache_ctx(k_cache: Buffer, v_cache: Buffer, row: int, what: str, layer: int
 
 
 def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buffer, step: Buffer, *,
-              n_kv_heads: int | None = None, head_dim: int | None = None, layer: int = 0, wg: int = 64):
-    """Write chunk rows t < P_NTOK of k, v f32[N, HK, D] into cache rows P_POS + t."""
+              n_kv_heads: int | None = None, head_dim: int | None = None, layer: int = 0, wg: int = 64,
+              second: tuple[Buffer, Buffer] | None = None):
+    """Write chunk rows t < P_NTOK of k, v f32[N, HK, D] into cache rows P_POS + t.
+
+    second=(k_cache2, v_cache2): HARP's two streams (N = 2, both at P_POS): row 1 goes to these."""
     if n_kv_heads is None or head_dim is None:
         if len(k.shape) != 3:
             raise VkharpError(f"kv_append: k {k.shape} is not (tokens, kv_heads, head_dim); pass n_kv_heads and head_dim")
@@ -75,9 +78,19 @@ def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buf
     ctx = _cache_ctx(k_cache, v_cache, row, "kv_append", layer)
     check_step(step, "kv_append")
     n = k.size // row
-    rec.dispatch("kv_append", [k_cache, v_cache, k, v, step], grid1d(rec.device, k.size, wg),
+    bufs, name, disjoint = [k_cache, v_cache, k, v, step], "kv_append", _stacked(k_cache, v_cache)
+    if second is not None:
+        bufs, name, disjoint = bufs + list(second), "kv_append_dual", disjoint + _stacked(*second)
+        _check_second(second, k_cache, n, "kv_append")
+    rec.dispatch(name, bufs, grid1d(rec.device, k.size, wg),
                  {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx}, {"layer": layer},
-                 disjoint=_stacked(k_cache, v_cache))
+                 disjoint=disjoint)
+
+
+def _check_second(second, k_cache: Buffer, n: int, what: str) -> None:
+    if n != 2 or len(second) != 2 or any(c.shape != k_cache.shape for c in second):
+        raise VkharpError(f"{what}: the two-stream form needs N = 2 rows and second caches shaped like the first "
+                          f"{k_cache.shape}, got N = {n}, {[c.shape for c in second]}")
 
 
 def _decode_shared_bytes(wg: int, hpg: int, team: int, d: int) -> int:
@@ -135,13 +148,16 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
               step: Buffer, *, n_heads: int, n_kv_heads: int, head_dim: int, scale: float, window: int = 0,
               layer: int = 0,
               softcap: float = 0.0, variant: str | None = None, wg: int = 32,
-              heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None):
+              heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None,
+              second: tuple[Buffer, Buffer] | None = None):
     """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
 
     variant: "decode" (a work-group's threads split the key positions; for few query rows),
     "prefill" (a thread per token and head block, keys staged in shared memory), or None: decode
     when the prefill variant would have fewer than 32 threads with work. Both are correct for any N.
     heads_per_group / team / key_tile override the layout chosen from the shapes (tests, tuning).
+    second=(k_cache2, v_cache2): HARP's two streams (N = 2 rows at the same position P_POS; row 1
+    attends over these caches); the decode variant.
     """
     if n_heads <= 0 or n_kv_heads <= 0 or n_heads % n_kv_heads:
         raise VkharpError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
@@ -162,6 +178,9 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     if heads_per_group is not None and (heads_per_group <= 0 or g % heads_per_group):
         raise VkharpError(f"attention: heads_per_group {heads_per_group} does not divide the {g} query heads "
                           f"of a kv head")
+    if second is not None:
+        _check_second(second, k_cache, n, "attention")
+        variant = "decode"
     if variant is None:
         variant = "decode" if n * (g // _prefill_heads(rec.device, g, head_dim)) < 32 else "prefill"
     if variant not in VARIANTS:
@@ -178,5 +197,7 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         hpg = heads_per_group or _prefill_heads(rec.device, g, head_dim)
         consts.update(TK=_prefill_key_tile(rec.device, head_dim, key_tile), HPG=hpg)
         groups = n_kv_heads * (-(-(n * (g // hpg)) // wg))
-    rec.dispatch(f"attention_{variant}", [out, q, k, v, k_cache, v_cache, step],
-                 grid1d(rec.device, groups, 1), consts, {"layer": layer}, disjoint=_stacked(k_cache, v_cache))
+    bufs, name, disjoint = [out, q, k, v, k_cache, v_cache, step], f"attention_{variant}", _stacked(k_cache, v_cache)
+    if second is not None:
+        bufs, name, disjoint = bufs + list(second), "attention_decode_dual", disjoint + _stacked(*second)
+    rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, {"layer": layer}, disjoint=disjoint)

@@ -56,6 +56,16 @@ def mix(rec: Recorder, out: Buffer, a: Buffer, b: Buffer, *, beta: float, wg: in
         _go(rec, "mix", [out, a, b], out.size, {"CA": ca, "CB": cb}, wg)
 
 
+def split_mix(rec: Recorder, first: Buffer, mixed: Buffer, x: Buffer, *, beta: float, wg: int = 256):
+    """HARP's two streams: first = x[0], mixed = beta * x[0] + (1 - beta) * x[1] for x f32[2, N]."""
+    _check_f32("split_mix", first=first, mixed=mixed)
+    if x.dtype != np.float32 or x.size != 2 * first.size:
+        raise VkharpError(f"split_mix: x {x.shape} must be f32 [2, {first.size}]")
+    if not np.isfinite(beta):
+        raise VkharpError(f"split_mix: beta must be finite, got {beta}")
+    _go(rec, "split_mix", [first, mixed, x], first.size, {"CA": float(beta), "CB": 1.0 - float(beta)}, wg)
+
+
 def rand_uniform(rec: Recorder, out: Buffer, step: Buffer, *, wg: int = 256):
     """out[t, d] = rng.uniform(seed, pos + t, d) with seed and pos read from the step buffer at replay."""
     if out.dtype != np.float32:

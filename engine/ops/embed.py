@@ -11,7 +11,7 @@ from ..weights import DeviceWeight
 
 
 def embed(rec: Recorder, out: Buffer, table: DeviceWeight, ids: Buffer, step: Buffer | None = None, *,
-          scale: float = 1.0, dropout: bool = False, wg: int = 256):
+          scale: float = 1.0, dropout: bool = False, dual: bool = False, wg: int = 256):
     """out[t, :] = table[ids[t], :] * scale for the chunk's tokens (Gemma: scale = sqrt(hidden)).
 
     `table` in any weight format and split into any number of row parts: one dispatch per part,
@@ -21,6 +21,8 @@ def embed(rec: Recorder, out: Buffer, table: DeviceWeight, ids: Buffer, step: Bu
     rng.uniform(seed, pos + t, d) < drop_p (HARP reframing, no rescale); the plain variant does not
     bind `step` at all, so `step` may be None then. All ids.size tokens are gathered on every replay
     (step's n_tokens is not read): rows past the valid tokens cost a little and read in bounds.
+    dual=True (with dropout, HARP cached mode): two rows of one token at position P_POS, only row 1
+    reframed.
     """
     if table.format not in FORMATS:
         raise VkharpError(f"embed: unknown table format {table.format!r}")
@@ -35,6 +37,8 @@ def embed(rec: Recorder, out: Buffer, table: DeviceWeight, ids: Buffer, step: Bu
     if not table.parts or table.parts[-1].row0 + table.parts[-1].rows != table.rows:
         raise VkharpError(f"embed: table {table.name!r} parts do not cover its {table.rows} rows")
     extra = []
+    if dual and (not dropout or n_tok != 2):
+        raise VkharpError(f"embed: dual=True needs dropout=True and 2 ids, got dropout={dropout} and {n_tok} ids")
     if dropout:
         if step is None or step.dtype != np.uint32 or step.size < STEP_WORDS:
             raise VkharpError(f"embed: dropout=True needs the step buffer (u32, at least {STEP_WORDS} words), "
@@ -47,7 +51,8 @@ def embed(rec: Recorder, out: Buffer, table: DeviceWeight, ids: Buffer, step: Bu
     def record(i, part):
         bufs = [out, ids, part.qs] + ([part.scales] if part.scales is not None else []) + extra
         rec.dispatch(variant, bufs, groups, {"WG": wg, "COLS": cols, "NTOK": n_tok, "ROW0": part.row0,
-                                             "PROWS": part.rows, "LAST": int(i == last), "SCALE": scale})
+                                             "PROWS": part.rows, "LAST": int(i == last), "SCALE": scale,
+                                             "DUAL": int(dual)})
 
     if len(table.parts) == 1:
         record(0, table.parts[0])

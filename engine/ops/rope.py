@@ -33,8 +33,9 @@ def check_step(step: Buffer, what: str) -> None:
 
 
 def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *, style: str = "half",
-         head_dim: int | None = None, layer: int = 0, wg: int = 64):
-    """Rotate q f32[N, HQ, D] and k f32[N, HK, D] in place (positions P_POS + t, rows t < P_NTOK).
+         head_dim: int | None = None, layer: int = 0, wg: int = 64, dual: bool = False):
+    """Rotate q f32[N, HQ, D] and k f32[N, HK, D] in place (positions P_POS + t, rows t < P_NTOK;
+    dual=True: every row at P_POS, HARP's two streams of one token).
 
     inv_freq is f32[ROT/2], or f32[L, ROT/2] stacking the layers' tables (`layer` picks one)."""
     if style not in STYLES:
@@ -52,4 +53,4 @@ def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *,
     check_step(step, "rope")
     pairs = n * (hq + hk) * (rot // 2)
     rec.dispatch(STYLES[style], [q, k, inv_freq, step], grid1d(rec.device, pairs, wg),
-                 {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot}, {"layer": layer})
+                 {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot, "DUAL": int(dual)}, {"layer": layer})

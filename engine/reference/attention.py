@@ -38,3 +38,14 @@ def attention(q, k, v, k_cache, v_cache, pos: int, n: int, *, n_heads: int, n_kv
         w = np.exp(s - s.max(axis=1, keepdims=True))
         out[t] = np.einsum("hl,lhd->hd", w / w.sum(axis=1, keepdims=True), vt)
     return out.astype(np.float32)
+
+
+def kv_append_dual(caches, k, v, pos: int):
+    """HARP's two streams: row t of k, v goes to caches[t] = (k_cache, v_cache) at position pos."""
+    return [kv_append(kc, vc, np.asarray(k)[t:t + 1], np.asarray(v)[t:t + 1], pos, 1) for t, (kc, vc) in enumerate(caches)]
+
+
+def attention_dual(q, k, v, caches, pos: int, **kw) -> np.ndarray:
+    """HARP's two streams: row t attends, at position pos, over caches[t] and its own key."""
+    return np.concatenate([attention(np.asarray(q)[t:t + 1], np.asarray(k)[t:t + 1], np.asarray(v)[t:t + 1],
+                                     kc, vc, pos, 1, **kw) for t, (kc, vc) in enumerate(caches)])

@@ -21,6 +21,12 @@ def mix(a, b, *, beta: float) -> np.ndarray:
     return (beta * np.asarray(a, np.float64) + (1.0 - beta) * np.asarray(b, np.float64)).astype(np.float32)
 
 
+def split_mix(x, *, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x[0], mix(x[0], x[1])) of x [2, N]: HARP's two streams' original and mixed logits."""
+    x = np.asarray(x, np.float32).reshape(2, -1)
+    return x[0].copy(), mix(x[0], x[1], beta=beta)
+
+
 def rand_uniform(shape, step) -> np.ndarray:
     """[..., D] uniforms for rows t = 0.. (flattened) at positions pos + t; `step` as engine.params.pack_step."""
     step = np.asarray(step, np.uint32)

@@ -8,10 +8,12 @@ def rope_angles(positions: np.ndarray, inv_freq: np.ndarray) -> np.ndarray:
     return np.asarray(positions, dtype=np.float32)[:, None] * np.asarray(inv_freq, dtype=np.float32)[None, :]
 
 
-def rope(q: np.ndarray, k: np.ndarray, inv_freq: np.ndarray, pos: int, n: int, *, style: str = "half"):
-    """Return rotated copies of q [N, HQ, D] and k [N, HK, D]; rows t >= n are unchanged."""
+def rope(q: np.ndarray, k: np.ndarray, inv_freq: np.ndarray, pos: int, n: int, *, style: str = "half",
+         dual: bool = False):
+    """Return rotated copies of q [N, HQ, D] and k [N, HK, D]; rows t >= n are unchanged.
+    dual=True: every row at position pos (HARP's two streams of one token)."""
     rot = 2 * len(inv_freq)
-    a = rope_angles(pos + np.arange(n), inv_freq).astype(np.float64)[:, None, :]  # [n, 1, ROT/2]
+    a = rope_angles(pos + (0 * np.arange(n) if dual else np.arange(n)), inv_freq).astype(np.float64)[:, None, :]  # [n, 1, ROT/2]
     cos, sin = np.cos(a), np.sin(a)
     out = []
     for x in (q, k):
