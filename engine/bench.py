@@ -1,9 +1,12 @@
-"""`vkharp bench [MODEL]`: load time, prefill and decode speed, peak host memory, and the bandwidth floor.
+"""`vkharp bench [MODEL]`: load, prefill and decode speed against the bandwidth floor, where the time
+of a token goes, and what HARP and rollback cost.
 
 The floor: decoding one token must read every weight once, so tok/s can never beat
     device read bandwidth / weight bytes per token.
-The bandwidth is measured here, through our own shader (a large buffer scaled into another: bytes
+The bandwidth is measured here, through our own shader (a large buffer copied into another: bytes
 read + written over time), so the ratio says how far the engine is from what this device can do.
+Every figure is the median of `repeats` runs with the spread (max − min) / median, except the
+decoding modes (one run each: the paper mode alone takes minutes on a CPU driver).
 """
 from __future__ import annotations
 
@@ -11,11 +14,14 @@ import json
 import resource
 import sys
 import time
+from collections import defaultdict
 
 import numpy as np
 
 from .device import Device
 from .kernel_bench import median_time
+
+MODE_PROMPT = "Write a short story about a robot who learns to paint."
 
 
 def peak_rss_bytes() -> int:
@@ -39,9 +45,95 @@ def copy_bandwidth(dev: Device, nbytes: int = 64 << 20, repeats: int = 7) -> flo
     return best
 
 
-def run_model_bench(path, device: int | None = None, *, prompt_tokens: int = 128, decode_tokens: int = 64,
-                    repeats: int = 3, ctx: int = 1024, json_path: str | None = None, out=sys.stdout) -> dict:
+def decode_loop(model, first: int, n: int) -> None:
+    """n greedy decode steps the way generation runs them: feed a token, sample on the device, read
+    back the few result words, feed the drawn token."""
+    from .forward import RING
+    from .sampling import SamplerSettings, pack_sample_params, unpack_result
+    words = pack_sample_params(SamplerSettings(temperature=0.0), u=0.5)
+    ring = np.zeros(RING, np.uint32)
+    tok = first
+    for _ in range(n):
+        tok = unpack_result(model.feed_and_sample([tok], words, ring)).token
+
+
+def kernel_breakdown(model) -> tuple[list[tuple[str, int, float]], float]:
+    """Per-kernel seconds of one decode step with sampling, from Vulkan timestamps:
+    ([(kernel, dispatches, seconds)] largest first, total seconds of the timed steps)."""
+    from . import ops
+    from .forward import begin_program
+    from .params import write_step
+    rec, acts = begin_program(model, 1, "last", timestamps=True)
+    ops.sample(rec, acts.sample_out, acts.logits, acts.sparams, acts.recent, vocab=model.cfg.vocab_size)
+    prog = rec.finish()
+    write_step(acts.step, pos=model.kv.pos, n_tokens=1)   # writes the next slot; kv.pos does not move
+    for _ in range(3):
+        prog.run()
+    per = defaultdict(lambda: [0, 0.0])
+    for step, t in prog.step_times():
+        name = step.label if step.kind == "dispatch" else step.kind
+        per[name][0] += 1
+        per[name][1] += t
+    rows = sorted(((k, c, t) for k, (c, t) in per.items()), key=lambda r: -r[2])
+    return rows, sum(r[2] for r in rows)
+
+
+def decoding_modes(model, tokens: int, paper_tokens: int) -> list[dict]:
+    """HARP off / paper / cached (greedy) and rollback off / on (llama.cpp's default sampling) on one
+    chat prompt: ms per generated token, the fraction of hesitant steps, rollbacks per 100 tokens."""
+    tok = model.tokenizer
+    text = tok.apply_chat_template([{"role": "user", "content": MODE_PROMPT}]) if tok.chat_template else MODE_PROMPT
+    ids = tok.encode(text, add_bos=not tok.chat_template)
+    cases = [("greedy", dict(temperature=0.0), tokens),
+             ("greedy + HARP cached", dict(temperature=0.0, harp="cached"), tokens),
+             ("greedy + HARP paper", dict(temperature=0.0, harp="paper"), paper_tokens),
+             ("sampling", dict(seed=1), tokens),
+             ("sampling + rollback", dict(seed=1, rollback=True), tokens)]
+    out = []
+    for name, kw, n in cases:
+        model.reset()
+        steps = list(model.generate(ids, max_tokens=n, **kw))
+        timed = steps[1:] or steps                   # the first step carries the prompt
+        ms = sum(s.ms for s in timed) / len(timed)
+        out.append({"mode": name, "tokens": len(steps), "ms_per_token": ms,
+                    "hesitant": sum(s.reframed for s in steps) / len(steps),
+                    "rollbacks_per_100": 100 * sum(len(s.rollbacks) for s in steps) / len(steps)})
+    base = {"greedy": out[0]["ms_per_token"], "sampling": out[3]["ms_per_token"]}
+    for r in out:
+        r["ratio"] = r["ms_per_token"] / base["greedy" if r["mode"].startswith("greedy") else "sampling"]
+    return out
+
+
+def llama_cpp_compare(gguf_path, prompt, decode_tokens: int, repeats: int) -> dict | None:
+    """The same GGUF through llama-cpp-python when it is importable (never a dependency)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(gguf_path), n_ctx=len(prompt) + decode_tokens + 8, n_gpu_layers=-1, verbose=False)
+
+    def prefill():
+        llm.reset()
+        llm.eval([int(t) for t in prompt])
+
+    t_pre, _ = median_time(prefill, repeats, warmup=1)
+
+    def decode():
+        prefill()
+        for _ in range(decode_tokens):
+            llm.eval([int(prompt[-1])])
+    t_all, _ = median_time(decode, repeats, warmup=0)
+    return {"prefill_tok_s": len(prompt) / t_pre, "decode_tok_s": decode_tokens / max(t_all - t_pre, 1e-9)}
+
+
+def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512), decode_tokens: int = 128,
+                    repeats: int = 3, modes: bool = True, mode_tokens: int = 64, paper_tokens: int = 24,
+                    json_path: str | None = None, out=sys.stdout) -> dict:
+    from .convert import default_model_path
     from .model import load
+    prompt_sizes = sorted(set(int(p) for p in prompt_sizes))
+    ctx = max(prompt_sizes) + decode_tokens + 8
+    ctx = max(ctx, 512)
     rss0 = peak_rss_bytes()
     t0 = time.perf_counter()
     model = load(path, device, ctx=ctx)
@@ -49,49 +141,84 @@ def run_model_bench(path, device: int | None = None, *, prompt_tokens: int = 128
     rss_load = peak_rss_bytes()
     dev = model.device
     rng = np.random.default_rng(0)
-    prompt = rng.integers(3, model.cfg.vocab_size, prompt_tokens)
-
-    def prefill():
-        model.kv.reset()
-        model.prefill(prompt)
+    prompts = {n: rng.integers(3, model.cfg.vocab_size, n) for n in prompt_sizes}
 
     t_first = time.perf_counter()
-    prefill()                                   # records the programs (pipelines compile here)
-    model.decode_logits(int(prompt[-1]))
+    model.prefill(prompts[prompt_sizes[0]], readback="none")   # records the programs (pipelines compile here)
+    decode_loop(model, int(prompts[prompt_sizes[0]][-1]), 1)
     warm_s = time.perf_counter() - t_first
-    t_pre, spread_pre = median_time(prefill, repeats, warmup=0)
+    r = {"model": str(model.path), "device": dev.info.name, "load_s": load_s, "first_run_s": warm_s,
+         "pipelines": dev.n_pipelines, "repeats": repeats, "prefill": {}, "weight_bytes": model.weight_bytes}
+    for n, p in prompts.items():
+        def prefill(p=p):
+            model.reset()
+            model.prefill(p, readback="none")
+        t, spread = median_time(prefill, repeats, warmup=1)
+        r["prefill"][n] = {"tok_s": n / t, "spread": spread}
+
+    p = prompts[prompt_sizes[0]]
 
     def decode():
-        model.kv.truncate(prompt_tokens)
-        tok = int(prompt[-1])
-        for _ in range(decode_tokens):
-            model.prefill([tok], readback="none")
-
+        model.truncate(len(p) - 1)
+        decode_loop(model, int(p[-1]), decode_tokens)
+    model.reset()
+    model.prefill(p, readback="none")
     t_dec, spread_dec = median_time(decode, repeats, warmup=1)
+    r["decode_tok_s"], r["decode_spread"] = decode_tokens / t_dec, spread_dec
+    r["decode_ms"] = t_dec / decode_tokens * 1e3
+    if dev.info.timestamps:
+        rows, gpu_s = kernel_breakdown(model)
+        r["kernels"] = [{"kernel": k, "dispatches": c, "ms": t * 1e3} for k, c, t in rows]
+        r["kernels_ms"] = gpu_s * 1e3
+        r["sampling_share"] = sum(t for k, _, t in rows if k.startswith("sample")) / (t_dec / decode_tokens)
     bw = copy_bandwidth(dev)
-    weights_per_token = model.weight_bytes  # every weight is read once per decoded token
-    floor_tps = bw / weights_per_token
-    r = {
-        "model": str(model.path), "device": dev.info.name, "load_s": load_s, "first_run_s": warm_s,
-        "pipelines": dev.n_pipelines,
-        "prefill_tok_s": prompt_tokens / t_pre, "prefill_spread": spread_pre,
-        "decode_tok_s": decode_tokens / t_dec, "decode_spread": spread_dec,
-        "weight_bytes": weights_per_token, "bandwidth_gb_s": bw / 1e9, "floor_tok_s": floor_tps,
-        "peak_host_mb_load": (rss_load - rss0) / 2**20, "peak_host_mb": peak_rss_bytes() / 2**20,
-    }
-    r["decode_vs_floor"] = r["decode_tok_s"] / floor_tps
-    print(f"{model.cfg.model_type} from {model.path} on {dev.info.name}", file=out)
-    print(f"  load {load_s:.2f} s (+{warm_s:.1f} s recording {dev.n_pipelines} pipelines on first use); "
-          f"weights {weights_per_token / 2**20:.1f} MiB; peak host memory {r['peak_host_mb']:.0f} MiB "
-          f"(+{r['peak_host_mb_load']:.0f} MiB while loading)", file=out)
-    print(f"  prefill {r['prefill_tok_s']:7.1f} tok/s  ({prompt_tokens} tokens, median of {repeats}, "
-          f"spread {spread_pre:.0%})", file=out)
-    print(f"  decode  {r['decode_tok_s']:7.1f} tok/s  ({decode_tokens} tokens, median of {repeats}, "
-          f"spread {spread_dec:.0%})", file=out)
-    print(f"  floor   {floor_tps:7.1f} tok/s  = {bw / 1e9:.1f} GB/s (copy through our shader) / "
-          f"{weights_per_token / 1e6:.1f} MB of weights per token; decode at {r['decode_vs_floor']:.0%} of it",
-          file=out)
+    r["bandwidth_gb_s"], r["floor_tok_s"] = bw / 1e9, bw / model.weight_bytes
+    r["decode_vs_floor"] = r["decode_tok_s"] / r["floor_tok_s"]
+    if modes:
+        r["modes"] = decoding_modes(model, mode_tokens, paper_tokens)
+    r["peak_host_mb_load"] = (rss_load - rss0) / 2**20
+    r["peak_host_mb"] = peak_rss_bytes() / 2**20
+    r["device_mb"] = dev.allocated_bytes / 2**20
+    src = path if path is not None else default_model_path()
+    if str(src).endswith(".gguf"):
+        r["llama_cpp"] = llama_cpp_compare(src, p, decode_tokens, repeats)
+    print_report(r, model, out)
     if json_path:
         with open(json_path, "w") as f:
             json.dump(r, f, indent=1)
     return r
+
+
+def print_report(r: dict, model, out) -> None:
+    def say(*a):
+        print(*a, file=out)
+    say(f"{model.cfg.model_type} from {r['model']} on {r['device']}")
+    say(f"  load {r['load_s']:.2f} s (+{r['first_run_s']:.1f} s recording {r['pipelines']} pipelines on first use); "
+        f"weights {r['weight_bytes'] / 2**20:.1f} MiB; device memory {r['device_mb']:.0f} MiB; "
+        f"peak host memory {r['peak_host_mb']:.0f} MiB (+{r['peak_host_mb_load']:.0f} MiB while loading)")
+    for n, v in r["prefill"].items():
+        say(f"  prefill {v['tok_s']:7.1f} tok/s  ({n}-token prompt, median of {r['repeats']}, spread {v['spread']:.0%})")
+    say(f"  decode  {r['decode_tok_s']:7.1f} tok/s  ({r['decode_ms']:.1f} ms/token, median of {r['repeats']}, "
+        f"spread {r['decode_spread']:.0%}; sampling on the device included)")
+    say(f"  floor   {r['floor_tok_s']:7.1f} tok/s  = {r['bandwidth_gb_s']:.1f} GB/s (copy through our shader) / "
+        f"{r['weight_bytes'] / 1e6:.1f} MB of weights per token; decode at {r['decode_vs_floor']:.0%} of it")
+    if "kernels" in r:
+        say(f"  one decode step by kernel (Vulkan timestamps; {r['kernels_ms']:.1f} ms timed of "
+            f"{r['decode_ms']:.1f} ms wall; sampling stage {r['sampling_share']:.1%} of a step):")
+        for k in r["kernels"][:10]:
+            say(f"    {k['kernel']:<28} {k['dispatches']:4d} x  {k['ms']:7.2f} ms")
+    if "modes" in r:
+        say("  decoding modes (one run each, ratio to the same mode without HARP/rollback):")
+        say(f"    {'mode':<22} {'tokens':>6} {'ms/token':>9} {'ratio':>6} {'hesitant':>9} {'rollbacks/100':>14}")
+        for m in r["modes"]:
+            say(f"    {m['mode']:<22} {m['tokens']:6d} {m['ms_per_token']:9.1f} {m['ratio']:6.2f} "
+                f"{m['hesitant']:9.0%} {m['rollbacks_per_100']:14.1f}")
+    if "llama_cpp" in r:
+        lc = r["llama_cpp"]
+        if lc is None:
+            say("  llama.cpp: not installed (CMAKE_ARGS=\"-DGGML_VULKAN=on\" pip install llama-cpp-python to compare)")
+        else:
+            first = next(iter(r["prefill"].values()))
+            say(f"  llama.cpp on the same GGUF: prefill {lc['prefill_tok_s']:.1f} tok/s, decode {lc['decode_tok_s']:.1f} "
+                f"tok/s; vkharp / llama.cpp: prefill {first['tok_s'] / lc['prefill_tok_s']:.2f}, "
+                f"decode {r['decode_tok_s'] / lc['decode_tok_s']:.2f}")
