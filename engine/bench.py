@@ -131,7 +131,12 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
                     json_path: str | None = None, out=sys.stdout) -> dict:
     from .convert import default_model_path
     from .model import load
+    from .errors import VkharpError
     prompt_sizes = sorted(set(int(p) for p in prompt_sizes))
+    for name, v in (("prompt tokens", min(prompt_sizes, default=0)), ("decode tokens", decode_tokens),
+                    ("repeats", repeats), ("mode tokens", mode_tokens if modes else 1)):
+        if v < 1:
+            raise VkharpError(f"bench: {name} must be at least 1, got {v}")
     ctx = max(prompt_sizes) + decode_tokens + 8
     ctx = max(ctx, 512)
     rss0 = peak_rss_bytes()
@@ -183,7 +188,10 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
     if str(src).endswith(".gguf"):
         r["llama_cpp"] = llama_cpp_compare(src, p, decode_tokens, repeats)
     print_report(r, model, out)
-    if json_path:
+    if json_path == "-":
+        json.dump(r, sys.stdout, indent=1)
+        print()
+    elif json_path:
         with open(json_path, "w") as f:
             json.dump(r, f, indent=1)
     return r

@@ -45,8 +45,11 @@ def cmd_bench(args) -> int:
         run_kernel_bench(Device(args.device), out=sys.stdout, quick=args.quick, json_path=args.json)
         return 0
     from .bench import run_model_bench
-    run_model_bench(args.model, args.device, prompt_tokens=args.prompt_tokens, decode_tokens=args.decode_tokens,
-                    repeats=2 if args.quick else 3, json_path=args.json)
+    q = args.quick
+    run_model_bench(args.model, args.device, prompt_sizes=[64] if q else args.prompt_tokens,
+                    decode_tokens=32 if q else args.decode_tokens, repeats=2 if q else args.repeats,
+                    modes=not args.no_modes, mode_tokens=16 if q else args.mode_tokens, paper_tokens=6 if q else 24,
+                    json_path=args.json, out=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 
 
@@ -182,11 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(s)
     s.add_argument("model", nargs="?", default=None,
                    help="converted directory, HF directory or GGUF file (default: SmolLM2-135M-Instruct)")
-    s.add_argument("--prompt-tokens", type=int, default=128, help="prefill length (default 128)")
-    s.add_argument("--decode-tokens", type=int, default=64, help="tokens decoded per timed run (default 64)")
+    s.add_argument("--prompt-tokens", type=int, nargs="+", default=[128, 512], metavar="N",
+                   help="prefill lengths to time (default 128 512)")
+    s.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per timed run (default 128)")
+    s.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the median is shown (default 3)")
+    s.add_argument("--mode-tokens", type=int, default=64,
+                   help="tokens per decoding-mode run (HARP off/paper/cached, rollback off/on; default 64)")
+    s.add_argument("--no-modes", action="store_true", help="skip the HARP and rollback runs")
     s.add_argument("--kernels", action="store_true", help="time each kernel, with GB/s and GFLOP/s next to numpy")
-    s.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
-    s.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    s.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
+    s.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': to stdout, the table to stderr)")
     s.set_defaults(func=cmd_bench)
     p.set_defaults(func=cmd_main)
     return p
