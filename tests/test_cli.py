@@ -71,3 +71,12 @@ def test_no_command_opens_the_chat_on_the_default_model():
     r = vkharp(stdin="/stats\n/exit\n")
     assert r.returncode == 0, r.stderr
     assert "KV cache: 0 of 2048 positions" in r.stdout
+
+
+def test_the_readme_main_command_runs_through_its_wrapper():
+    """`./vkharp` (the README's first command) goes through tools/bootstrap.sh without test extras;
+    a setup step that fails under `set -e` would break it while `./run-tests` still passes."""
+    r = subprocess.run([str(ROOT / "vkharp"), "chat", "--temp", "0", "-n", "4"], cwd=ROOT, input="Hi\n",
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tokens (" in r.stderr and r.stdout.strip()

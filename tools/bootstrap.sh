@@ -39,7 +39,7 @@ VPY="$VENV/bin/python"
 # Stamp: skip pip entirely when nothing that decides the install has changed.
 stamp_src="$(cat "$ROOT/pyproject.toml" "$ROOT/tools/bootstrap.sh"; echo "$EXTRAS"; "$VPY" -V)"
 stamp="$(printf '%s' "$stamp_src" | sha256sum | cut -c1-16)"
-STAMP_FILE="$VENV/.vkharp-stamp$( [ -n "$EXTRAS" ] && echo -test)"
+STAMP_FILE="$VENV/.vkharp-stamp${EXTRAS:+-test}"
 if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$stamp" ] && "$VPY" -c "import kp" 2>/dev/null; then
   exit 0
 fi
