@@ -90,6 +90,22 @@ def load_task(name: str, n_items: int, seed: int, shots: int) -> tuple[list[Item
     return examples[:shots], [pool[i] for i in order[:n_items]]
 
 
+def parse_tasks(specs, default_items: int) -> dict[str, int]:
+    """"name" or "name:N" (N items instead of the default) → {name: items}."""
+    out = {}
+    for spec in specs:
+        name, _, n = spec.partition(":")
+        if name not in task_names():
+            raise VkharpError(f"unknown task {name!r}; known: {', '.join(task_names())}")
+        try:
+            out[name] = int(n) if n else default_items
+        except ValueError:
+            raise VkharpError(f"{spec!r}: the item count after ':' must be an integer") from None
+        if out[name] < 1:
+            raise VkharpError(f"{spec!r}: at least one item per task (-n, or NAME:ITEMS), got {out[name]}")
+    return out
+
+
 def _gsm(seed: int, n: int, what: str) -> list[Item]:
     if n == 0:
         return []
@@ -211,6 +227,16 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / d
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar(wins: int, losses: int) -> float:
+    """Exact two-sided McNemar p-value (a sign test on the discordant items): is a setting's difference
+    from the reference on the same items more than chance?"""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
 
 
 # -- settings --------------------------------------------------------------------------------------
@@ -397,7 +423,7 @@ def markdown(rows: list[dict], settings: dict) -> str:
         ref = mine[0]["setting"]
         lines += [f"### {model}", "",
                   "| setting | accuracy [95 % CI] | " + " | ".join(tasks) +
-                  f" | hesitant steps | rollbacks / 100 tok | tokens / item | s / item | vs {ref} (+won / −lost) |",
+                  f" | hesitant steps | rollbacks / 100 tok | tokens / item | s / item (generation) | vs {ref}: +won / −lost, p |",
                   "|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|"]
         for r in mine:
             lo, hi = r["ci"]
@@ -405,7 +431,7 @@ def markdown(rows: list[dict], settings: dict) -> str:
             lines.append(f"| {r['setting']} | {100 * r['accuracy']:.1f} % ({r['k']}/{r['n']}) "
                          f"[{100 * lo:.1f}, {100 * hi:.1f}] | {per_task} | {100 * r['hesitant']:.1f} % | "
                          f"{r['rollbacks_per_100']:.2f} | {r['tokens_per_item']:.1f} | {r['seconds_per_item']:.2f} | "
-                         f"+{r['wins']} / −{r['losses']} |")
+                         f"+{r['wins']} / −{r['losses']}, {mcnemar(r['wins'], r['losses']):.2g} |")
         lines.append("")
     fields = [f for f in next(iter(SETTINGS.values())) if len({str(SETTINGS[n][f]) for n in settings}) > 1]
     lines += ["Settings (fields not shown are the same in every row: "
@@ -447,7 +473,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"{' or '.join(MODEL_ALIASES)} (installed packages), or a converted directory, HF directory "
                         "or GGUF file; repeat to compare models (default: smollm2)")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), metavar="T",
-                   help=f"tasks (default: {' '.join(DEFAULT_TASKS)}; --list shows all)")
+                   help=f"tasks, each NAME or NAME:ITEMS (default: {' '.join(DEFAULT_TASKS)}; --list shows all)")
     p.add_argument("-n", "--items", type=int, default=20, help="items per task (default 20)")
     p.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), metavar="S",
                    help="named settings to compare, the first one is the reference (default: "
@@ -471,16 +497,12 @@ def run(args) -> int:
         for n, s in SETTINGS.items():
             print(f"{n:26s}", " ".join(f"{k}={v}" for k, v in s.items() if v != _preset()[k]) or "(greedy, all off)")
         return 0
-    if args.items < 1:
-        raise VkharpError(f"--items must be at least 1, got {args.items}")
-    unknown = [t for t in args.tasks if t not in task_names()]
-    if unknown:
-        raise VkharpError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(task_names())}")
+    counts = parse_tasks(args.tasks, args.items)
     settings = settings_for(args.settings, args.max_tokens, args.seed)
     out = args.out
     if out.exists() and out.stat().st_size and not args.resume:
         raise VkharpError(f"{out} already holds results: pass --resume to continue that run, or choose another --out")
-    tasks = {t: load_task(t, args.items, args.seed, args.shots) for t in args.tasks}
+    tasks = {t: load_task(t, n, args.seed, args.shots) for t, n in counts.items()}
     models = [resolve_model(m) for m in (args.model or [None])]
     from .model import load
     records = []

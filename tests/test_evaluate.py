@@ -78,6 +78,13 @@ def test_wilson_known_values(k, n, lo, hi):
     assert got == pytest.approx((lo, hi), abs=5e-5)
 
 
+def test_mcnemar_exact():
+    assert ev.mcnemar(0, 0) == 1.0
+    assert ev.mcnemar(5, 0) == pytest.approx(2 / 32)           # 2 · 0.5^5
+    assert ev.mcnemar(1, 9) == pytest.approx(2 * 11 / 1024)    # 2 · (1 + 10) / 2^10
+    assert ev.mcnemar(4, 4) == 1.0
+
+
 def test_wilson_no_data_is_the_whole_range():
     assert ev.wilson(0, 0) == (0.0, 1.0)
 
@@ -110,6 +117,12 @@ def test_task_errors_name_the_fix(monkeypatch):
         ev.load_task("nope", 1, 0, 0)
     with pytest.raises(VkharpError, match="245 items, 9999 asked"):
         ev.load_task("object_counting", 9999, 0, 0)
+    assert ev.parse_tasks(["object_counting:7", "date_understanding"], 3) == {"object_counting": 7,
+                                                                            "date_understanding": 3}
+    for spec, word in (("bogus:2", "unknown task 'bogus'"), ("object_counting:x", "integer"),
+                       ("object_counting:0", "at least one item")):
+        with pytest.raises(VkharpError, match=word):
+            ev.parse_tasks([spec], 3)
     monkeypatch.setitem(sys.modules, "reasoning_gym", None)      # as if not installed
     with pytest.raises(VkharpError, match=r"pip install reasoning-gym==0\.1\.25"):
         ev.load_task("gsm_symbolic", 2, 0, 0)
