@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     s.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': to stdout, the table to stderr)")
     s.set_defaults(func=cmd_bench)
+    from . import evaluate
+    s = sub.add_parser("eval", help="answer accuracy of decoding settings on GSM8K-style and BIG-bench tasks")
+    _add_device(s)
+    evaluate.add_arguments(s)
+    s.set_defaults(func=evaluate.run)
     p.set_defaults(func=cmd_main)
     return p
 
