@@ -14,8 +14,11 @@ Extraction: the first candidate (number, or option) after the last "answer is" /
 last candidate in the whole text.
 
 Settings are named presets that state every sampling field (SETTINGS), so a row of the table says
-exactly what ran. All settings see the same items, prompts and seed: common random numbers, so a
-difference between rows comes from the settings, not from other draws.
+exactly what ran. All settings see the same items and prompts, and each item draws from its own seed
+(from --seed, the task and the item) whatever the setting: common random numbers across settings, so
+a difference between rows comes from the settings and not from other draws, and independent draws
+across items (one seed for all items would give every item the same uniform numbers, correlate
+their errors and make the interval too narrow).
 
 Runs are resumable: one JSON line per (model, task, item, setting), appended when it is done and
 keyed by a hash of everything that decides the answer (prompt tokens, settings); --resume skips the
@@ -306,6 +309,11 @@ def read_records(path: Path) -> list[dict]:
     return out
 
 
+def item_seed(seed: int, task: str, item_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}/{task}/{item_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
 def record_key(model: str, ids: list[int], s: GenerationSettings) -> str:
     blob = json.dumps([FORMAT_VERSION, model, ids, s.describe()])
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -366,7 +374,8 @@ def evaluate(model, label: str, tasks: dict, settings: dict, out: Path, chat: bo
             if need > model.ctx:
                 raise VkharpError(f"{name} item {item.id}: {len(ids)} prompt tokens + max tokens do not fit the "
                                   f"context of {model.ctx}; raise --ctx-size or lower --shots")
-            plan += [(name, item, ids, sname, s) for sname, s in settings.items()]
+            seed = item_seed(next(iter(settings.values())).seed, name, item.id)
+            plan += [(name, item, ids, sname, s.replace(seed=seed)) for sname, s in settings.items()]
     records, todo = [], sum(record_key(label, ids, s) not in done for _, _, ids, _, s in plan)
     log(f"{label}: {len(plan)} answers in the plan, {len(plan) - todo} already in {out}, {todo} to run")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -377,8 +386,8 @@ def evaluate(model, label: str, tasks: dict, settings: dict, out: Path, chat: bo
             if key in done:
                 records.append(done[key])
                 continue
-            r = dict(key=key, model=label, task=name, item=item.id, setting=sname, prompt_tokens=len(ids),
-                     chat=chat, **run_one(model, ids, s, item))
+            r = dict(key=key, model=label, task=name, item=item.id, setting=sname, seed=s.seed,
+                     prompt_tokens=len(ids), chat=chat, **run_one(model, ids, s, item))
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
             f.flush()
             done[key] = r
@@ -481,7 +490,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, default=3, help=f"worked examples before each item (0..{RESERVED_SHOTS}, default 3)")
     p.add_argument("--no-chat", action="store_true", help="plain Question:/Answer: text even when the model has a chat template")
     p.add_argument("--max-tokens", type=int, default=160, help="tokens per answer at most (default 160)")
-    p.add_argument("--seed", type=int, default=0, help="picks the items and seeds every draw (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="picks the items and, with the task and item, each item's draws (default 0)")
     p.add_argument("-o", "--out", type=Path, default=Path("eval-results.jsonl"), help="JSON lines results (default eval-results.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out: answers already there are not run again")
     p.add_argument("--summary", type=Path, default=None, help="Markdown summary (default: --out with .md)")

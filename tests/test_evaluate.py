@@ -85,6 +85,11 @@ def test_mcnemar_exact():
     assert ev.mcnemar(4, 4) == 1.0
 
 
+def test_item_seeds_differ_between_items_and_are_stable():
+    seeds = {ev.item_seed(0, t, str(i)) for t in TASKS for i in range(100)}
+    assert len(seeds) == 200 and ev.item_seed(0, "a", "1") == ev.item_seed(0, "a", "1") != ev.item_seed(1, "a", "1")
+
+
 def test_wilson_no_data_is_the_whole_range():
     assert ev.wilson(0, 0) == (0.0, 1.0)
 
@@ -169,6 +174,7 @@ def test_records_of_a_tiny_run(first_run):
         assert 1 <= r["tokens"] <= 24 and r["finish"] in ("stop", "length")
         assert 0 <= r["hesitant"] <= r["tokens"] and r["reframed"] == 0 and r["rollbacks"] >= 0
         assert r["seconds"] > 0 and r["prompt_tokens"] > 50
+        assert r["seed"] == ev.item_seed(0, r["task"], r["item"])     # per item, the same for every setting
         assert (r["extracted"], r["correct"]) == ev.score(items[(r["task"], r["item"])], r["text"])
     summary = first_run.with_suffix(".md").read_text()
     assert "| greedy | " in summary and "| top-p0.9-T1.0-rollback | " in summary and "[95 % CI]" in summary
