@@ -176,6 +176,7 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
         r["kernels"] = [{"kernel": k, "dispatches": c, "ms": t * 1e3} for k, c, t in rows]
         r["kernels_ms"] = gpu_s * 1e3
         r["sampling_share"] = sum(t for k, _, t in rows if k.startswith("sample")) / (t_dec / decode_tokens)
+    r["device_mb"] = dev.allocated_bytes / 2**20   # before the bandwidth probe's own two buffers
     bw = copy_bandwidth(dev)
     r["bandwidth_gb_s"], r["floor_tok_s"] = bw / 1e9, bw / model.weight_bytes
     r["decode_vs_floor"] = r["decode_tok_s"] / r["floor_tok_s"]
@@ -183,7 +184,6 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
         r["modes"] = decoding_modes(model, mode_tokens, paper_tokens)
     r["peak_host_mb_load"] = (rss_load - rss0) / 2**20
     r["peak_host_mb"] = peak_rss_bytes() / 2**20
-    r["device_mb"] = dev.allocated_bytes / 2**20
     src = path if path is not None else default_model_path()
     if str(src).endswith(".gguf"):
         r["llama_cpp"] = llama_cpp_compare(src, p, decode_tokens, repeats)
