@@ -23,7 +23,9 @@ their errors and make the interval too narrow).
 Runs are resumable: one JSON line per (model, task, item, setting), appended when it is done and
 keyed by a hash of everything that decides the answer (prompt tokens, settings); --resume skips the
 keys already there. The summary (a Markdown table, and a plot when matplotlib is importable) is
-computed from the records of the current plan only.
+computed from the records of the current plan only. Time per item counts the generation (HARP's
+extra passes and rollbacks included); the prompt is fed before the clock starts, its shared shots
+once per task.
 
 Wiring into engine/cli.py:  s = sub.add_parser("eval", help=HELP); _add_device(s); add_arguments(s);
 s.set_defaults(func=run)
@@ -76,8 +78,8 @@ def task_names() -> list[str]:
 
 def load_task(name: str, n_items: int, seed: int, shots: int) -> tuple[list[Item], list[Item]]:
     """(shots, items) of a task. Items do not depend on `shots`; the same seed gives the same items."""
-    if shots > RESERVED_SHOTS:
-        raise VkharpError(f"at most {RESERVED_SHOTS} shots, got {shots}")
+    if not 0 <= shots <= RESERVED_SHOTS:
+        raise VkharpError(f"--shots must be in 0..{RESERVED_SHOTS}, got {shots}")
     if name == "gsm_symbolic":
         return _gsm(GSM_SHOT_SEED, shots, "shot"), _gsm(seed, n_items, "item")
     path = DATA_DIR / name / "task.json"
@@ -229,7 +231,7 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     d = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / d
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)   # exact ends, no rounding
 
 
 def mcnemar(wins: int, losses: int) -> float:
@@ -462,7 +464,8 @@ def plot(rows: list[dict], path: Path) -> bool:
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         xs, ys = [r["seconds_per_item"] for r in mine], [100 * r["accuracy"] for r in mine]
-        err = [[100 * (r["accuracy"] - r["ci"][0]) for r in mine], [100 * (r["ci"][1] - r["accuracy"]) for r in mine]]
+        err = [[100 * max(0.0, r["accuracy"] - r["ci"][0]) for r in mine],
+               [100 * max(0.0, r["ci"][1] - r["accuracy"]) for r in mine]]
         ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=model)
         for r, x, y in zip(mine, xs, ys):
             ax.annotate(r["setting"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -508,6 +511,8 @@ def run(args) -> int:
             print(f"{n:26s}", " ".join(f"{k}={v}" for k, v in s.items() if v != _preset()[k]) or "(greedy, all off)")
         return 0
     counts = parse_tasks(args.tasks, args.items)
+    if args.max_tokens < 1:
+        raise VkharpError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     settings = settings_for(args.settings, args.max_tokens, args.seed)
     out = args.out
     if out.exists() and out.stat().st_size and not args.resume:

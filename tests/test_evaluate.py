@@ -92,6 +92,15 @@ def test_item_seeds_differ_between_items_and_are_stable():
 
 def test_wilson_no_data_is_the_whole_range():
     assert ev.wilson(0, 0) == (0.0, 1.0)
+    for n in (1, 7, 24, 263):                  # the ends are exact, so error bars are never negative
+        assert ev.wilson(0, n)[0] == 0.0 and ev.wilson(n, n)[1] == 1.0
+
+
+def test_plot_all_wrong_and_all_right(tmp_path):
+    pytest.importorskip("matplotlib")
+    recs = [dict(model="m", setting=s, task="t", item=str(i), correct=s == "b", tokens=3, hesitant=1, rollbacks=0,
+                 seconds=0.5) for s in "ab" for i in range(24)]
+    assert ev.plot(ev.summarize(recs), tmp_path / "p.png") and (tmp_path / "p.png").stat().st_size > 1000
 
 
 def test_every_preset_states_every_sampling_field_and_is_valid():
