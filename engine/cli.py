@@ -72,6 +72,7 @@ _FLAGS = [
     (("--harp-theta",), "harp_theta", float, "HARP reframes a step whose entropy is above this (bits)"),
     (("--harp-delta",), "harp_delta", float, "HARP's dropout probability on the reframed embeddings"),
     (("--harp-beta",), "harp_beta", float, "HARP's weight of the original logits in the mix"),
+    (("--harp-seed",), "harp_seed", int, "seed of HARP's reframing masks (kept apart from --seed)"),
     (("--rollback-risk",), "rollback_risk", float, "rollback: a draw is risky when p < risk * p_max"),
     (("--rollback-window",), "rollback_window", int, "rollback: steps watched after a risky draw"),
     (("--rollback-entropy-rise",), "rollback_entropy_rise", float,

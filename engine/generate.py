@@ -13,7 +13,7 @@ above harp_theta bits, a second pass runs over reframed embeddings of the whole 
 mask, no rescale) and the sampler draws from beta·original + (1 − beta)·reframed logits.
   paper   a fresh mask per hesitation, every position recomputed into a scratch cache (the
           reference algorithm; its cost grows with the context);
-  cached  one fixed mask per position (seeded once per generation seed), so the reframed KV cache
+  cached  one fixed mask per position (from harp_seed, not the sampling seed), so the reframed KV cache
           stays valid and grows with the main one: every decode step runs both streams as one N = 2
           pass (each weight read once for both; engine/forward.py), and the sampler draws from the
           mixed logits only when the step hesitates. A prompt (or the tokens after a rollback)
@@ -96,7 +96,7 @@ class _Generation:
         self.rule = RollbackRule.from_settings(s) if s.rollback else None
         self.bans: dict[int, list[int]] = defaultdict(list)
         self.hesitations = 0
-        self.cached_seed = (s.seed * 0x9E3779B1 + 0x5EED) & 0xFFFFFFFF
+        self.cached_seed = (s.harp_seed * 0x9E3779B1 + 0x5EED) & 0xFFFFFFFF
         self.stream = model.tokenizer.streamer()
         self.text = ""                       # released text held back as a possible stop-string start
 
@@ -117,11 +117,11 @@ class _Generation:
         entropy, reframed = r.h_model, False
         if s.harp != "off" and r.h_model > s.harp_theta:
             if s.harp == "paper":
-                seed, self.hesitations = (s.seed * 1_000_003 + self.hesitations) & 0xFFFFFFFF, self.hesitations + 1
+                seed, self.hesitations = (s.harp_seed * 1_000_003 + self.hesitations) & 0xFFFFFFFF, self.hesitations + 1
                 r = unpack_result(m.reframe(seed=seed, delta=s.harp_delta, beta=s.harp_beta, fresh=True,
                                             sampler_words=words, recent=ring))
             else:
-                r = unpack_result(m.sample_mixed(words, ring))
+                r = unpack_result(m.sample_mixed())
             reframed = True
         return _Draw(index, position, r.token, r, entropy, reframed, (time.perf_counter() - t0) * 1e3)
 

@@ -83,6 +83,7 @@ class Model:
         self._reframed_key = None                  # (seed, delta) its positions were computed with
         self._sampled_from = None                  # which logits buffer the sampler last read
         self._sio = None                           # buffers of the stand-alone sampling programs
+        self._mixed_words = None                   # the two-stream step's draw from the mixed logits
         self.load_seconds = time.perf_counter() - t0
 
     def _upload(self, name: str, load, n_layers: int):
@@ -231,8 +232,9 @@ class Model:
                          dev.buffer((OUT_WORDS,), np.uint32, "act", name="sample_out[io]"))
         return self._sio
 
-    def _record_sample(self, rec, which: str):
-        sp, rc, out = self._sampler_io()
+    def _record_sample(self, rec, which: str, out=None):
+        sp, rc, own = self._sampler_io()
+        out = out or own
         self._sample_work = ops.sample(rec, out, self._logits_buffer(which), sp, rc,
                                        vocab=self.cfg.vocab_size, work=self._sample_work)
         rec.download(out)
@@ -312,8 +314,8 @@ class Model:
         """HARP cached mode: feed tokens into the main cache and, with a fixed mask per position
         (seed, delta), into the reframed cache; the last token runs as one N = 2 pass (both streams,
         each weight read once), leaving the plain logits in the main buffer and
-        beta·plain + (1 − beta)·reframed in the reframed one. Samples the plain logits and returns the
-        stage's words; `sample_mixed` draws from the mixed ones instead."""
+        beta·plain + (1 − beta)·reframed in the reframed one. Samples both with the same words; returns
+        the plain draw's words, and `sample_mixed` the mixed one's."""
         ids = self._check_ids(token_ids)
         if ids.size == 0:
             raise VkharpError("feed_two_streams needs at least one token")
@@ -335,20 +337,31 @@ class Model:
             record_forward(self, rec, acts, head="all", dropout=True, kv=self.kv, second_kv=kv2)
             ops.split_mix(rec, self._logits_buffer(MAIN), self._logits_buffer(REFRAMED), acts.logits, beta=beta)
             self._record_sample(rec, MAIN)
+            # the mixed logits are sampled too, with the same words (a dispatch costs less than a
+            # second submission; the host keeps this draw when the step hesitates)
+            acts.extra["mixed_out"] = self.device.buffer(self._sampler_io()[2].shape, np.uint32, "act",
+                                                         name="sample_out[mixed]")
+            self._record_sample(rec, REFRAMED, acts.extra["mixed_out"])
             self._programs[key] = (rec.finish(), acts)
         prog, acts = self._programs[key]
         tok = int(ids[-1])
         write_step(acts.step, pos=self.kv.pos, n_tokens=2, seed=int(seed), drop_on=1, drop_p=float(delta))
         acts.ids.host_view()[:2] = tok
         words = self._run_sampler_io(prog, sampler_words, recent)
+        self._mixed_words = acts.extra["mixed_out"].host_view().copy()
         self.kv.append([tok])
         kv2.append([tok])
         self._sampled_from = MAIN
         return words
 
-    def sample_mixed(self, sampler_words: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
-        """Draw from the mixed logits the last two-stream step left (HARP fired)."""
-        return self._sample_buffer(REFRAMED, sampler_words, recent)
+    def sample_mixed(self) -> np.ndarray:
+        """The draw from the mixed logits of the last two-stream step (made with the same words, in
+        the same program): what HARP uses when the step hesitated."""
+        if self._mixed_words is None:
+            raise VkharpError("sample_mixed() follows feed_two_streams()")
+        words, self._mixed_words = self._mixed_words, None
+        self._sampled_from = REFRAMED
+        return words
 
     def close(self):
         self._programs.clear()

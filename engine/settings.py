@@ -41,6 +41,8 @@ class GenerationSettings:
     harp_theta: float = 1.0             # bits: reframe when the entropy is above this
     harp_delta: float = 0.2             # dropout probability of the reframed embeddings
     harp_beta: float = 0.5              # weight of the original logits in the mix
+    harp_seed: int = 0                  # seeds the reframing masks (apart from `seed`, so that the
+                                        # cached mode's reframed cache outlives answers and turns)
     # -- rollback (engine/rollback.py documents the rule) --
     rollback: bool = False
     rollback_risk: float = 0.1          # a draw is risky when p(token) < risk * p_max
@@ -76,7 +78,7 @@ class GenerationSettings:
         _number(self, "rollback_entropy_rise", lambda v: v > 0, "> 0 (bits)")
         _number(self, "rollback_pmax_ratio", lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)")
         for name, lo in (("rollback_window", 1), ("rollback_baseline", 1), ("rollback_retries", 0),
-                         ("rollback_max", 0), ("max_tokens", 0), ("seed", 0)):
+                         ("rollback_max", 0), ("max_tokens", 0), ("seed", 0), ("harp_seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo or v >= 2**63:
                 raise VkharpError(f"{name} must be an integer ≥ {lo}, got {v!r}")

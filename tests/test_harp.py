@@ -103,7 +103,7 @@ def test_two_stream_steps_equal_the_lazy_cached_mode_and_transformers(device, co
     """The N = 2 step (plain and reframed streams in one pass) gives the plain logits and the mixed
     ones of the cached mode, and keeps both caches in step, through a prompt and 5 decode steps."""
     from engine.forward import RING
-    from engine.sampling import SamplerSettings, pack_sample_params
+    from engine.sampling import SamplerSettings, pack_sample_params, unpack_result
     dst, hf = converted("llama")
     model = Model(dst, device, ctx=64, chunk=8)
     lazy = Model(dst, device, ctx=64, chunk=8)
@@ -112,9 +112,10 @@ def test_two_stream_steps_equal_the_lazy_cached_mode_and_transformers(device, co
     ring = np.zeros(RING, np.uint32)
     feed = ids
     for step in range(6):
-        model.feed_two_streams(feed, words, ring, seed=11, delta=0.2, beta=0.4)
+        drawn = unpack_result(model.feed_two_streams(feed, words, ring, seed=11, delta=0.2, beta=0.4)).token
         plain = model._logits_buffer("main").read().reshape(-1)
         mixed = model._logits_buffer("reframed").read().reshape(-1)
+        assert drawn == int(np.argmax(plain)) and unpack_result(model.sample_mixed()).token == int(np.argmax(mixed))
         want_plain = lazy.prefill(feed)
         want_mixed = lazy.reframe(seed=11, delta=0.2, beta=0.4, fresh=False)
         assert nmse(plain, want_plain) <= 1e-9 and nmse(mixed, want_mixed) <= 1e-9, step
