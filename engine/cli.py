@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("devices", help="list Vulkan devices and the limits vkharp relies on")
     s.set_defaults(func=cmd_devices)
     from .convert import cli as convert_cli
-    s = sub.add_parser("convert", help=convert_cli.HELP)
+    s = sub.add_parser("convert", help=convert_cli.HELP, description=convert_cli.HELP)
     convert_cli.add_arguments(s)
     s.set_defaults(func=convert_cli.run)
     s = sub.add_parser("chat", help="talk with a model in the terminal (the default when no command is given)")
@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': to stdout, the table to stderr)")
     s.set_defaults(func=cmd_bench)
     from . import evaluate
-    s = sub.add_parser("eval", help="answer accuracy of decoding settings on GSM8K-style and BIG-bench tasks")
+    s = sub.add_parser("eval", help="answer accuracy of decoding settings on GSM8K-style and BIG-bench tasks",
+                       description=evaluate.HELP)
     _add_device(s)
     evaluate.add_arguments(s)
     s.set_defaults(func=evaluate.run)

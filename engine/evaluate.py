@@ -538,15 +538,3 @@ def run(args) -> int:
     else:
         print("no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
     return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="vkharp eval", description=HELP)
-    p.add_argument("--device", type=int, default=None, metavar="N", help="Vulkan device index (default: $VKHARP_DEVICE or 0)")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except VkharpError as e:
-        print(f"vkharp eval: {e}", file=sys.stderr)
-        return 2

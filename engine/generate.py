@@ -36,9 +36,6 @@ from .rollback import RollbackRule, StepStats
 from .sampling import NO_TOKEN, pack_sample_params, unpack_result
 from .settings import GenerationSettings
 
-FINISH_REASONS = ("stop", "length", "context")   # EOS or a stop string; max_tokens; the cache is full
-
-
 @dataclass
 class RollbackEvent:
     position: int          # cache position of the undone token
@@ -59,7 +56,7 @@ class Step:
     reframed: bool = False
     rollbacks: list = field(default_factory=list)   # RollbackEvents resolved just before this step
     ms: float = 0.0        # time of this step on the host clock (the first one includes the prompt)
-    finish: str | None = None
+    finish: str | None = None   # "stop" (EOS or a stop string), "length" (max_tokens), "context" (cache full)
 
 
 @dataclass
@@ -76,7 +73,9 @@ class _Draw:
 def generate(model, prompt: str | list[int], settings: GenerationSettings | None = None,
              **changes) -> Iterator[Step]:
     """Stream the continuation of `prompt` (text, or token ids) after what the cache holds."""
-    s = (settings or GenerationSettings()).replace(**changes) if changes else (settings or GenerationSettings())
+    s = settings or GenerationSettings()
+    if changes:
+        s = s.replace(**changes)
     ids = model.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
     if not ids:
         if model.kv.pos == 0:
@@ -100,15 +99,24 @@ class _Generation:
         self.stream = model.tokenizer.streamer()
         self.text = ""                       # released text held back as a possible stop-string start
 
-    def _draw(self, feed: list[int], index: int) -> _Draw:
-        m, s = self.model, self.s
-        t0 = time.perf_counter()
-        position = m.kv.pos + len(feed)
-        recent = (m.kv.tokens + feed)[-RING:]
+    def _words(self, context: list[int], position: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sampler's words for a draw at `position` after `context` (a fresh uniform, the ids
+        banned there), and the ring of recent tokens for the repetition penalty."""
+        recent = context[-RING:]
         ring = np.zeros(RING, np.uint32)
         ring[:len(recent)] = recent
         words = pack_sample_params(self.sampler, u=float(self.rng.random()), banned=self.bans[position],
                                    ring_count=len(recent), ring_head=len(recent) % RING, ring_capacity=RING)
+        return words, ring
+
+    def _ends(self, token: int) -> bool:
+        return token in self.model.tokenizer.eos_ids or token == NO_TOKEN
+
+    def _draw(self, feed: list[int], index: int) -> _Draw:
+        m, s = self.model, self.s
+        t0 = time.perf_counter()
+        position = m.kv.pos + len(feed)
+        words, ring = self._words(m.kv.tokens + feed, position)
         if s.harp == "cached":   # both streams every step; the mixed logits are used when hesitant
             r = unpack_result(m.feed_two_streams(feed, words, ring, seed=self.cached_seed, delta=s.harp_delta,
                                                  beta=s.harp_beta))
@@ -128,21 +136,15 @@ class _Generation:
     def _redraw(self, first: _Draw) -> _Draw:
         """Draw again where a rollback undid `first`: from the logits saved on the device then, with
         the undone tokens banned (nothing is recomputed; the cache ends right before this position)."""
-        m = self.model
         t0 = time.perf_counter()
-        recent = m.kv.tokens[-RING:]
-        ring = np.zeros(RING, np.uint32)
-        ring[:len(recent)] = recent
-        words = pack_sample_params(self.sampler, u=float(self.rng.random()), banned=self.bans[first.position],
-                                   ring_count=len(recent), ring_head=len(recent) % RING, ring_capacity=RING)
-        r = unpack_result(m.sample_saved(words, ring))
+        words, ring = self._words(self.model.kv.tokens, first.position)
+        r = unpack_result(self.model.sample_saved(words, ring))
         return _Draw(first.index, first.position, r.token, r, first.entropy, first.reframed,
                      (time.perf_counter() - t0) * 1e3)
 
     def _step(self, d: _Draw, events: list, finish: str | None) -> Step:
         r = d.result
-        done = d.token in self.model.tokenizer.eos_ids or d.token == NO_TOKEN
-        piece = "" if done else self.stream.push(d.token)
+        piece = "" if self._ends(d.token) else self.stream.push(d.token)
         return Step(d.token, piece, r.p_final, d.entropy, r.temperature, r.p_model, r.p_max, d.reframed,
                     events, d.ms, finish)
 
@@ -159,7 +161,7 @@ class _Generation:
             d = self._draw(feed, index) if redo is None else self._redraw(redo)
             redo = None
             pending.append(d)
-            eos = d.token in m.tokenizer.eos_ids or d.token == NO_TOKEN
+            eos = self._ends(d.token)
             last = eos or index + 1 >= s.max_tokens
             action = "release"
             if self.rule is not None:

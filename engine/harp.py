@@ -17,6 +17,16 @@ MAIN, REFRAMED = "main", "reframed"   # the model's KV cache / logits, and HARP'
 
 
 class HarpPasses:
+    def _reframed_for(self, seed: int, delta: float, keep_at_most: int):
+        """The reframed cache, holding only positions still valid for the main cache's tokens under
+        this (seed, delta) mask (at most keep_at_most of them)."""
+        kv = self._cache(REFRAMED)
+        if self._reframed_key != (seed, float(delta)):
+            kv.reset()
+        self._reframed_key = (seed, float(delta))
+        kv.truncate(min(kv.common_prefix(self.kv.tokens), keep_at_most))
+        return kv
+
     def reframe(self, *, seed: int, delta: float, beta: float, fresh: bool, sampler_words=None, recent=None):
         """HARP's second pass over the whole context the main cache holds, on reframed embeddings
         (element (t, d) dropped where rng.uniform(seed, t, d) < delta, no rescale), into the reframed
@@ -31,11 +41,8 @@ class HarpPasses:
         ctx_ids = self.kv.tokens
         if not ctx_ids:
             raise VkharpError("reframe() needs a context: feed tokens first")
-        kv = self._cache(REFRAMED)
-        if fresh or self._reframed_key != (seed, float(delta)):
-            kv.reset()
-        kv.truncate(min(kv.common_prefix(ctx_ids), len(ctx_ids) - 1))  # at least one token runs for logits
-        self._reframed_key = (seed, float(delta))
+        # at least one token runs, for its logits; fresh: none kept
+        kv = self._reframed_for(seed, delta, 0 if fresh else len(ctx_ids) - 1)
         todo = np.asarray(ctx_ids[kv.pos:], dtype=np.uint32)
         readback = "harp_sample" if sampler_words is not None else "harp_logits"
         self._sampled_from = REFRAMED if sampler_words is not None else self._sampled_from
@@ -57,11 +64,7 @@ class HarpPasses:
             raise VkharpError("feed_two_streams needs at least one token")
         if ids.size > 1:
             self._feed(ids[:-1], "none")
-        kv2 = self._cache(REFRAMED)
-        if self._reframed_key != (seed, float(delta)):
-            kv2.reset()
-        self._reframed_key = (seed, float(delta))
-        kv2.truncate(kv2.common_prefix(self.kv.tokens))
+        kv2 = self._reframed_for(seed, delta, self.kv.pos)
         if kv2.pos < self.kv.pos:   # catch up (the prompt, or after a rollback), chunk by chunk
             self._feed(np.asarray(self.kv.tokens[kv2.pos:], np.uint32), "none", cache=REFRAMED,
                        dropout=(int(seed), float(delta)))

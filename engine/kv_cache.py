@@ -2,8 +2,8 @@
 
 Rollback and HARP only move the position: `truncate(n)` forgets everything from position n on, and
 the next chunk simply overwrites it. The cache also keeps the token ids it holds, so that a caller
-(the chat's next turn, HARP's reframed cache) can find how much of a new context it already has. Layers are stacked into as few buffers as the device's
-storage-buffer limit allows ([layers, ctx, kv_heads, head_dim] each), so that one attention pipeline
+(the chat's next turn, HARP's reframed cache) can find how much of a new context it already has.
+Layers are stacked into as few buffers as the device's storage-buffer limit allows ([layers, ctx, kv_heads, head_dim] each), so that one attention pipeline
 serves every layer (the layer is a per-dispatch push constant). The buffers are `store` buffers
 (device-local, no host copy): a program writes the current chunk's keys and reads only older
 positions, so no program reads what it wrote (see engine/device.py on synchronisation).

@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .settings import GenerationSettings
+
+_D = GenerationSettings()   # the defaults live there, once
+
 
 @dataclass(frozen=True)
 class StepStats:
@@ -40,13 +44,13 @@ class Watch:
 
 @dataclass
 class RollbackRule:
-    risk: float = 0.1
-    window: int = 2
-    entropy_rise: float = 1.5
-    pmax_ratio: float = 0.5
-    baseline: int = 8
-    retries: int = 2
-    max_total: int = 8
+    risk: float = _D.rollback_risk
+    window: int = _D.rollback_window
+    entropy_rise: float = _D.rollback_entropy_rise
+    pmax_ratio: float = _D.rollback_pmax_ratio
+    baseline: int = _D.rollback_baseline
+    retries: int = _D.rollback_retries
+    max_total: int = _D.rollback_max
     history: list = field(default_factory=list)     # StepStats of accepted steps, in order
     watch: Watch | None = None
     total: int = 0

@@ -10,7 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.evaluate import main  # noqa: E402
+from engine.cli import main as vkharp  # noqa: E402
+
+
+def main(argv=None) -> int:
+    """`vkharp eval ARGS`: the one CLI's parser, errors and exit codes."""
+    return vkharp(["eval", *(sys.argv[1:] if argv is None else argv)])
+
 
 if __name__ == "__main__":
     sys.exit(main())

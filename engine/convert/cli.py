@@ -5,7 +5,6 @@ Wiring into engine/cli.py:  s = sub.add_parser("convert", help=HELP); add_argume
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..quant import FORMATS
 
@@ -30,15 +29,3 @@ def run(args) -> int:
         open_model_dir(dst, verify=True)
     print(dst)
     return 0
-
-
-def main(argv=None) -> int:
-    from ..errors import VkharpError
-    p = argparse.ArgumentParser(prog="vkharp convert", description=HELP)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except VkharpError as e:
-        print(f"vkharp convert: {e}", file=sys.stderr)
-        return 2
