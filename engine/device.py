@@ -1,29 +1,28 @@
 """The only module that imports kp: device selection, buffers, and recorded programs.
 
-Synchronisation (the barrier hazard). kp records, before each dispatch, a barrier from *transfer
-writes* to shader reads on that dispatch's buffers, and nothing from compute to compute. Two
-dependent dispatches recorded back to back are therefore not ordered by the Vulkan spec, and kp
-does not expose `vkCmdPipelineBarrier` to Python. The `Recorder` below makes every recorded
-program correct by the spec with what kp does expose:
+Synchronisation. Stock kp records, before each dispatch, a barrier from *transfer writes* to shader
+reads on that dispatch's buffers, and nothing from compute to compute, so two dependent dispatches
+recorded back to back are not ordered by the Vulkan spec. vkharp builds kp with a small patch set
+(tools/kp/patches): a Python `OpMemoryBarrier` whose empty tensor list records one global
+`VkMemoryBarrier`, and a switch that turns kp's per-tensor transfer barriers off. The `Recorder`
+below then orders every program itself, by one rule:
 
-* A *sync point* is `OpTensorSyncLocal(S)`: for each buffer in S it records a buffer memory barrier
-  (compute-shader write → transfer read) and a copy into the buffer's host staging copy. The next
-  dispatch's own barrier (transfer → compute-shader read) chains after that copy. Together:
-  - an execution dependency from *all* earlier compute work to *all* later compute work (stage
-    masks are global; that settles write-after-read hazards on any buffer), and
-  - a memory dependency (availability, then visibility) for the buffers in S only.
-* The recorder tracks which buffers were written ("dirty") or read since the last sync point, and
-  before each dispatch inserts the smallest sync point it needs: the dirty buffers the dispatch
-  touches (read-after-write, write-after-write), or a one-word fence buffer when only an
-  execution dependency is needed (write-after-read).
-* Only `act` buffers (device-local + host staging) can be in S; data written and read in the same
-  submission must live in them. Everything else (weights, the KV cache) is written by transfers or
-  read only in a later submission: `Program.run()` waits for its fence and the next submission's
-  implicit memory dependency makes those writes visible. A shader that writes the KV cache
-  therefore never has its writes read in the same program (attention reads the current chunk's
-  keys from activations).
+* Every recorded operation (dispatch, upload = staging→device copy, download = device→staging copy)
+  has a set of buffers it reads and a set it writes (from the shader's `readonly`/`writeonly`
+  bindings; copies read or write the whole buffer). The recorder remembers what was read and
+  written since the last barrier. Before an operation that reads or writes a buffer written since
+  then (read-after-write, write-after-write), or writes one read since then (write-after-read), it
+  records **one global memory barrier**: compute and transfer writes → compute and transfer reads
+  and writes. A global barrier covers every buffer, so both sets start empty again.
+* Every program starts with the same barrier, which orders it after everything submitted earlier
+  on the queue (the previous token's reads of the parameters it is about to overwrite, the copies of
+  the previous download). Host writes to mapped staging memory before a submission are visible to
+  it by the rules of `vkQueueSubmit`; a download ends with kp's transfer→host barrier and the host
+  reads after the fence.
+* Independent dispatches recorded inside `parallel()` share one barrier (weight parts).
 
-The stress test in tests/test_barriers.py checks long chains of dependent dispatches exactly.
+The Khronos validation layer with synchronization validation checks this on every program the
+tests record (tests/test_validation.py); tests/test_barriers.py replays long dependent chains.
 """
 from __future__ import annotations
 
@@ -52,6 +51,50 @@ def _require_kp():
     return _kp
 
 
+# VkAccessFlagBits / VkPipelineStageFlagBits (vulkan_core.h)
+ACCESS_SHADER_READ, ACCESS_SHADER_WRITE = 0x20, 0x40
+ACCESS_TRANSFER_READ, ACCESS_TRANSFER_WRITE = 0x800, 0x1000
+STAGE_COMPUTE, STAGE_TRANSFER = 0x800, 0x1000
+_BARRIER_MASKS = (ACCESS_SHADER_WRITE | ACCESS_TRANSFER_WRITE,
+                  ACCESS_SHADER_READ | ACCESS_SHADER_WRITE | ACCESS_TRANSFER_READ | ACCESS_TRANSFER_WRITE,
+                  STAGE_COMPUTE | STAGE_TRANSFER, STAGE_COMPUTE | STAGE_TRANSFER)
+
+# What each patch of tools/kp/patches makes visible in the built module.
+KP_PATCH_MARKERS = {
+    "0001 setup.py passes PYTHON_EXECUTABLE": lambda kp: "+vkharp." in getattr(kp, "__version__", ""),
+    "0002 local version": lambda kp: "+vkharp." in getattr(kp, "__version__", ""),
+    "0003 no built-in debug layers": lambda kp: getattr(kp, "builtin_debug_layers", True) is False,
+    "0004 portability enumeration": lambda kp: bool(getattr(kp, "portability_enumeration", False)),
+    "0005 OpMemoryBarrier binding": lambda kp: hasattr(kp, "OpMemoryBarrier"),
+    "0006 optional dispatch barriers": lambda kp: hasattr(kp, "set_dispatch_transfer_barriers"),
+    "0007 storage tensors take copies": lambda kp: bool(getattr(kp, "storage_tensor_copies", False)),
+}
+REBUILD_HINT = ("rebuild it with vkharp's patches: `tools/kp/build.sh .venv/bin/python` "
+                "(or delete .venv and run ./vkharp)")
+
+
+def kp_patches() -> dict[str, bool]:
+    """Which of vkharp's kp patches the importable kp carries (empty when kp is missing)."""
+    if _kp is None:
+        return {}
+    return {name: bool(test(_kp)) for name, test in KP_PATCH_MARKERS.items()}
+
+
+def _require_patched_kp():
+    kp = _require_kp()
+    missing = [name for name, ok in kp_patches().items() if not ok]
+    if missing:
+        raise NoVulkanError(f"kp {getattr(kp, '__version__', '?')} is a build without vkharp's patches "
+                            f"(missing: {'; '.join(missing)}), so programs cannot be ordered by real barriers; "
+                            f"{REBUILD_HINT}")
+    return kp
+
+
+def global_barrier():
+    """One global memory barrier: compute/transfer writes before → compute/transfer access after."""
+    return _require_kp().OpMemoryBarrier([], *_BARRIER_MASKS)
+
+
 def list_devices() -> list[DeviceInfo]:
     """All Vulkan devices with their limits, or a NoVulkanError that says what to install."""
     return probe_devices()
@@ -69,6 +112,27 @@ def selected_index(index: int | None = None) -> int:
     return 0
 
 
+PROFILES = ("cpu", "gpu")
+
+
+def apply_profile(info: DeviceInfo, profile: str | None = None) -> DeviceInfo:
+    """VKHARP_DEVICE_PROFILE=gpu|cpu: make the engine take the code paths of that kind of device.
+
+    lavapipe reports a CPU, so without this the GPU branches (the GPU matmul tiling, weights uploaded
+    to device-local memory through staging buffers) would never run in tests. "gpu" makes the device
+    a discrete GPU for those choices; the real limits (subgroup size, shared memory) stay, so the GPU
+    tilings must hold on them too."""
+    profile = (profile if profile is not None else os.environ.get("VKHARP_DEVICE_PROFILE", "")).strip().lower()
+    if not profile:
+        return info
+    if profile not in PROFILES:
+        raise VkharpError(f"VKHARP_DEVICE_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
+    kind = "discrete" if profile == "gpu" else "cpu"
+    if kind == info.type:
+        return info
+    return replace(info, type=kind, extras={**info.extras, "profile": profile, "reported_type": info.type})
+
+
 class Buffer:
     """One Vulkan buffer of 4-byte elements (f32, u32 or i32).
 
@@ -77,7 +141,10 @@ class Buffer:
               and can take part in sync points.
       "const" read-only data written once (weights): host-visible on unified-memory devices (no
               second copy), device-local otherwise (uploaded through a temporary staging buffer).
-      "store" device-local, no host copy (KV cache): never read in the program that writes it.
+      "store" device-local, no host copy (KV cache): written and read by shaders only.
+      "param" one host-visible, coherent buffer that shaders read directly: the few words the host
+              writes before each replay (step parameters, token ids, sampler words). No copy is
+              recorded for them; host writes before a submission are visible to it.
     """
 
     def __init__(self, device: "Device", tensor, dtype, size: int, kind: str, name: str, shape=None):
@@ -103,13 +170,15 @@ class Buffer:
         arr = np.ascontiguousarray(data).reshape(-1)
         if arr.size != self.size or arr.dtype.itemsize != 4:
             raise VkharpError(f"buffer {self.name!r} holds {self.size} 4-byte elements; got {arr.size} of {arr.dtype}")
-        if self.kind != "act":
+        if self.kind not in ("act", "param"):
             raise VkharpError(f"buffer {self.name!r} (kind {self.kind!r}) cannot be rewritten from the host")
         self.host_view()[:] = arr.view(self.dtype)
-        self.device._eval_once([_require_kp().OpTensorSyncDevice([self.tensor])])
+        if self.kind == "act":
+            self.device._eval_once([_require_kp().OpTensorSyncDevice([self.tensor])])
 
     def host_view(self) -> np.ndarray:
-        """The mapped host staging memory (act buffers): write here, then sync in a program."""
+        """The mapped host memory: the staging copy of an act buffer (upload or download it in a
+        program), or a param buffer itself."""
         return self.tensor.data().view(self.dtype)
 
     def __repr__(self):
@@ -123,7 +192,7 @@ class Device:
     """
 
     def __init__(self, index: int | None = None, *, max_buffer_bytes: int | None = None):
-        kp = _require_kp()
+        kp = _require_patched_kp()
         self.index = selected_index(index)
         try:
             infos = probe_devices()
@@ -140,6 +209,7 @@ class Device:
         else:
             info = DeviceInfo(index=self.index, name="unknown", type="other", probed=False,
                               extras={"probe_error": str(probe_error)})
+        info = apply_profile(info)
         env_limit = os.environ.get("VKHARP_MAX_BUFFER_BYTES")
         limit = max_buffer_bytes or (int(env_limit) if env_limit else None)
         if limit:
@@ -150,10 +220,12 @@ class Device:
         except Exception as exc:
             raise NoVulkanError(f"Vulkan device {self.index} ({info.name}) failed to start: {exc}. "
                                 f"Update or reinstall its driver; {install_hint()}.") from None
+        # The Recorder orders everything itself (one global barrier per dependency); kp's
+        # per-tensor transfer barriers before each dispatch would only add cost.
+        kp.set_dispatch_transfer_barriers(False)
         self._algorithms: dict = {}
         self.allocated_bytes = 0   # buffers made here (weights, KV cache, activations): device memory used
         self._algorithm_buffers: dict = {}
-        self._fence = self.buffer(1, np.uint32, "act", name="fence")
 
     # -- buffers -------------------------------------------------------------------------------
     @property
@@ -196,6 +268,9 @@ class Device:
                 raise VkharpError("store buffers start zeroed; write them with shaders")
             self._zero(buf)
             return buf
+        if kind == "param":
+            tensor = self.mgr.tensor_t(data, kp.TensorTypes.host)
+            return Buffer(self, tensor, np.dtype(dtype), data.size, kind, name, shape)
         if kind == "const":
             return self.upload(data.reshape(shape), name)
         raise VkharpError(f"unknown buffer kind {kind!r}")
@@ -226,7 +301,9 @@ class Device:
         rec.finish().run()
 
     def _eval_once(self, ops):
+        """Run a few copies now, ordered after everything submitted before (see the module doc)."""
         seq = self.mgr.sequence()
+        seq.record(global_barrier())
         for op in ops:
             seq.record(op)
         seq.eval()
@@ -272,49 +349,52 @@ grid1d = _grid1d
 
 @dataclass
 class RecordedStep:
-    kind: str       # "dispatch", "sync", "upload", "download"
+    kind: str       # "dispatch", "barrier", "upload", "download"
     label: str
 
 
 class Recorder:
-    """Records dispatches into one kp Sequence, inserting the sync points the spec requires."""
+    """Records operations into one kp Sequence, with the barriers the spec requires (module doc)."""
 
-    def __init__(self, device: Device, *, timestamps: bool = False, name: str = ""):
+    def __init__(self, device: Device, *, timestamps: bool = False, name: str = "",
+                 _unsafe_no_barriers: bool = False):
         kp = _require_kp()
         self.device, self.name = device, name
         self._ops: list = []
         self.steps: list[RecordedStep] = []
-        self._dirty: set[int] = set()         # id(buffer) written since the last memory barrier on it
-        self._read: set[int] = set()          # id(buffer) read since the last sync point
+        self._written: set[int] = set()       # id(buffer) written since the last barrier
+        self._read: set[int] = set()          # id(buffer) read since the last barrier
         self._buffers: dict[int, Buffer] = {}
         self._group: list | None = None       # pending (reads, writes) inside parallel()
         self._timestamps = timestamps
         self._kp = kp
-        self._started = False
+        self._no_barriers = _unsafe_no_barriers   # tests only: proves the validation gate sees races
+        self._downloads: list[Buffer] = []        # copied to host staging at the end (finish)
         self.algorithms: list = []
+        self._barrier("(program start)")
 
-    # The recorder keeps shader-visible effects ordered; uploads come first, downloads last.
     def upload(self, *bufs: Buffer):
-        if self._started:
-            raise VkharpError("uploads must be recorded before the first dispatch")
+        """Copy buffers from their host staging copies (written with host_view()) at this point."""
         for b in bufs:
             self._need_act(b, "uploaded inside a program")
+        self._order(set(), {id(b) for b in bufs}, bufs)
         self._ops.append(self._kp.OpTensorSyncDevice([b.tensor for b in bufs]))
         self.steps.append(RecordedStep("upload", ",".join(b.name for b in bufs)))
+        self._written |= {id(b) for b in bufs}
 
     def download(self, *bufs: Buffer):
-        """Copy buffers to their host staging copies at this point (read them with host_view())."""
+        """Copy buffers to their host staging copies when the program ends (read them with host_view()
+        after run()). All downloads of a program are one copy operation at its end, after its last
+        write; a buffer must not be written after it is marked for download."""
         for b in bufs:
             self._need_act(b, "read back")
-        self._ops.append(self._kp.OpTensorSyncLocal([b.tensor for b in bufs]))
-        for b in bufs:
-            self._dirty.discard(id(b))
-        self.steps.append(RecordedStep("download", ",".join(b.name for b in bufs)))
+            if all(b is not d for d in self._downloads):
+                self._downloads.append(b)
 
     @contextlib.contextmanager
     def parallel(self):
         """Dispatches inside are independent of each other (disjoint writes, no reads of each other's
-        writes): they are checked against the state before the block and need no sync among them."""
+        writes): they are checked against the state before the block and need no barrier among them."""
         if self._group is not None:  # nested: the inner dispatches simply join the outer block
             yield self
             return
@@ -325,17 +405,14 @@ class Recorder:
             group, self._group = self._group, None
             for reads, writes in group:
                 self._read |= reads
-                self._dirty |= writes
+                self._written |= writes
 
     def dispatch(self, shader_name: str, buffers: list[Buffer], groups, consts: dict | None = None,
-                 push: dict | None = None, disjoint: tuple = ()):
+                 push: dict | None = None):
         """Record one dispatch of a shader variant over `buffers` (in binding order).
 
         `consts` are specialization constants (fixed per pipeline); `push` are push constants (set per
         dispatch). Dispatches with the same shader, buffers, grid and constants share one pipeline.
-        `disjoint`: buffers this dispatch touches only in regions no other dispatch of the program
-        writes (the layer-stacked KV cache: each layer's append writes its own new positions, attention
-        reads older ones); they are left out of hazard tracking. The caller guarantees it.
         """
         shader = shaders.get(shader_name)
         if len(buffers) != len(shader.bindings):
@@ -346,15 +423,14 @@ class Recorder:
         if any(g < 1 or g > m for g, m in zip(groups, limits)):
             raise DeviceLimitError(f"{shader_name}: work-group grid {groups} exceeds the device's {limits}")
         spec = pack_constants(shader, consts or {}, self.device)
-        skip = {id(b) for b in disjoint}
-        reads = {id(b) for b, bd in zip(buffers, shader.bindings) if "r" in bd.access} - skip
-        writes = {id(b) for b, bd in zip(buffers, shader.bindings) if "w" in bd.access} - skip
+        reads = {id(b) for b, bd in zip(buffers, shader.bindings) if "r" in bd.access}
+        writes = {id(b) for b, bd in zip(buffers, shader.bindings) if "w" in bd.access}
         for b in buffers:
-            self._buffers[id(b)] = b
-            if b.kind == "const" and id(b) in writes:
-                raise VkharpError(f"{shader_name} writes read-only buffer {b.name!r}")
-        need_mem = (reads | writes) & self._dirty
-        need_exec = bool(writes & self._read)
+            if b.kind in ("const", "param") and id(b) in writes:
+                raise VkharpError(f"{shader_name} writes read-only buffer {b.name!r} (kind {b.kind!r})")
+            if id(b) in writes and any(b is d for d in self._downloads):
+                raise VkharpError(f"{shader_name} writes {b.name!r}, already marked for download at the end of "
+                                  f"the program; record its writes first")
         if self._group is not None:
             # Inside parallel(): writes to one buffer from several dispatches are allowed (they must be
             # disjoint, e.g. weight parts); reading what the block writes, or writing what it reads, is not.
@@ -363,11 +439,9 @@ class Recorder:
             if reads & g_writes or writes & g_reads:
                 raise VkharpError(f"{shader_name} inside parallel() depends on work recorded in the same "
                                   f"block; record it after the block")
-        if need_mem or need_exec:  # dependencies on work before the block are synced as usual
-            self._sync(need_mem)
-        self._started = True
         push_words = pack_push(shader, push or {})
         algo = self.device.algorithm(shader, buffers, groups, spec, push_words.size)
+        self._order(reads, writes, buffers)   # dependencies on work before a parallel block, as usual
         self.algorithms.append(algo)
         self._ops.append(self._kp.OpAlgoDispatch(algo, push_words) if push_words.size
                          else self._kp.OpAlgoDispatch(algo))
@@ -376,17 +450,22 @@ class Recorder:
             self._group.append((reads, writes))
         else:
             self._read |= reads
-            self._dirty |= writes
+            self._written |= writes
 
-    def _sync(self, need_mem: set[int]):
-        bufs = [self._buffers[i] for i in sorted(need_mem)]
-        for b in bufs:
-            self._need_act(b, "written and then used in the same program")
-        tensors = [b.tensor for b in bufs] or [self.device._fence.tensor]
-        self._ops.append(self._kp.OpTensorSyncLocal(tensors))
-        self.steps.append(RecordedStep("sync", ",".join(b.name for b in bufs) or "(execution)"))
-        self._dirty -= need_mem
-        self._read = set()
+    def _order(self, reads: set[int], writes: set[int], buffers) -> None:
+        """The rule of the module doc: one global barrier before a hazard on any buffer."""
+        for b in buffers:
+            self._buffers[id(b)] = b
+        hazard = ((reads | writes) & self._written) | (writes & self._read)
+        if hazard:
+            self._barrier(",".join(sorted(self._buffers[i].name or "?" for i in hazard)))
+
+    def _barrier(self, label: str) -> None:
+        self._written, self._read = set(), set()
+        if self._no_barriers:
+            return
+        self._ops.append(global_barrier())
+        self.steps.append(RecordedStep("barrier", label))
 
     def _need_act(self, b: Buffer, why: str):
         if b.kind != "act":
@@ -398,14 +477,23 @@ class Recorder:
         other = Recorder.__new__(Recorder)
         other.__dict__.update(self.__dict__)
         other._ops, other.steps, other.algorithms = list(self._ops), list(self.steps), list(self.algorithms)
-        other._dirty, other._read, other._buffers = set(self._dirty), set(self._read), dict(self._buffers)
+        other._written, other._read, other._buffers = set(self._written), set(self._read), dict(self._buffers)
+        other._downloads = list(self._downloads)
         return other
 
     def finish(self) -> "Program":
-        seq = self.device.mgr.sequence(0, len(self._ops) + 1 if self._timestamps else 0)
-        for op in self._ops:
+        """The recorded program; this recorder is left as it was (it can be extended or forked again)."""
+        rec = self
+        if self._downloads:   # one copy of everything the host reads, ordered after its last write
+            rec = self.fork()
+            bufs, rec._downloads = rec._downloads, []
+            rec._order({id(b) for b in bufs}, set(), bufs)
+            rec._ops.append(self._kp.OpTensorSyncLocal([b.tensor for b in bufs]))
+            rec.steps.append(RecordedStep("download", ",".join(b.name for b in bufs)))
+        seq = self.device.mgr.sequence(0, len(rec._ops) + 1 if self._timestamps else 0)
+        for op in rec._ops:
             seq.record(op)
-        return Program(self.device, seq, self.steps, self.algorithms, self._timestamps)
+        return Program(self.device, seq, rec.steps, rec.algorithms, self._timestamps)
 
 
 def pack_constants(shader: shaders.Shader, values: dict, device: Device) -> np.ndarray:
@@ -462,8 +550,13 @@ class Program:
         return sum(s.kind == "dispatch" for s in self.steps)
 
     @property
-    def n_syncs(self) -> int:
-        return sum(s.kind == "sync" for s in self.steps)
+    def n_barriers(self) -> int:
+        return sum(s.kind == "barrier" for s in self.steps)
+
+    @property
+    def n_copies(self) -> int:
+        """Buffers copied between device and host staging memory per run (uploads + downloads)."""
+        return sum(len(s.label.split(",")) for s in self.steps if s.kind in ("upload", "download"))
 
     def run(self) -> None:
         self.seq.eval()

@@ -72,11 +72,12 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
     h, hd, f = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
     hq, hk = cfg.num_attention_heads, cfg.num_key_value_heads
 
-    def buf(shape, name, dtype=np.float32):
-        return dev.buffer(tuple(shape), dtype, "act", name=f"{name}[N={n}]")
+    def buf(shape, name, dtype=np.float32, kind="act"):
+        return dev.buffer(tuple(shape), dtype, kind, name=f"{name}[N={n}]")
 
+    # What the host writes per replay lives in "param" buffers the shaders read directly (no copy).
     acts = Acts(
-        n=n, step=buf((STEP_WORDS,), "step", np.uint32), ids=buf((n,), "ids", np.uint32),
+        n=n, step=buf((STEP_WORDS,), "step", np.uint32, "param"), ids=buf((n,), "ids", np.uint32, "param"),
         x=buf((n, h), "x"), xn=buf((n, h), "xn"),
         q=buf((n, hq, hd), "q"), k=buf((n, hk, hd), "k"), v=buf((n, hk, hd), "v"),
         attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
@@ -87,8 +88,8 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
     if head == "last" and n > 1:
         acts.last = buf((1, h), "last")
     if head == "last":
-        acts.sparams = buf((SP_WORDS,), "sampler_params", np.uint32)
-        acts.recent = buf((RING,), "recent_tokens", np.uint32)
+        acts.sparams = buf((SP_WORDS,), "sampler_params", np.uint32, "param")
+        acts.recent = buf((RING,), "recent_tokens", np.uint32, "param")
         acts.sample_out = buf((OUT_WORDS,), "sample_out", np.uint32)
     if model.arch.qk_norm:
         acts.qn, acts.kn = buf((n, hq, hd), "qn"), buf((n, hk, hd), "kn")
@@ -117,7 +118,6 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
     if dual and (acts.n != 2 or not dropout):
         raise ValueError("two streams need N = 2 slots and dropout=True")
     eps = cfg.rms_norm_eps
-    rec.upload(*[b for b in (acts.step, acts.ids, acts.sparams, acts.recent) if b is not None])
     embed(rec, acts.x, w["model.embed_tokens.weight"], acts.ids, acts.step,
           scale=arch.embed_scale(cfg), dropout=dropout, dual=dual)
     for i in range(cfg.num_hidden_layers):

@@ -72,7 +72,6 @@ class HarpPasses:
         if key not in self._programs:
             acts = make_acts(self, 2, "all")
             rec = self.device.recorder(name="forward[N=2,two streams]")
-            rec.upload(*self._sampler_io()[:2])     # uploads come before the first dispatch
             record_forward(self, rec, acts, head="all", dropout=True, kv=self.kv, second_kv=kv2)
             ops.split_mix(rec, self._logits_buffer(MAIN), self._logits_buffer(REFRAMED), acts.logits, beta=beta)
             self._record_sample(rec, MAIN)

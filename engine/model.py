@@ -227,8 +227,8 @@ class Model(HarpPasses):
             from .forward import RING
             from .sampling import OUT_WORDS, SP_WORDS
             dev = self.device
-            self._sio = (dev.buffer((SP_WORDS,), np.uint32, "act", name="sampler_params[io]"),
-                         dev.buffer((RING,), np.uint32, "act", name="recent_tokens[io]"),
+            self._sio = (dev.buffer((SP_WORDS,), np.uint32, "param", name="sampler_params[io]"),
+                         dev.buffer((RING,), np.uint32, "param", name="recent_tokens[io]"),
                          dev.buffer((OUT_WORDS,), np.uint32, "act", name="sample_out[io]"))
         return self._sio
 
@@ -251,7 +251,6 @@ class Model(HarpPasses):
         key = ("sample", which)
         if key not in self._programs:
             rec = self.device.recorder(name=f"sample[{which}]")
-            rec.upload(*self._sampler_io()[:2])
             self._record_sample(rec, which)
             self._programs[key] = (rec.finish(), None)
         words = self._run_sampler_io(self._programs[key][0], sampler_words, recent)

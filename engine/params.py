@@ -1,8 +1,8 @@
 """Layout of the per-step parameter buffer (mirrors shaders/include/params.glsl).
 
 kp fixes push and specialization constants when a dispatch is recorded, so every value that changes
-from one replay to the next lives in this small uint32 buffer, written on the host and uploaded at
-the start of each replay: a few bytes per token.
+from one replay to the next lives in this small uint32 buffer, written on the host before each
+replay (a "param" buffer the shaders read directly, or an act buffer uploaded by the program).
 """
 import numpy as np
 
@@ -21,5 +21,5 @@ def pack_step(**values) -> np.ndarray:
 
 
 def write_step(buf, **values) -> None:
-    """Write step values into an act buffer's host copy (the program's upload carries them over)."""
+    """Write step values into a step buffer's host memory (param buffers: read as they are)."""
     buf.host_view()[:STEP_WORDS] = pack_step(**values)

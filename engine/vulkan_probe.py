@@ -121,6 +121,10 @@ _VK_API_1_1 = (1 << 22) | (1 << 12)
 _ST_APP_INFO, _ST_INSTANCE_INFO = 0, 1
 _ST_PROPERTIES2, _ST_SUBGROUP = 1000059001, 1000094000
 _HEAP_DEVICE_LOCAL = 1
+_SUBGROUP_ARITHMETIC, _STAGE_COMPUTE = 0x4, 0x20
+_VK_ERROR_LAYER_NOT_PRESENT = -6
+_PORTABILITY_ENUMERATION = "VK_KHR_portability_enumeration"
+_ENUMERATE_PORTABILITY_BIT = 0x1
 
 INSTALL_HINT = {
     "linux": "install the Vulkan loader and a driver: `apt-get install libvulkan1 mesa-vulkan-drivers` "
@@ -148,11 +152,17 @@ class DeviceInfo:
     max_workgroup_count: tuple = (65535, 65535, 65535)
     max_shared_memory: int = 16384
     subgroup_size: int = 1
+    subgroup_ops: int = 0           # VkSubgroupFeatureFlags in compute shaders (0 when unknown)
     timestamps: bool = False
     timestamp_period_ns: float = 1.0
     device_local_bytes: int = 0
     probed: bool = True             # False when these are conservative defaults
     extras: dict = field(default_factory=dict)
+
+    @property
+    def subgroup_arithmetic(self) -> bool:
+        """subgroupAdd & co. are usable in compute shaders (optional in Vulkan 1.1)."""
+        return bool(self.subgroup_ops & _SUBGROUP_ARITHMETIC)
 
     @property
     def unified_memory(self) -> bool:
@@ -178,16 +188,44 @@ def _version(v: int) -> str:
     return f"{v >> 22}.{(v >> 12) & 0x3FF}.{v & 0xFFF}"
 
 
+class _ExtensionProperties(ctypes.Structure):
+    _fields_ = [("extensionName", ctypes.c_char * 256), ("specVersion", ctypes.c_uint32)]
+
+
+def instance_extensions(vk=None) -> list[str]:
+    """The instance extensions the loader offers (no layer)."""
+    vk = vk or _load_loader()
+    count = ctypes.c_uint32(0)
+    vk.vkEnumerateInstanceExtensionProperties.restype = ctypes.c_int32
+    if vk.vkEnumerateInstanceExtensionProperties(None, ctypes.byref(count), None) != 0:
+        return []
+    props = (_ExtensionProperties * count.value)()
+    vk.vkEnumerateInstanceExtensionProperties(None, ctypes.byref(count), props)
+    return [p.extensionName.decode(errors="replace") for p in props[:count.value]]
+
+
 def probe_devices() -> list[DeviceInfo]:
-    """Enumerate physical devices in the loader's order (the order kp's device index uses)."""
+    """Enumerate physical devices in the loader's order (the order kp's device index uses).
+
+    Like our patched kp (tools/kp/patches/0004), the probe enables VK_KHR_portability_enumeration
+    where the loader offers it, so that both see the same devices, MoltenVK included."""
+    from . import validation
+    validation.setup()
     vk = _load_loader()
     void_p = ctypes.c_void_p
     vk.vkCreateInstance.restype = ctypes.c_int32
     vk.vkEnumeratePhysicalDevices.restype = ctypes.c_int32
     app = _AppInfo(_ST_APP_INFO, None, b"vkharp-probe", 1, b"vkharp", 1, _VK_API_1_1)
-    info = _InstanceInfo(_ST_INSTANCE_INFO, None, 0, ctypes.pointer(app), 0, None, 0, None)
+    if _PORTABILITY_ENUMERATION in instance_extensions(vk):
+        names = (ctypes.c_char_p * 1)(_PORTABILITY_ENUMERATION.encode())
+        info = _InstanceInfo(_ST_INSTANCE_INFO, None, _ENUMERATE_PORTABILITY_BIT, ctypes.pointer(app), 0, None,
+                             1, ctypes.cast(names, ctypes.c_void_p))
+    else:
+        info = _InstanceInfo(_ST_INSTANCE_INFO, None, 0, ctypes.pointer(app), 0, None, 0, None)
     instance = void_p()
     rc = vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance))
+    if rc == _VK_ERROR_LAYER_NOT_PRESENT and validation.requested():
+        raise NoVulkanError(f"VKHARP_VALIDATE is set but {validation.HINT}.")
     if rc != 0:
         raise NoVulkanError(f"The Vulkan loader could not create an instance (VkResult {rc}): "
                             f"{install_hint()}.")
@@ -230,6 +268,7 @@ def _describe(vk, index: int, handle) -> DeviceInfo:
         max_workgroup_count=tuple(lim.maxComputeWorkGroupCount),
         max_shared_memory=int(lim.maxComputeSharedMemorySize),
         subgroup_size=int(sub.subgroupSize) or 1,
+        subgroup_ops=int(sub.supportedOperations) if sub.supportedStages & _STAGE_COMPUTE else 0,
         timestamps=bool(lim.timestampComputeAndGraphics),
         timestamp_period_ns=float(lim.timestampPeriod),
         device_local_bytes=int(local),

@@ -217,15 +217,22 @@ def test_cache_too_big_for_the_device_is_a_device_limit_error(device):
         kv_cache_buffers(device, too_many, 2, 64)
 
 
-def test_append_before_attention_in_one_program_is_refused(device):
-    """The cache is a store buffer: a program must not read what it wrote there (the sync model)."""
-    kc, vc = kv_cache_buffers(device, 16, 1, 8)
-    q, k, v, out = device.buffer((1, 2, 8)), device.buffer((1, 1, 8)), device.buffer((1, 1, 8)), device.buffer((1, 2, 8))
-    step = device.buffer(pack_step(pos=0, n_tokens=1))
+def test_attention_reads_what_the_same_program_appended(device, rng):
+    """Real barriers order a cache write before a read in one program: append token 0, then attend
+    from token 1 over the cache (position 0, written just before) and its own keys."""
+    hq, hk, d = 2, 1, 8
+    kc, vc = kv_cache_buffers(device, 16, hk, d)
+    q, k, v = rand(rng, 2, hq, d, scale=Q_GAIN), rand(rng, 2, hk, d), rand(rng, 2, hk, d)
+    out = device.buffer((1, hq, d))
     rec = device.recorder()
-    kv_append(rec, kc, vc, k, v, step)
-    with pytest.raises(VkharpError, match="store"):
-        attention(rec, out, q, k, v, kc, vc, step, n_heads=2, n_kv_heads=1, head_dim=8, scale=1.0)
+    kv_append(rec, kc, vc, device.buffer(k[:1]), device.buffer(v[:1]), device.buffer(pack_step(pos=0, n_tokens=1)))
+    attention(rec, out, device.buffer(q[1:]), device.buffer(k[1:]), device.buffer(v[1:]), kc, vc,
+              device.buffer(pack_step(pos=1, n_tokens=1)), n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
+    assert rec.steps[-2].kind == "barrier"
+    rec.finish().run()
+    want = ref_attention(q[1:], k[1:], v[1:], k[:1], v[:1], 1, 1, n_heads=hq, n_kv_heads=hk, head_dim=d,
+                         scale=d ** -0.5)
+    assert _err(out.read().reshape(want.shape), want, np.abs(v).max()) < TOL
 
 
 def test_bad_shapes_are_clear_errors(device):

@@ -6,8 +6,8 @@ truncation is only a smaller P_POS next time. Each buffer must fit `device.max_b
 
 Order inside one recorded layer: rope -> attention -> kv_append. Attention reads the cache (positions
 < P_POS) and the chunk's own keys/values from the k/v activations; kv_append then writes the chunk
-into the cache, where the *next* program sees it. The reverse order is refused by the recorder
-(a `store` buffer cannot be read after being written in the same program).
+into the cache. The recorder puts a barrier between every access of a layer-stacked cache buffer
+and the next write of it (it tracks whole buffers, as the validation layer does).
 """
 from __future__ import annotations
 
@@ -44,13 +44,6 @@ def kv_cache_buffers(device: Device, ctx: int, n_kv_heads: int, head_dim: int, n
             device.buffer(shape, np.float32, "store", name=f"{name}.v_cache"))
 
 
-def _stacked(k_cache: Buffer, v_cache: Buffer) -> tuple:
-    """Layer-stacked caches are exempt from hazard tracking: appends write new positions of their own
-    layer, attention reads older positions (disjoint regions). A single-layer cache is tracked, so
-    that appending then attending in one program is still refused."""
-    return (k_cache, v_cache) if len(k_cache.shape) == 4 and k_cache.shape[0] > 1 else ()
-
-
 def _cache_ctx(k_cache: Buffer, v_cache: Buffer, row: int, what: str, layer: int) -> int:
     """Positions per layer of a [CTX, HK, D] or layer-stacked [L, CTX, HK, D] cache; checks `layer`."""
     if k_cache.size != v_cache.size or k_cache.size % row:
@@ -78,13 +71,12 @@ def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buf
     ctx = _cache_ctx(k_cache, v_cache, row, "kv_append", layer)
     check_step(step, "kv_append")
     n = k.size // row
-    bufs, name, disjoint = [k_cache, v_cache, k, v, step], "kv_append", _stacked(k_cache, v_cache)
+    bufs, name = [k_cache, v_cache, k, v, step], "kv_append"
     if second is not None:
-        bufs, name, disjoint = bufs + list(second), "kv_append_dual", disjoint + _stacked(*second)
+        bufs, name = bufs + list(second), "kv_append_dual"
         _check_second(second, k_cache, n, "kv_append")
     rec.dispatch(name, bufs, grid1d(rec.device, k.size, wg),
-                 {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx}, {"layer": layer},
-                 disjoint=disjoint)
+                 {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx}, {"layer": layer})
 
 
 def _check_second(second, k_cache: Buffer, n: int, what: str) -> None:
@@ -197,7 +189,7 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         hpg = heads_per_group or _prefill_heads(rec.device, g, head_dim)
         consts.update(TK=_prefill_key_tile(rec.device, head_dim, key_tile), HPG=hpg)
         groups = n_kv_heads * (-(-(n * (g // hpg)) // wg))
-    bufs, name, disjoint = [out, q, k, v, k_cache, v_cache, step], f"attention_{variant}", _stacked(k_cache, v_cache)
+    bufs, name = [out, q, k, v, k_cache, v_cache, step], f"attention_{variant}"
     if second is not None:
-        bufs, name, disjoint = bufs + list(second), "attention_decode_dual", disjoint + _stacked(*second)
-    rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, {"layer": layer}, disjoint=disjoint)
+        bufs, name = bufs + list(second), "attention_decode_dual"
+    rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, {"layer": layer})

@@ -27,8 +27,8 @@ def heads_view(buf: Buffer, head_dim: int | None, what: str) -> tuple[int, int, 
 
 
 def check_step(step: Buffer, what: str) -> None:
-    if step.dtype != np.uint32 or step.size < STEP_WORDS or step.kind != "act":
-        raise VkharpError(f"{what}: the step buffer must be an 'act' u32 buffer of {STEP_WORDS} words, "
+    if step.dtype != np.uint32 or step.size < STEP_WORDS or step.kind not in ("act", "param"):
+        raise VkharpError(f"{what}: the step buffer must be an 'act' or 'param' u32 buffer of {STEP_WORDS} words, "
                           f"got {step!r}")
 
 

@@ -1,8 +1,8 @@
 """Launcher for shaders/sample.comp: one work-group turns the logits into a sampled token.
 
 Per-step values (settings, u, banned ids, the ring's count and head) come from `params`, packed by
-engine.sampling.pack_sample_params and uploaded with the program (`rec.upload(params)` before the
-first dispatch), so one recorded program samples every step.
+engine.sampling.pack_sample_params and written before each replay (a "param" buffer the shader
+reads directly, or an act buffer the program uploads), so one recorded program samples every step.
 """
 import numpy as np
 
