@@ -94,6 +94,11 @@ TILINGS = [
     ("q4_1", 96, Tiling(1, 3, 1, 9, 1)), ("q4_1", 288, Tiling(1, 9, 8, 2, 2)),
     ("q4_1", 320, Tiling(2, 5, 8, 3, 3)), ("q4_1", 384, Tiling(4, 3, 8, 4, 1)),
     ("q4_1", 768, Tiling(4, 4, 2, 5, 1)),
+    # GPU subgroup tilings (`_sg`: subgroupAdd, then one partial per subgroup in shared memory): whole
+    # groups of 1-3 subgroups on this device, spare lanes, several runs per lane, token tiles.
+    ("f32", 160, Tiling(1, 8, 1, 3, 1, subgroup=True)), ("f16", 96, Tiling(1, 16, 1, 4, 3, subgroup=True)),
+    ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)), ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)),
+    ("q4_1", 576, Tiling(2, 16, 1, 4, 4, subgroup=True)), ("q4_1", 1536, Tiling(2, 8, 1, 2, 3, subgroup=True)),
 ]
 
 
@@ -148,7 +153,9 @@ def test_choose_tiling_is_valid_for_every_device_kind(device):
     """The CPU tuning and the plain GPU fallback both give tilings the launcher accepts."""
     from dataclasses import replace
     gpu = replace(device.info, type="discrete", subgroup_size=32, max_shared_memory=16384)
-    for info in (device.info, gpu):
+    wave64 = replace(gpu, subgroup_size=64)
+    no_arith = replace(gpu, subgroup_ops=0)   # subgroup arithmetic is optional in Vulkan 1.1
+    for info in (device.info, gpu, wave64, no_arith):
         for fmt in quant.FORMATS:
             for rows, cols in [(7, 96), (576, 576), (1536, 576), (576, 1536), (4096, 4096), (49152, 576)]:
                 for ntok in (1, 64):
@@ -157,6 +164,9 @@ def test_choose_tiling_is_valid_for_every_device_kind(device):
                     assert t.wg <= info.max_workgroup_invocations
                     assert math.ceil(cols // 32 // max(t.run, 1) / t.col_lanes) <= 32
                     assert t.shared_bytes_per_row <= info.max_shared_memory   # one row of partial sums
+                    if info.type != "cpu" and t.run:   # GPU tilings use whole subgroups
+                        assert t.wg % info.subgroup_size == 0, (info.subgroup_size, t)
+                        assert t.subgroup == info.subgroup_arithmetic
 
 
 def test_bad_inputs_raise_clear_errors(device, rng):
@@ -187,4 +197,4 @@ def test_bad_inputs_raise_clear_errors(device, rng):
     _, wide = _weight(device, rng, "f16", 2, 32 * 40)
     with pytest.raises(VkharpError, match="at most 32"):
         matvec(rec, device.buffer(2), wide, device.buffer(32 * 40), None, tiling=Tiling(1, 1, 8, 1, 1))
-    assert rec.steps == []   # nothing was recorded by the failed calls
+    assert [s.kind for s in rec.steps] == ["barrier"]   # only the start: the failed calls recorded nothing

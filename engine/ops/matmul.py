@@ -26,6 +26,7 @@ from ..weights import DeviceWeight
 # is the run whose quants fill one 64-byte cache line per lane (q4: 4 blocks, q8_0: 2, f16: 1):
 # the 8 lanes of a load instruction then read 512 contiguous bytes. Longer runs measured slower.
 RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2, 4, 8), "q4_0": (1, 2, 4, 8), "q4_1": (1, 2, 4)}
+SUBGROUP_RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2), "q4_0": (1, 2), "q4_1": (1, 2)}   # `_sg` variants
 CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4}
 MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iterations (Mesa unrolls them)
 # Register budget of one lane on CPU devices, in 32-column blocks x tokens: lavapipe's compile time
@@ -46,6 +47,7 @@ class Tiling:
     rows_per_lane: int = 8   # RPL: rows each lane streams through with the same activations
     tokens: int = 1          # TN: tokens per work group (matmul): weights are read once per TN tokens
     rows_per_sum: int = 0    # RC: CL > 1: rows per lane between reductions (0: as many as fit)
+    subgroup: bool = False   # SGR: partial sums added with subgroupAdd (`_sg` variants; RL must be 1)
 
     @property
     def wg(self) -> int:
@@ -81,11 +83,7 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
     simd = max(1, int(info.subgroup_size or 1))
     max_wg = int(info.max_workgroup_invocations)
     if info.type != "cpu":
-        # GPUs: one block per column lane, few registers per lane; not tuned (no GPU measured here).
-        run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= 2)
-        cl = min(nb // run, 64, max_wg)
-        rl = max(1, min(4, max_wg // cl))
-        return Tiling(run, cl, rl, 4, min(ntok, 4))
+        return _gpu_tiling(info, fmt, nb, ntok)
     run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= CPU_RUN[fmt])
     if ntok == 1:
         # Decode: as few column lanes as keep CPU_DECODE_BLOCKS blocks per lane (the lanes of a
@@ -111,6 +109,30 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
     return Tiling(run, cl, rl, rpl, tn)
 
 
+def _gpu_tiling(info, fmt: str, nb: int, ntok: int) -> Tiling:
+    """GPUs: a run or two of blocks per column lane, whole subgroups per work group; not yet tuned on
+    a real GPU. With subgroup arithmetic, the group is one team of whole subgroups per row (CL = WG:
+    enough subgroups to cover the row's runs, at most 256 lanes) reduced with subgroupAdd; without
+    it, column lanes meet in shared memory and RL row lanes round the group up to whole subgroups."""
+    simd = max(1, int(info.subgroup_size or 1))
+    max_wg = int(info.max_workgroup_invocations)
+    run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= 2)
+    nrun = nb // run
+    tn = min(ntok, 4)
+    if info.subgroup_arithmetic and simd >= 2 and simd <= max_wg:
+        per_wg = max(1, min(256, max_wg) // simd)
+        cl = simd * max(1, min(math.ceil(nrun / simd), per_wg))
+        while math.ceil(nrun / cl) > MAX_UNROLL and cl + simd <= max_wg:
+            cl += simd
+        return Tiling(run, cl, 1, 4, tn, subgroup=True)
+    cl = min(nrun, 64, max_wg)
+    rl = max(1, simd // math.gcd(cl, simd))
+    while rl * cl < 64 and 2 * rl * cl <= max_wg:
+        rl *= 2
+    rl = max(1, min(rl, max_wg // cl))
+    return Tiling(run, cl, rl, 4, tn)
+
+
 def _check(op: str, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None, ntok: int | None):
     check_format(weight.format)
     name = weight.name or "weight"
@@ -131,10 +153,18 @@ def _check(op: str, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer |
 
 
 def _variant(op: str, fmt: str, t: Tiling, bias) -> str:
-    return f"{op}_{fmt}_{'any' if t.run == 0 else f'r{t.run}'}{'_bias' if bias is not None else ''}"
+    return (f"{op}_{fmt}_{'any' if t.run == 0 else f'r{t.run}'}{'_sg' if t.subgroup else ''}"
+            f"{'_bias' if bias is not None else ''}")
 
 
-def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_shared: int):
+def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_shared: int, info=None):
+    if t.subgroup:
+        if t.row_lanes != 1 or t.col_lanes < 2 or t.run not in SUBGROUP_RUNS.get(fmt, ()):
+            raise VkharpError(f"{op}: a subgroup tiling needs RL = 1, CL >= 2 and RUN in "
+                              f"{SUBGROUP_RUNS.get(fmt, ())} for {fmt}; got {t}")
+        if info is not None and not info.subgroup_arithmetic:
+            raise VkharpError(f"{op}: {info.name} has no subgroup arithmetic in compute shaders; "
+                              f"use a tiling without subgroup=True")
     if t.run == 0:
         if fmt not in ("f32", "f16"):
             raise VkharpError(f"{op}: the scalar variant is for f32/f16; {fmt} needs a RUN in {RUNS[fmt]}")
@@ -163,7 +193,8 @@ def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer
             t = tiling or choose_tiling(dev.info, fmt, part.rows, cols, ntok)
             if ntok == 1:
                 t = replace(t, tokens=1)
-            _validate_tiling(op, fmt, cols, t, dev.info.max_workgroup_invocations, dev.info.max_shared_memory)
+            _validate_tiling(op, fmt, cols, t, dev.info.max_workgroup_invocations, dev.info.max_shared_memory,
+                             dev.info)
             bufs = [out, part.qs] + ([part.scales] if part.scales is not None else []) + [x]
             bufs += [bias] if bias is not None else []
             consts = {"ROWS": part.rows, "COLS": cols, "NTOK": ntok, "ROW0": part.row0, "OUT_ROWS": weight.rows}

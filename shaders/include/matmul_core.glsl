@@ -30,6 +30,18 @@
 //   barrier pair per RC rows; TN > 1 packs 4 tokens per vec4).
 //   Group g: row group g % NRG, token tile g / NRG (tokens n0 .. n0+TN-1). Each weight word is read
 //   once per token tile: matvec is TN = NTOK = 1, matmul tiles tokens.
+//   SGR = 1 (the GPU tiling, `_sg` variants): the group is one team of CL = WG column lanes (RL = 1),
+//   a whole number of subgroups. The CL partial sums of a row are added with subgroupAdd inside each
+//   subgroup, then the gl_NumSubgroups subgroup sums meet in shared memory. Nothing depends on the
+//   subgroup size or on which invocations form a subgroup, so it holds for any width (8 on lavapipe,
+//   32 on NVIDIA and Apple, 64 on AMD's wave64, a size the compiler picks on Intel).
+#ifndef SGR
+  #define SGR 0
+#endif
+#if SGR
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 layout(constant_id = 0) const uint WG = 8;
 layout(constant_id = 1) const uint ROWS = 1;      // rows of this part
 layout(constant_id = 2) const uint COLS = 32;
@@ -264,6 +276,18 @@ void main() {
                     }
                 }
             }
+#if SGR
+            // Every invocation of the group reaches this point for every jj (uniform control flow).
+            if (TN == 1u) {
+                float s = subgroupAdd(acc[0]);
+                if (subgroupElect()) red[jj * CL + gl_SubgroupID] = s;
+            } else {
+                for (uint v = 0; v < TV; v++) {
+                    vec4 s = subgroupAdd(vec4(acc[4u * v], acc[4u * v + 1u], acc[4u * v + 2u], acc[4u * v + 3u]));
+                    if (subgroupElect()) red4[(jj * TV + v) * CL + gl_SubgroupID] = s;
+                }
+            }
+#else
             if (CL > 1u && TN == 1u) {
                 red[(rl * RC + jj) * CL + c] = acc[0];
             } else if (CL > 1u) {
@@ -274,8 +298,14 @@ void main() {
                 for (uint t = 0; t < TN; t++)
                     if (n0 + t < NTOK) o[(n0 + t) * OUT_ROWS + ROW0 + row] = acc[t] + bv;
             }
+#endif
         }
-        if (CL > 1u) {   // sum the CL partials of the last RC rows of every row lane
+#if SGR
+        uint NPART = gl_NumSubgroups;   // one partial sum per subgroup
+#else
+        uint NPART = CL;                // one partial sum per column lane
+#endif
+        if (CL > 1u) {   // sum the partials of the last RC rows of every row lane
             barrier();
             for (uint q = l; q < RL * RC * TV; q += WG) {
                 uint v = q % TV, jj = (q / TV) % RC, rl2 = q / (TV * RC);
@@ -284,11 +314,11 @@ void main() {
                     float bv = bias_of(row);
                     if (TN == 1u) {
                         float s = 0.0;
-                        for (uint k = 0; k < CL; k++) s += red[q * CL + k];
+                        for (uint k = 0; k < NPART; k++) s += red[q * CL + k];
                         if (n0 < NTOK) o[n0 * OUT_ROWS + ROW0 + row] = s + bv;
                     } else {
                         vec4 s = vec4(0.0);
-                        for (uint k = 0; k < CL; k++) s += red4[q * CL + k];
+                        for (uint k = 0; k < NPART; k++) s += red4[q * CL + k];
                         for (uint e = 0; e < 4; e++) {
                             uint t = 4u * v + e;
                             if (t < TN && n0 + t < NTOK) o[(n0 + t) * OUT_ROWS + ROW0 + row] = s[e] + bv;
