@@ -126,6 +126,18 @@ def llama_cpp_compare(gguf_path, prompt, decode_tokens: int, repeats: int) -> di
     return {"prefill_tok_s": len(prompt) / t_pre, "decode_tok_s": decode_tokens / max(t_all - t_pre, 1e-9)}
 
 
+def program_structure(model) -> dict:
+    """Dispatches, barriers and host↔device copies of the recorded programs: one decode token (N=1
+    with the sampling stage) and one prefill chunk before the last (no head)."""
+    out = {}
+    for what, (n, head, readback) in (("decode token", (1, "last", "sample")),
+                                      ("prefill chunk", (model.chunk, "none", "none"))):
+        prog, _ = model._program(n, head, readback)
+        out[what] = {"dispatches": prog.n_dispatches, "barriers": prog.n_barriers, "copies": prog.n_copies,
+                     "tokens": n, "layers": model.cfg.num_hidden_layers}
+    return out
+
+
 def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512), decode_tokens: int = 128,
                     repeats: int = 3, modes: bool = True, mode_tokens: int = 64, paper_tokens: int = 24,
                     json_path: str | None = None, out=sys.stdout) -> dict:
@@ -171,6 +183,7 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
     t_dec, spread_dec = median_time(decode, repeats, warmup=1)
     r["decode_tok_s"], r["decode_spread"] = decode_tokens / t_dec, spread_dec
     r["decode_ms"] = t_dec / decode_tokens * 1e3
+    r["structure"] = program_structure(model)
     if dev.info.timestamps:
         rows, gpu_s = kernel_breakdown(model)
         r["kernels"] = [{"kernel": k, "dispatches": c, "ms": t * 1e3} for k, c, t in rows]
@@ -210,6 +223,9 @@ def print_report(r: dict, model, out) -> None:
         f"spread {r['decode_spread']:.0%}; sampling on the device included)")
     say(f"  floor   {r['floor_tok_s']:7.1f} tok/s  = {r['bandwidth_gb_s']:.1f} GB/s (copy through our shader) / "
         f"{r['weight_bytes'] / 1e6:.1f} MB of weights per token; decode at {r['decode_vs_floor']:.0%} of it")
+    for what, c in r.get("structure", {}).items():
+        say(f"  {what:<14} {c['dispatches']} dispatches ({c['dispatches'] / c['layers']:.1f} per layer), "
+            f"{c['barriers']} barriers, {c['copies']} buffer copies host<->device ({c['tokens']} token slots)")
     if "kernels" in r:
         say(f"  one decode step by kernel (Vulkan timestamps; {r['kernels_ms']:.1f} ms timed of "
             f"{r['decode_ms']:.1f} ms wall; sampling stage {r['sampling_share']:.1%} of a step):")

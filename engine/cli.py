@@ -18,7 +18,20 @@ def _add_device(p: argparse.ArgumentParser, top: bool = False):
 
 
 def cmd_devices(args) -> int:
-    from .device import list_devices
+    from .device import REBUILD_HINT, apply_profile, kp_patches, list_devices
+    from . import device as device_module
+    kp = device_module._kp
+    patches = kp_patches()
+    if kp is None:
+        print("kp: not installed; run ./vkharp once (it builds kp 0.9.0 with vkharp's patches)")
+    else:
+        missing = [n for n, ok in patches.items() if not ok]
+        print(f"kp {getattr(kp, '__version__', '?')}: "
+              + ("all vkharp patches present" if not missing else f"an unpatched build (missing: {'; '.join(missing)})"))
+        for name, ok in patches.items():
+            print(f"     {'yes' if ok else 'NO '}  {name}")
+        if missing:
+            print(f"     vkharp cannot order its programs with this kp: {REBUILD_HINT}")
     devices = list_devices()
     for d in devices:
         print(f"[{d.index}] {d.name}  ({d.type}, Vulkan {d.api_version})")
@@ -26,6 +39,9 @@ def cmd_devices(args) -> int:
               f"shared memory {d.max_shared_memory // 1024} KiB, work-group ≤ {d.max_workgroup_invocations} "
               f"invocations, subgroup {d.subgroup_size}, device-local memory {d.device_local_bytes / 2**30:.1f} GiB, "
               f"timestamps {'yes' if d.timestamps else 'no'}")
+        prof = apply_profile(d)
+        if prof is not d:
+            print(f"     VKHARP_DEVICE_PROFILE={prof.extras['profile']}: used as a {prof.type} device")
     return 0
 
 

@@ -13,6 +13,11 @@ def test_quick_bench_reports_every_figure(capsys):
     assert r["decode_tok_s"] > 0 and r["floor_tok_s"] > 0
     assert 0 < r["decode_vs_floor"] < 1.5
     assert r["device_mb"] * 2**20 > r["weight_bytes"]
+    dec = r["structure"]["decode token"]
+    # decode copies only its few parameter words in and the sampled words out; every dependent
+    # dispatch has at most one barrier before it
+    assert dec["copies"] <= 4 and 0 < dec["barriers"] <= dec["dispatches"] + 1
+    assert r["structure"]["prefill chunk"]["dispatches"] >= dec["layers"]
     if "kernels" in r:   # devices with timestamps: the matrix-vector products dominate a decode step
         names = [k["kernel"] for k in r["kernels"]]
         assert any(n.startswith("matvec") for n in names[:3]) and any(n.startswith("sample") for n in names)

@@ -6,16 +6,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import engine  # noqa: E402
 from engine import quant  # noqa: E402
 from engine.convert import open_model_dir  # noqa: E402
 from engine.generate import generate  # noqa: E402
-from engine.model import load  # noqa: E402
 from test_convert_gguf import PASSAGE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model(device):
-    return load(None, device, ctx=256)
+    return engine.load(None, device, ctx=256)   # the package-level entry point
 
 
 def _hf_on_our_weights(path):

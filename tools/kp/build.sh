@@ -36,5 +36,7 @@ KOMPUTE_OPT_DISABLE_VK_DEBUG_LAYERS=ON KOMPUTE_OPT_INSTALL=OFF \
   --force-reinstall "$src"
 got="$("$PY" -c 'import kp; print(kp.__version__)')"
 [ "$got" = "$version" ] || { say "built kp reports version $got, expected $version"; exit 1; }
-"$PY" -c 'import sys; print(sys.prefix)' | { read -r prefix; cat "$HERE"/patches/*.patch | sha256sum | cut -c1-16 > "$prefix/.vkharp-kp-patches"; }
+# Where bootstrap looks for it: the venv (sys.prefix), or the pip target directory when PIP_TARGET is set.
+dest="${PIP_TARGET:-$("$PY" -c 'import sys; print(sys.prefix)')}"
+cat "$HERE"/patches/*.patch | sha256sum | cut -c1-16 > "$dest/.vkharp-kp-patches"
 say "kp $got installed"
