@@ -434,9 +434,10 @@ class Recorder:
         if self._group is not None:
             # Inside parallel(): writes to one buffer from several dispatches are allowed (they must be
             # disjoint, e.g. weight parts); reading what the block writes, or writing what it reads, is not.
-            g_reads = set().union(*(r for r, _ in self._group)) if self._group else set()
+            # A buffer a dispatch both reads and writes (an in-place epilogue) is its own region too.
+            g_reads = set().union(*(r - w for r, w in self._group)) if self._group else set()
             g_writes = set().union(*(w for _, w in self._group)) if self._group else set()
-            if reads & g_writes or writes & g_reads:
+            if (reads - writes) & g_writes or writes & g_reads:
                 raise VkharpError(f"{shader_name} inside parallel() depends on work recorded in the same "
                                   f"block; record it after the block")
         push_words = pack_push(shader, push or {})

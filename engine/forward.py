@@ -2,14 +2,17 @@
 
 A program is recorded once for a fixed number of token slots N (decode: N=1; prefill: the chunk
 size) and replayed for every chunk/token; what changes per replay (position, valid tokens, ids, the
-dropout seed) is uploaded at the start from two small buffers. Each program owns its activation
-buffers, sized for its N, so decode never syncs or copies prefill-sized buffers.
+dropout seed) is read from small host-visible buffers the host rewrites before each replay. Each
+program owns its activation buffers, sized for its N, so decode never touches prefill-sized buffers.
 
-Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms):
-    xn = norm(x);  q,k,v = xn·Wq,Wk,Wv (+b);  [q,k = per-head norm]  rope(q,k)
-    a = attention(q, k, v, cache);  kv_append(k, v → cache)
-    o = a·Wo;  [o = norm(o)];  x += o
-    xn = norm(x);  g,u = xn·Wg,Wu;  m = act(g)·u;  d = m·Wd;  [d = norm(d)];  x += d
+Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms), one dispatch per
+line part (`;`), the fused ones marked:
+    xn = norm(x);  q,k,v = xn·Wq,Wk,Wv (+b);  [q,k = per-head norm]
+    rope(q,k) with the KV append of k, v fused in (fused)
+    a = attention(q, k, v, cache)
+    x += a·Wo (residual add in the epilogue)        [Gemma: o = a·Wo;  x += norm(o)]
+    xn = norm(x);  g,u = xn·Wg,Wu;  m = act(g)·u
+    x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import numpy as np
 from . import ops
 from .device import Buffer
 from .ops.activation import geglu, swiglu
-from .ops.attention import attention, kv_append
+from .ops.attention import attention
 from .ops.elementwise import add
 from .ops.embed import embed
 from .ops.matmul import matmul, matvec
@@ -96,13 +99,15 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
     return acts
 
 
-def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0):
-    """x·Wᵀ (+b): the matrix-vector kernel for one row, the tiled matrix-matrix kernel for a chunk."""
+def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0,
+           residual: bool = False):
+    """x·Wᵀ (+b): the matrix-vector kernel for one row, the tiled matrix-matrix kernel for a chunk.
+    residual=True adds the product into `out` (the residual stream) in the kernel's epilogue."""
     rows = x.size // weight.cols
     if rows == 1:
-        matvec(rec, out, weight, x, bias, layer=layer)
+        matvec(rec, out, weight, x, bias, layer=layer, residual=residual)
     else:
-        matmul(rec, out, weight, x, bias, layer=layer)
+        matmul(rec, out, weight, x, bias, layer=layer, residual=residual)
 
 
 def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None, second_kv=None) -> None:
@@ -135,32 +140,35 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
                 norm(acts.qn, acts.q, "self_attn.q_norm.weight")
                 norm(acts.kn, acts.k, "self_attn.k_norm.weight")
             q, k = acts.qn, acts.kn
-        rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual)
         kc, vc, j = kv.layer(i)
         second = second_kv.layer(i)[:2] if dual else None
+        # RoPE with the KV append fused in: the chunk's rotated keys and values go to cache rows
+        # P_POS.. in the same dispatch; attention reads older rows from the cache, the chunk's own
+        # from the activations.
+        rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual,
+             append=(acts.v, kc, vc), kv_layer=j, second=second)
         attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,
                   n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
                   scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second)
-        kv_append(rec, kc, vc, k, acts.v, acts.step, layer=j, second=second)
-        linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
-        if arch.sandwich_norms:
+        if arch.sandwich_norms:   # x += norm(o): the norm needs the whole row of o first
+            linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
             norm(acts.down, acts.o, "post_attention_layernorm.weight")
             add(rec, acts.x, acts.x, acts.down)
             norm(acts.xn, acts.x, "pre_feedforward_layernorm.weight")
-        else:
-            add(rec, acts.x, acts.x, acts.o)
+        else:                     # x += o, in the o projection's epilogue
+            linear(rec, acts.x, lw["self_attn.o_proj.weight"], acts.attn, layer=i, residual=True)
             norm(acts.xn, acts.x, "post_attention_layernorm.weight")
         # -- MLP block --
         with rec.parallel():
             linear(rec, acts.gate, lw["mlp.gate_proj.weight"], acts.xn, layer=i)
             linear(rec, acts.up, lw["mlp.up_proj.weight"], acts.xn, layer=i)
         (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
-        linear(rec, acts.down, lw["mlp.down_proj.weight"], acts.mlp, layer=i)
         if arch.sandwich_norms:
+            linear(rec, acts.down, lw["mlp.down_proj.weight"], acts.mlp, layer=i)
             norm(acts.o, acts.down, "post_feedforward_layernorm.weight")
             add(rec, acts.x, acts.x, acts.o)
-        else:
-            add(rec, acts.x, acts.x, acts.down)
+        else:                     # x += down, in the down projection's epilogue
+            linear(rec, acts.x, lw["mlp.down_proj.weight"], acts.mlp, layer=i, residual=True)
     if head == "none":
         return
     ops.rmsnorm(rec, acts.xn, acts.x, w["model.norm.weight"], eps=eps)

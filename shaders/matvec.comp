@@ -45,6 +45,29 @@
 // @variant matvec_q4_1_r1_sg_bias   WFMT=4 RUN=1 BIAS=1 SGR=1
 // @variant matvec_q4_1_r2_sg        WFMT=4 RUN=2 BIAS=0 SGR=1
 // @variant matvec_q4_1_r2_sg_bias   WFMT=4 RUN=2 BIAS=1 SGR=1
+// @variant matvec_f32_any_res          WFMT=0 GENERIC=1 BIAS=0 RES=1
+// @variant matvec_f32_r1_res           WFMT=0 RUN=1 BIAS=0 RES=1
+// @variant matvec_f32_r1_sg_res        WFMT=0 RUN=1 BIAS=0 SGR=1 RES=1
+// @variant matvec_f16_any_res          WFMT=1 GENERIC=1 BIAS=0 RES=1
+// @variant matvec_f16_r1_res           WFMT=1 RUN=1 BIAS=0 RES=1
+// @variant matvec_f16_r1_sg_res        WFMT=1 RUN=1 BIAS=0 SGR=1 RES=1
+// @variant matvec_q8_0_r1_res           WFMT=2 RUN=1 BIAS=0 RES=1
+// @variant matvec_q8_0_r1_sg_res        WFMT=2 RUN=1 BIAS=0 SGR=1 RES=1
+// @variant matvec_q8_0_r2_res           WFMT=2 RUN=2 BIAS=0 RES=1
+// @variant matvec_q8_0_r2_sg_res        WFMT=2 RUN=2 BIAS=0 SGR=1 RES=1
+// @variant matvec_q8_0_r4_res           WFMT=2 RUN=4 BIAS=0 RES=1
+// @variant matvec_q8_0_r8_res           WFMT=2 RUN=8 BIAS=0 RES=1
+// @variant matvec_q4_0_r1_res           WFMT=3 RUN=1 BIAS=0 RES=1
+// @variant matvec_q4_0_r1_sg_res        WFMT=3 RUN=1 BIAS=0 SGR=1 RES=1
+// @variant matvec_q4_0_r2_res           WFMT=3 RUN=2 BIAS=0 RES=1
+// @variant matvec_q4_0_r2_sg_res        WFMT=3 RUN=2 BIAS=0 SGR=1 RES=1
+// @variant matvec_q4_0_r4_res           WFMT=3 RUN=4 BIAS=0 RES=1
+// @variant matvec_q4_0_r8_res           WFMT=3 RUN=8 BIAS=0 RES=1
+// @variant matvec_q4_1_r1_res           WFMT=4 RUN=1 BIAS=0 RES=1
+// @variant matvec_q4_1_r1_sg_res        WFMT=4 RUN=1 BIAS=0 SGR=1 RES=1
+// @variant matvec_q4_1_r2_res           WFMT=4 RUN=2 BIAS=0 RES=1
+// @variant matvec_q4_1_r2_sg_res        WFMT=4 RUN=2 BIAS=0 SGR=1 RES=1
+// @variant matvec_q4_1_r4_res           WFMT=4 RUN=4 BIAS=0 RES=1
 // Matrix x vector (decode): o[r] = sum_c W[r, c] * x[c] (+ bias[r]) for one weight part, TN = NTOK = 1.
 // Bindings: 0 o f32[OUT_ROWS] (w), 1 wq quants of the part (r), [2 ws scales (r), q formats],
 //   then x f32[COLS] (r), [then bias f32[OUT_ROWS] (r), _bias variants].

@@ -1,6 +1,10 @@
 #version 450
 // @variant rope_half         INTERLEAVED=0
 // @variant rope_interleaved  INTERLEAVED=1
+// @variant rope_half_append              INTERLEAVED=0 APPEND=1
+// @variant rope_interleaved_append       INTERLEAVED=1 APPEND=1
+// @variant rope_half_append_dual         INTERLEAVED=0 APPEND=1 TWO_CACHES=1
+// @variant rope_interleaved_append_dual  INTERLEAVED=1 APPEND=1 TWO_CACHES=1
 // Rotary position embedding, in place on q and k in one dispatch. Token t of the chunk is at position
 // p = P_POS + t; pair j (j < ROT/2) turns by the angle a = float(p) * inv_freq[j] (one f32 product,
 // as HF computes it):
@@ -14,6 +18,11 @@
 // three have 8 significant bits (k*part exact for k < 2^16, i.e. angles below ~1e5), then Cephes sinf /
 // cosf polynomials on [-pi/4, pi/4]: |error| <= 1.5e-7 measured for positions up to 131072.
 // Grid: one invocation per (row, pair): ceil(N*(HQ+HK)*ROT/2 / WG) groups.  Twin: reference.rope.
+// APPEND = 1 (`_append`): the KV append fused in. Bindings 4 v f32[N,HK,D] (r), 5 k_cache, 6 v_cache
+//   f32[L,CTX,HK,D] (w) [, 7 k_cache2, 8 v_cache2 (w): TWO_CACHES, HARP's two streams, row 1 there];
+//   push kv_layer picks the cache layer. Each key row's pair lanes store the rotated key at cache row
+//   P_POS + t (< CTX), and between them the key's dims >= ROT and the whole value row.
+//   Twin: reference.rope, then reference.kv_append (kv_append_dual).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "params.glsl"
@@ -25,11 +34,45 @@ layout(constant_id = 4) const uint D = 2;     // head dim
 layout(constant_id = 5) const uint ROT = 2;   // rotated dims (even, <= D)
 layout(constant_id = 6) const uint DUAL = 0;  // 1: every row is at position P_POS (HARP's two streams)
 layout(local_size_x_id = 0) in;
+#ifndef APPEND
+  #define APPEND 0
+#endif
+#ifndef TWO_CACHES
+  #define TWO_CACHES 0
+#endif
+#if APPEND
+layout(constant_id = 7) const uint CTX = 1;   // cache positions per layer
+layout(push_constant) uniform Push { uint layer; uint kv_layer; } pc;
+#else
 layout(push_constant) uniform Push { uint layer; } pc;   // inv_freq stacks layers: [L, ROT/2]
+#endif
 layout(binding = 0) buffer Q { float q[]; };
 layout(binding = 1) buffer K { float k[]; };
 layout(binding = 2) readonly buffer F { float inv_freq[]; };
 layout(binding = 3) readonly buffer Step { uint step[]; };
+#if APPEND
+layout(binding = 4) readonly buffer V { float v[]; };
+layout(binding = 5) writeonly buffer KC { float kc[]; };
+layout(binding = 6) writeonly buffer VC { float vc[]; };
+  #if TWO_CACHES
+layout(binding = 7) writeonly buffer KC2 { float kc2[]; };
+layout(binding = 8) writeonly buffer VC2 { float vc2[]; };
+  #endif
+
+void store_k(uint t, uint i, float x) {
+  #if TWO_CACHES
+    if (t == 1u) { kc2[i] = x; return; }
+  #endif
+    kc[i] = x;
+}
+
+void store_v(uint t, uint i, float x) {
+  #if TWO_CACHES
+    if (t == 1u) { vc2[i] = x; return; }
+  #endif
+    vc[i] = x;
+}
+#endif
 
 // pi/2 = PIO2_1 + PIO2_2 + PIO2_3 + PIO2_4 to ~2^-55; the first three have 8 significant bits.
 const float PIO2_1 = 1.5703125;
@@ -75,7 +118,19 @@ void main() {
         q[base + i1] = x1 * sc.y + x0 * sc.x;
     } else {
         float x0 = k[base + i0], x1 = k[base + i1];
-        k[base + i0] = x0 * sc.y - x1 * sc.x;
-        k[base + i1] = x1 * sc.y + x0 * sc.x;
+        float y0 = x0 * sc.y - x1 * sc.x, y1 = x1 * sc.y + x0 * sc.x;
+        k[base + i0] = y0;
+        k[base + i1] = y1;
+#if APPEND
+        uint p = step[P_POS] + (DUAL != 0u ? 0u : t);
+        if (p < CTX) {
+            uint h = (row - N * HQ) % HK;
+            uint dst = ((pc.kv_layer * CTX + p) * HK + h) * D;
+            store_k(t, dst + i0, y0);
+            store_k(t, dst + i1, y1);
+            for (uint d = ROT + pair; d < D; d += R2) store_k(t, dst + d, k[base + d]);   // unrotated dims
+            for (uint d = pair; d < D; d += R2) store_v(t, dst + d, v[base + d]);
+        }
+#endif
     }
 }

@@ -116,6 +116,31 @@ def test_explicit_tilings_on_parts(device, rng, fmt, cols, tiling):
     _check(_run(device, matmul, dw, xn, bias, tiling), ref.matmul(packed, xn, bias), cols)
 
 
+RESIDUAL = [("f32", 101, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
+            ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("f16", 96, Tiling(1, 2, 3, 5, 2))]
+
+
+@pytest.mark.parametrize("fmt,cols,tiling", RESIDUAL, ids=[f"{f}-{c}-{t}" for f, c, t in RESIDUAL])
+def test_residual_epilogue_adds_in_place(device, rng, fmt, cols, tiling):
+    """residual=True: out += x·Wᵀ in the epilogue (the residual stream's add fused away), on two
+    weight parts; the same float addition as add(out, out, x·Wᵀ), so the twin is res + matmul."""
+    rows = 53
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    q_row, s_row = packed.qs.shape[1] * 4, 0 if packed.scales is None else packed.scales[0].nbytes
+    dw = upload_weight(device, packed, "w_res", max_bytes=27 * max(q_row, s_row) + 4)
+    for op, n in ((matvec, 1), (matmul, 5)):
+        x, res = rand(rng, n, cols), rand(rng, n, rows)
+        out = device.buffer(res)
+        rec = device.recorder()
+        op(rec, out, dw, device.buffer(x[0] if n == 1 else x), None, tiling=tiling, residual=True)
+        rec.finish().run()
+        want = res + ref.matmul(packed, x)
+        _check(out.read().reshape(n, rows), want, cols)
+    with pytest.raises(VkharpError, match="no bias form"):
+        matvec(device.recorder(), device.buffer(rows), dw, device.buffer(cols), device.buffer(rows, kind="const"),
+               residual=True)
+
+
 @pytest.mark.parametrize("fmt,rows,cols", [("q4_1", 300, 576), ("q8_0", 130, 1536), ("f16", 70, 1024)])
 def test_model_like_shapes_default_tiling(device, rng, fmt, rows, cols):
     packed, dw = _weight(device, rng, fmt, rows, cols)

@@ -192,3 +192,53 @@ def test_two_streams_share_one_position(device, rng, style, pos):
     assert max_rel_err(qb.read().reshape(q.shape), want_q) < TOL and max_rel_err(kb.read().reshape(k.shape), want_k) < TOL
     one_q, _ = ref_rope(q[1:], k[1:], inv, pos, 1, style=style)   # row 1 as a lone token at pos
     assert max_rel_err(want_q[1:], one_q) == 0
+
+
+# The KV append fused into RoPE (`rope_*_append`): q and k as rope alone, and the caches exactly as
+# kv_append would write the rotated k and v (the same float32 values, copied). Odd sizes: 3 query
+# heads over 1 or 3 key heads, partial rotary (ROT < D: the unrotated dims are copied too), a chunk
+# of 5 rows with 4 valid, a chunk reaching past the cache's end, layer-stacked caches, both styles.
+@pytest.mark.parametrize("style", ["half", "interleaved"])
+@pytest.mark.parametrize("hq,hk,d,rot,pos", [(3, 1, 64, 64, 3), (9, 3, 48, 32, 11), (3, 3, 16, 8, 29)])
+def test_rope_with_fused_append_matches_the_twins(device, rng, style, hq, hk, d, rot, pos):
+    from engine.ops.attention import kv_cache_buffers
+    from engine.reference.attention import kv_append as ref_append
+    n, valid, ctx, layers, kv_layer = 5, 4, 32, 3, 1
+    q, k, v = rand(rng, n, hq, d), rand(rng, n, hk, d), rand(rng, n, hk, d)
+    inv = (1.0 / (10000.0 ** (np.arange(0, rot, 2, dtype=np.float32) / rot))).astype(np.float32)
+    qb, kb, vb = device.buffer(q), device.buffer(k), device.buffer(v)
+    kc, vc = (device.buffer(rand(rng, layers, ctx, hk, d)) for _ in range(2))   # act: readable here
+    kc0, vc0 = kc.read().reshape(layers, ctx, hk, d), vc.read().reshape(layers, ctx, hk, d)
+    rec = device.recorder()
+    rope(rec, qb, kb, device.buffer(inv, kind="const"), device.buffer(pack_step(pos=pos, n_tokens=valid)),
+         style=style, append=(vb, kc, vc), kv_layer=kv_layer)
+    rec.finish().run()
+    want_q, want_k = ref_rope(q, k, inv, pos, valid, style=style)
+    assert max_rel_err(qb.read().reshape(q.shape), want_q) < TOL
+    got_k = kb.read().reshape(k.shape)
+    assert max_rel_err(got_k, want_k) < TOL
+    want_kc, want_vc = kc0.copy(), vc0.copy()
+    want_kc[kv_layer], want_vc[kv_layer] = ref_append(kc0[kv_layer], vc0[kv_layer], got_k, v, pos, valid)
+    np.testing.assert_array_equal(kc.read().reshape(kc0.shape), want_kc)   # copies: exact
+    np.testing.assert_array_equal(vc.read().reshape(vc0.shape), want_vc)
+
+
+def test_rope_with_fused_append_two_streams(device, rng):
+    from engine.reference.attention import kv_append_dual
+    hq, hk, d, ctx, pos = 3, 1, 32, 16, 7
+    q, k, v = rand(rng, 2, hq, d), rand(rng, 2, hk, d), rand(rng, 2, hk, d)
+    inv = (1.0 / (10000.0 ** (np.arange(0, d, 2, dtype=np.float32) / d))).astype(np.float32)
+    qb, kb, vb = device.buffer(q), device.buffer(k), device.buffer(v)
+    caches = [(device.buffer(rand(rng, ctx, hk, d)), device.buffer(rand(rng, ctx, hk, d))) for _ in range(2)]
+    before = [(a.read().reshape(ctx, hk, d), b.read().reshape(ctx, hk, d)) for a, b in caches]
+    rec = device.recorder()
+    rope(rec, qb, kb, device.buffer(inv, kind="const"), device.buffer(pack_step(pos=pos, n_tokens=2)),
+         dual=True, append=(vb, *caches[0]), second=caches[1])
+    rec.finish().run()
+    want = kv_append_dual(before, kb.read().reshape(k.shape), v, pos)
+    for (a, b), (wa, wb) in zip(caches, want):
+        np.testing.assert_array_equal(a.read().reshape(wa.shape), wa)
+        np.testing.assert_array_equal(b.read().reshape(wb.shape), wb)
+    with pytest.raises(VkharpError, match="two-stream form"):
+        rope(device.recorder(), qb, kb, device.buffer(inv, kind="const"), device.buffer(pack_step(pos=0, n_tokens=2)),
+             append=(vb, *caches[0]), second=caches[1])

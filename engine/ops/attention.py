@@ -44,6 +44,11 @@ def kv_cache_buffers(device: Device, ctx: int, n_kv_heads: int, head_dim: int, n
             device.buffer(shape, np.float32, "store", name=f"{name}.v_cache"))
 
 
+def check_cache_pair(k_cache: Buffer, v_cache: Buffer, row: int, what: str, layer: int) -> int:
+    """Positions per layer of a cache pair (checked), for launchers that write the cache."""
+    return _cache_ctx(k_cache, v_cache, row, what, layer)
+
+
 def _cache_ctx(k_cache: Buffer, v_cache: Buffer, row: int, what: str, layer: int) -> int:
     """Positions per layer of a [CTX, HK, D] or layer-stacked [L, CTX, HK, D] cache; checks `layer`."""
     if k_cache.size != v_cache.size or k_cache.size % row:

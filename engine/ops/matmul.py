@@ -152,9 +152,9 @@ def _check(op: str, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer |
     return ntok
 
 
-def _variant(op: str, fmt: str, t: Tiling, bias) -> str:
+def _variant(op: str, fmt: str, t: Tiling, bias, residual: bool = False) -> str:
     return (f"{op}_{fmt}_{'any' if t.run == 0 else f'r{t.run}'}{'_sg' if t.subgroup else ''}"
-            f"{'_bias' if bias is not None else ''}")
+            f"{'_bias' if bias is not None else ''}{'_res' if residual else ''}")
 
 
 def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_shared: int, info=None):
@@ -185,8 +185,10 @@ def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_s
 
 
 def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None,
-            ntok: int, tiling: Tiling | None, layer: int = 0):
+            ntok: int, tiling: Tiling | None, layer: int = 0, residual: bool = False):
     cols, dev = weight.cols, rec.device
+    if residual and bias is not None:
+        raise VkharpError(f"{op}: the residual epilogue has no bias form (add the bias separately)")
     with rec.parallel():
         for part, wrow in weight.parts_for(layer):
             fmt = part.format or weight.format   # mixed-precision models change format per layer
@@ -209,21 +211,23 @@ def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer
                 groups = grid1d(dev, n_groups, 1)
                 rc = t.shared_rows(min(SHARED_BUDGET, dev.info.max_shared_memory))
                 consts.update(WG=t.wg, TN=t.tokens, CL=t.col_lanes, CPL=cpl, RPL=t.rows_per_lane, RC=rc)
-            rec.dispatch(_variant(op, fmt, t, bias), bufs, groups, consts,
+            rec.dispatch(_variant(op, fmt, t, bias, residual), bufs, groups, consts,
                          {"wrow": wrow, "boff": layer * weight.rows})
 
 
 def matvec(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
-           *, layer: int = 0, tiling: Tiling | None = None):
+           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False):
     """out[r] = sum_c W[r, c] * x[c] (+ bias[r]): x f32[cols], out f32[rows], bias f32[rows].
 
-    For a layer-stacked weight (and bias f32[L, rows]) `layer` picks the layer."""
+    For a layer-stacked weight (and bias f32[L, rows]) `layer` picks the layer. residual=True adds
+    into out instead (out[r] += ..., the residual stream's add fused into the epilogue; no bias)."""
     _check("matvec", out, weight, x, bias, 1)
-    _record("matvec", rec, out, weight, x, bias, 1, tiling, layer)
+    _record("matvec", rec, out, weight, x, bias, 1, tiling, layer, residual)
 
 
 def matmul(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
-           *, layer: int = 0, tiling: Tiling | None = None):
-    """out[n, r] = sum_c x[n, c] * W[r, c] (+ bias[r]): x f32[N, cols], out f32[N, rows]."""
+           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False):
+    """out[n, r] = sum_c x[n, c] * W[r, c] (+ bias[r]): x f32[N, cols], out f32[N, rows];
+    residual=True: out[n, r] += ... (no bias)."""
     ntok = _check("matmul", out, weight, x, bias, None)
-    _record("matmul", rec, out, weight, x, bias, ntok, tiling, layer)
+    _record("matmul", rec, out, weight, x, bias, ntok, tiling, layer, residual)

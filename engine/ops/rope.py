@@ -33,11 +33,15 @@ def check_step(step: Buffer, what: str) -> None:
 
 
 def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *, style: str = "half",
-         head_dim: int | None = None, layer: int = 0, wg: int = 64, dual: bool = False):
+         head_dim: int | None = None, layer: int = 0, wg: int = 64, dual: bool = False,
+         append: tuple | None = None, kv_layer: int = 0, second: tuple[Buffer, Buffer] | None = None):
     """Rotate q f32[N, HQ, D] and k f32[N, HK, D] in place (positions P_POS + t, rows t < P_NTOK;
     dual=True: every row at P_POS, HARP's two streams of one token).
 
-    inv_freq is f32[ROT/2], or f32[L, ROT/2] stacking the layers' tables (`layer` picks one)."""
+    inv_freq is f32[ROT/2], or f32[L, ROT/2] stacking the layers' tables (`layer` picks one).
+    append=(v, k_cache, v_cache): the KV append fused in (one dispatch instead of two, and no barrier
+    between them): the rotated k and v go to cache rows P_POS + t of cache layer `kv_layer`;
+    second=(k_cache2, v_cache2) with dual: row 1 goes there (HARP's two streams)."""
     if style not in STYLES:
         raise VkharpError(f"rope style {style!r} is unknown; use one of {', '.join(STYLES)}")
     n, hq, d = heads_view(q, head_dim, "rope q")
@@ -52,5 +56,21 @@ def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *,
         raise VkharpError(f"rope: inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {d} (need f32[<= D/2])")
     check_step(step, "rope")
     pairs = n * (hq + hk) * (rot // 2)
-    rec.dispatch(STYLES[style], [q, k, inv_freq, step], grid1d(rec.device, pairs, wg),
-                 {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot, "DUAL": int(dual)}, {"layer": layer})
+    bufs, name = [q, k, inv_freq, step], STYLES[style]
+    consts = {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot, "DUAL": int(dual)}
+    push = {"layer": layer}
+    if append is not None:
+        from .attention import check_cache_pair
+        v, kc, vc = append
+        if v.size != k.size:
+            raise VkharpError(f"rope: v {v.shape} must be shaped like k {k.shape} to be appended with it")
+        consts["CTX"] = check_cache_pair(kc, vc, hk * d, "rope (append)", kv_layer)
+        bufs, name, push = bufs + [v, kc, vc], name + "_append", {"layer": layer, "kv_layer": kv_layer}
+        if second is not None:
+            if not dual or n != 2 or any(c.shape != kc.shape for c in second):
+                raise VkharpError(f"rope (append): the two-stream form needs dual=True, N = 2 and second caches "
+                                  f"shaped like the first {kc.shape}")
+            bufs, name = bufs + list(second), name + "_dual"
+    elif second is not None:
+        raise VkharpError("rope: second caches need append=(v, k_cache, v_cache)")
+    rec.dispatch(name, bufs, grid1d(rec.device, pairs, wg), consts, push)

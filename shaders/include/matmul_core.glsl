@@ -67,7 +67,18 @@ layout(push_constant) uniform Push { uint wrow; uint boff; } pc;
   #define BIAS_BINDING 3
 #endif
 
+#ifndef RES
+  #define RES 0
+#endif
+#if RES
+// RES = 1 (`_res` variants): the residual add in the epilogue, o += x·Wᵀ (+ b), in place: each
+// output element is read and written by the one invocation that computes it. Twin: x + matmul.
+layout(binding = 0) buffer Out { float o[]; };
+  #define STORE(i, v) o[i] = o[i] + (v)
+#else
 layout(binding = 0) writeonly buffer Out { float o[]; };
+  #define STORE(i, v) o[i] = (v)
+#endif
 
 #ifdef GENERIC
 // ---------------------------------------------------------------------------------------------
@@ -90,7 +101,7 @@ void main() {
 #if BIAS
     acc += bias[pc.boff + ROW0 + r];
 #endif
-    o[n * OUT_ROWS + ROW0 + r] = acc;
+    STORE(n * OUT_ROWS + ROW0 + r, acc);
 }
 
 #else
@@ -296,7 +307,7 @@ void main() {
             } else if (row < ROWS) {
                 float bv = bias_of(row);
                 for (uint t = 0; t < TN; t++)
-                    if (n0 + t < NTOK) o[(n0 + t) * OUT_ROWS + ROW0 + row] = acc[t] + bv;
+                    if (n0 + t < NTOK) STORE((n0 + t) * OUT_ROWS + ROW0 + row, acc[t] + bv);
             }
 #endif
         }
@@ -315,13 +326,13 @@ void main() {
                     if (TN == 1u) {
                         float s = 0.0;
                         for (uint k = 0; k < NPART; k++) s += red[q * CL + k];
-                        if (n0 < NTOK) o[n0 * OUT_ROWS + ROW0 + row] = s + bv;
+                        if (n0 < NTOK) STORE(n0 * OUT_ROWS + ROW0 + row, s + bv);
                     } else {
                         vec4 s = vec4(0.0);
                         for (uint k = 0; k < NPART; k++) s += red4[q * CL + k];
                         for (uint e = 0; e < 4; e++) {
                             uint t = 4u * v + e;
-                            if (t < TN && n0 + t < NTOK) o[(n0 + t) * OUT_ROWS + ROW0 + row] = s[e] + bv;
+                            if (t < TN && n0 + t < NTOK) STORE((n0 + t) * OUT_ROWS + ROW0 + row, s[e] + bv);
                         }
                     }
                 }
