@@ -26,7 +26,7 @@ from .ops.activation import geglu, swiglu
 from .ops.attention import attention
 from .ops.elementwise import add
 from .ops.embed import embed
-from .ops.matmul import matmul, matvec
+from .ops.matmul import Norm, can_fold_norm, matmul, matvec
 from .ops.rope import rope
 from .ops.rows import select_row
 from .params import STEP_WORDS
@@ -58,6 +58,7 @@ class Acts:
     down: Buffer
     logits: Buffer
     last: Buffer | None = None
+    last_norm: Buffer | None = None  # the last row normalised, where the final norm cannot fold
     sparams: Buffer | None = None    # sampler words of this step (head "last")
     recent: Buffer | None = None     # ring of recent tokens (repetition penalty)
     sample_out: Buffer | None = None
@@ -90,6 +91,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
     )
     if head == "last" and n > 1:
         acts.last = buf((1, h), "last")
+        acts.last_norm = buf((1, h), "last_norm")
     if head == "last":
         acts.sparams = buf((SP_WORDS,), "sampler_params", np.uint32, "param")
         acts.recent = buf((RING,), "recent_tokens", np.uint32, "param")
@@ -100,14 +102,31 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
 
 
 def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0,
-           residual: bool = False):
+           residual: bool = False, norm: Norm | None = None):
     """x·Wᵀ (+b): the matrix-vector kernel for one row, the tiled matrix-matrix kernel for a chunk.
-    residual=True adds the product into `out` (the residual stream) in the kernel's epilogue."""
+    residual=True adds the product into `out` (the residual stream) in the kernel's epilogue;
+    norm: x is RMS-normalised in the kernel's prologue."""
     rows = x.size // weight.cols
     if rows == 1:
-        matvec(rec, out, weight, x, bias, layer=layer, residual=residual)
+        matvec(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm)
     else:
-        matmul(rec, out, weight, x, bias, layer=layer, residual=residual)
+        matmul(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm)
+
+
+def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, layer: int, scratch: Buffer) -> None:
+    """out = rmsnorm(x)·Wᵀ (+b) for each (out, weight, bias) in `products`, independent of each other.
+    The norm is folded into every product's prologue when all of them can take it (no norm
+    dispatch, no barrier between the norm and the products); otherwise it runs once into `scratch`."""
+    if all(can_fold_norm(w) for _, w, _ in products):
+        norm = Norm(norm_weight, eps, layer)
+        with rec.parallel():
+            for out, w, b in products:
+                linear(rec, out, w, x, b, layer=layer if w.layers > 1 else 0, norm=norm)
+        return
+    ops.rmsnorm(rec, scratch, x, norm_weight, eps=eps, layer=layer)
+    with rec.parallel():
+        for out, w, b in products:
+            linear(rec, out, w, scratch, b, layer=layer if w.layers > 1 else 0)
 
 
 def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None, second_kv=None) -> None:
@@ -129,11 +148,9 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         def norm(out, x, role):
             ops.rmsnorm(rec, out, x, lw[role], eps=eps, layer=i)
         # -- attention block --
-        norm(acts.xn, acts.x, "input_layernorm.weight")
-        with rec.parallel():
-            for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v)):
-                linear(rec, out, lw[f"self_attn.{name}_proj.weight"], acts.xn,
-                       lw.get(f"self_attn.{name}_proj.bias"), layer=i)
+        normed_linears(rec, [(out, lw[f"self_attn.{name}_proj.weight"], lw.get(f"self_attn.{name}_proj.bias"))
+                             for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v))],
+                       acts.x, lw["input_layernorm.weight"], eps, i, acts.xn)
         q, k = acts.q, acts.k
         if arch.qk_norm:
             with rec.parallel():
@@ -154,14 +171,13 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
             norm(acts.down, acts.o, "post_attention_layernorm.weight")
             add(rec, acts.x, acts.x, acts.down)
-            norm(acts.xn, acts.x, "pre_feedforward_layernorm.weight")
+            mlp_norm = "pre_feedforward_layernorm.weight"
         else:                     # x += o, in the o projection's epilogue
             linear(rec, acts.x, lw["self_attn.o_proj.weight"], acts.attn, layer=i, residual=True)
-            norm(acts.xn, acts.x, "post_attention_layernorm.weight")
+            mlp_norm = "post_attention_layernorm.weight"
         # -- MLP block --
-        with rec.parallel():
-            linear(rec, acts.gate, lw["mlp.gate_proj.weight"], acts.xn, layer=i)
-            linear(rec, acts.up, lw["mlp.up_proj.weight"], acts.xn, layer=i)
+        normed_linears(rec, [(acts.gate, lw["mlp.gate_proj.weight"], None), (acts.up, lw["mlp.up_proj.weight"], None)],
+                       acts.x, lw[mlp_norm], eps, i, acts.xn)
         (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
         if arch.sandwich_norms:
             linear(rec, acts.down, lw["mlp.down_proj.weight"], acts.mlp, layer=i)
@@ -171,15 +187,14 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             linear(rec, acts.x, lw["mlp.down_proj.weight"], acts.mlp, layer=i, residual=True)
     if head == "none":
         return
-    ops.rmsnorm(rec, acts.xn, acts.x, w["model.norm.weight"], eps=eps)
     lm_head = w.get("lm_head.weight") or w["model.embed_tokens.weight"]
-    if head == "all":
-        linear(rec, acts.logits, lm_head, acts.xn)
-    elif acts.last is not None:
-        select_row(rec, acts.last, acts.xn, acts.step)
-        linear(rec, acts.logits, lm_head, acts.last)
-    else:
-        linear(rec, acts.logits, lm_head, acts.xn)
+    x = acts.x
+    if head == "last" and acts.last is not None:   # the last valid row only: normalising it alone is the same
+        select_row(rec, acts.last, acts.x, acts.step)
+        x = acts.last
+    # the final norm in the head's prologue (or its own dispatch where it cannot fold)
+    normed_linears(rec, [(acts.logits, lm_head, None)], x, w["model.norm.weight"], eps, 0,
+                   acts.xn if x is acts.x else acts.last_norm)
 
 
 def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, second_kv=None,

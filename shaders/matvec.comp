@@ -68,6 +68,48 @@
 // @variant matvec_q4_1_r2_res           WFMT=4 RUN=2 BIAS=0 RES=1
 // @variant matvec_q4_1_r2_sg_res        WFMT=4 RUN=2 BIAS=0 SGR=1 RES=1
 // @variant matvec_q4_1_r4_res           WFMT=4 RUN=4 BIAS=0 RES=1
+// @variant matvec_f32_r1_norm           WFMT=0 RUN=1 BIAS=0 NORM=1
+// @variant matvec_f32_r1_bias_norm      WFMT=0 RUN=1 BIAS=1 NORM=1
+// @variant matvec_f32_r1_sg_norm        WFMT=0 RUN=1 BIAS=0 SGR=1 NORM=1
+// @variant matvec_f32_r1_sg_bias_norm   WFMT=0 RUN=1 BIAS=1 SGR=1 NORM=1
+// @variant matvec_f16_r1_norm           WFMT=1 RUN=1 BIAS=0 NORM=1
+// @variant matvec_f16_r1_bias_norm      WFMT=1 RUN=1 BIAS=1 NORM=1
+// @variant matvec_f16_r1_sg_norm        WFMT=1 RUN=1 BIAS=0 SGR=1 NORM=1
+// @variant matvec_f16_r1_sg_bias_norm   WFMT=1 RUN=1 BIAS=1 SGR=1 NORM=1
+// @variant matvec_q8_0_r1_norm          WFMT=2 RUN=1 BIAS=0 NORM=1
+// @variant matvec_q8_0_r1_bias_norm     WFMT=2 RUN=1 BIAS=1 NORM=1
+// @variant matvec_q8_0_r1_sg_norm       WFMT=2 RUN=1 BIAS=0 SGR=1 NORM=1
+// @variant matvec_q8_0_r1_sg_bias_norm  WFMT=2 RUN=1 BIAS=1 SGR=1 NORM=1
+// @variant matvec_q8_0_r2_norm          WFMT=2 RUN=2 BIAS=0 NORM=1
+// @variant matvec_q8_0_r2_bias_norm     WFMT=2 RUN=2 BIAS=1 NORM=1
+// @variant matvec_q8_0_r2_sg_norm       WFMT=2 RUN=2 BIAS=0 SGR=1 NORM=1
+// @variant matvec_q8_0_r2_sg_bias_norm  WFMT=2 RUN=2 BIAS=1 SGR=1 NORM=1
+// @variant matvec_q8_0_r4_norm          WFMT=2 RUN=4 BIAS=0 NORM=1
+// @variant matvec_q8_0_r4_bias_norm     WFMT=2 RUN=4 BIAS=1 NORM=1
+// @variant matvec_q8_0_r8_norm          WFMT=2 RUN=8 BIAS=0 NORM=1
+// @variant matvec_q8_0_r8_bias_norm     WFMT=2 RUN=8 BIAS=1 NORM=1
+// @variant matvec_q4_0_r1_norm          WFMT=3 RUN=1 BIAS=0 NORM=1
+// @variant matvec_q4_0_r1_bias_norm     WFMT=3 RUN=1 BIAS=1 NORM=1
+// @variant matvec_q4_0_r1_sg_norm       WFMT=3 RUN=1 BIAS=0 SGR=1 NORM=1
+// @variant matvec_q4_0_r1_sg_bias_norm  WFMT=3 RUN=1 BIAS=1 SGR=1 NORM=1
+// @variant matvec_q4_0_r2_norm          WFMT=3 RUN=2 BIAS=0 NORM=1
+// @variant matvec_q4_0_r2_bias_norm     WFMT=3 RUN=2 BIAS=1 NORM=1
+// @variant matvec_q4_0_r2_sg_norm       WFMT=3 RUN=2 BIAS=0 SGR=1 NORM=1
+// @variant matvec_q4_0_r2_sg_bias_norm  WFMT=3 RUN=2 BIAS=1 SGR=1 NORM=1
+// @variant matvec_q4_0_r4_norm          WFMT=3 RUN=4 BIAS=0 NORM=1
+// @variant matvec_q4_0_r4_bias_norm     WFMT=3 RUN=4 BIAS=1 NORM=1
+// @variant matvec_q4_0_r8_norm          WFMT=3 RUN=8 BIAS=0 NORM=1
+// @variant matvec_q4_0_r8_bias_norm     WFMT=3 RUN=8 BIAS=1 NORM=1
+// @variant matvec_q4_1_r1_norm          WFMT=4 RUN=1 BIAS=0 NORM=1
+// @variant matvec_q4_1_r1_bias_norm     WFMT=4 RUN=1 BIAS=1 NORM=1
+// @variant matvec_q4_1_r1_sg_norm       WFMT=4 RUN=1 BIAS=0 SGR=1 NORM=1
+// @variant matvec_q4_1_r1_sg_bias_norm  WFMT=4 RUN=1 BIAS=1 SGR=1 NORM=1
+// @variant matvec_q4_1_r2_norm          WFMT=4 RUN=2 BIAS=0 NORM=1
+// @variant matvec_q4_1_r2_bias_norm     WFMT=4 RUN=2 BIAS=1 NORM=1
+// @variant matvec_q4_1_r2_sg_norm       WFMT=4 RUN=2 BIAS=0 SGR=1 NORM=1
+// @variant matvec_q4_1_r2_sg_bias_norm  WFMT=4 RUN=2 BIAS=1 SGR=1 NORM=1
+// @variant matvec_q4_1_r4_norm          WFMT=4 RUN=4 BIAS=0 NORM=1
+// @variant matvec_q4_1_r4_bias_norm     WFMT=4 RUN=4 BIAS=1 NORM=1
 // Matrix x vector (decode): o[r] = sum_c W[r, c] * x[c] (+ bias[r]) for one weight part, TN = NTOK = 1.
 // Bindings: 0 o f32[OUT_ROWS] (w), 1 wq quants of the part (r), [2 ws scales (r), q formats],
 //   then x f32[COLS] (r), [then bias f32[OUT_ROWS] (r), _bias variants].

@@ -141,6 +141,41 @@ def test_residual_epilogue_adds_in_place(device, rng, fmt, cols, tiling):
                residual=True)
 
 
+NORMED = [("f32", 96, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
+          ("q4_0", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("f16", 160, Tiling(1, 5, 8, 2, 3)),
+          ("q4_1", 576, Tiling(2, 3, 3, 4, 2))]
+
+
+@pytest.mark.parametrize("fmt,cols,tiling", NORMED, ids=[f"{f}-{c}-{t}" for f, c, t in NORMED])
+def test_folded_rmsnorm_prologue(device, rng, fmt, cols, tiling):
+    """norm=Norm(w, eps, layer): matmul(rmsnorm(x, w[layer]), W) in one dispatch, each group computing
+    the RMS itself; layer-stacked norm weights, two weight parts, a bias, matvec and a chunk of 5.
+    Tolerance: the RMS sums squares in another order than the twin (float64), one more rounding of
+    each normalised x: the same bound per sqrt(cols) as the products."""
+    from engine.ops.matmul import Norm
+    from engine.reference.norm import rmsnorm as ref_rmsnorm
+    rows, layers, layer, eps = 53, 3, 2, 1e-5
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    q_row, s_row = packed.qs.shape[1] * 4, 0 if packed.scales is None else packed.scales[0].nbytes
+    dw = upload_weight(device, packed, "w_norm", max_bytes=27 * max(q_row, s_row) + 4)
+    nw = (1.0 + 0.5 * rand(rng, layers, cols)).astype(np.float32)
+    nwb, bias = device.buffer(nw, kind="const"), rand(rng, rows)
+    for op, n in ((matvec, 1), (matmul, 5)):
+        x = 3.0 * rand(rng, n, cols)
+        out = device.buffer((n, rows))
+        rec = device.recorder()
+        op(rec, out, dw, device.buffer(x[0] if n == 1 else x), device.buffer(bias, kind="const"), tiling=tiling,
+           norm=Norm(nwb, eps, layer))
+        rec.finish().run()
+        want = ref.matmul(packed, ref_rmsnorm(x, nw[layer], eps=eps), bias)
+        _check(out.read().reshape(n, rows), want, cols)
+    with pytest.raises(VkharpError, match="do not combine"):
+        matvec(device.recorder(), device.buffer(rows), dw, device.buffer(cols), None, norm=Norm(nwb, eps),
+               residual=True)
+    with pytest.raises(VkharpError, match="no layer 3"):
+        matvec(device.recorder(), device.buffer(rows), dw, device.buffer(cols), None, norm=Norm(nwb, eps, 3))
+
+
 @pytest.mark.parametrize("fmt,rows,cols", [("q4_1", 300, 576), ("q8_0", 130, 1536), ("f16", 70, 1024)])
 def test_model_like_shapes_default_tiling(device, rng, fmt, rows, cols):
     packed, dw = _weight(device, rng, fmt, rows, cols)

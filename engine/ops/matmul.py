@@ -152,9 +152,22 @@ def _check(op: str, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer |
     return ntok
 
 
-def _variant(op: str, fmt: str, t: Tiling, bias, residual: bool = False) -> str:
+def _variant(op: str, fmt: str, t: Tiling, bias, residual: bool = False, norm: bool = False) -> str:
     return (f"{op}_{fmt}_{'any' if t.run == 0 else f'r{t.run}'}{'_sg' if t.subgroup else ''}"
-            f"{'_bias' if bias is not None else ''}{'_res' if residual else ''}")
+            f"{'_bias' if bias is not None else ''}{'_norm' if norm else ''}{'_res' if residual else ''}")
+
+
+def can_fold_norm(weight: DeviceWeight) -> bool:
+    """Whether an RMSNorm of x can be folded into x·Wᵀ (the `_norm` variants need whole 32-column blocks)."""
+    return weight.cols % BLOCK == 0
+
+
+@dataclass(frozen=True)
+class Norm:
+    """An RMSNorm folded into the product's prologue: x → x / rms(x) · weight[layer] (f32[L, cols])."""
+    weight: Buffer
+    eps: float
+    layer: int = 0
 
 
 def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_shared: int, info=None):
@@ -185,19 +198,29 @@ def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_s
 
 
 def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None,
-            ntok: int, tiling: Tiling | None, layer: int = 0, residual: bool = False):
+            ntok: int, tiling: Tiling | None, layer: int = 0, residual: bool = False, norm: Norm | None = None):
     cols, dev = weight.cols, rec.device
     if residual and bias is not None:
         raise VkharpError(f"{op}: the residual epilogue has no bias form (add the bias separately)")
+    if norm is not None:
+        if residual:
+            raise VkharpError(f"{op}: a folded norm and the residual epilogue do not combine")
+        if not can_fold_norm(weight):
+            raise VkharpError(f"{op}: a norm folds only into whole 32-column blocks; {weight.name} has {cols} columns")
+        if norm.weight.size % cols or not 0 <= norm.layer < norm.weight.size // cols:
+            raise VkharpError(f"{op}: norm weight {norm.weight.shape} has no layer {norm.layer} of {cols} values")
     with rec.parallel():
         for part, wrow in weight.parts_for(layer):
             fmt = part.format or weight.format   # mixed-precision models change format per layer
             t = tiling or choose_tiling(dev.info, fmt, part.rows, cols, ntok)
             if ntok == 1:
                 t = replace(t, tokens=1)
+            if norm is not None and t.run == 0:
+                raise VkharpError(f"{op}: a folded norm needs a RUN tiling, not the scalar one")
             _validate_tiling(op, fmt, cols, t, dev.info.max_workgroup_invocations, dev.info.max_shared_memory,
                              dev.info)
             bufs = [out, part.qs] + ([part.scales] if part.scales is not None else []) + [x]
+            bufs += [norm.weight] if norm is not None else []
             bufs += [bias] if bias is not None else []
             consts = {"ROWS": part.rows, "COLS": cols, "NTOK": ntok, "ROW0": part.row0, "OUT_ROWS": weight.rows}
             if t.run == 0:
@@ -211,23 +234,27 @@ def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer
                 groups = grid1d(dev, n_groups, 1)
                 rc = t.shared_rows(min(SHARED_BUDGET, dev.info.max_shared_memory))
                 consts.update(WG=t.wg, TN=t.tokens, CL=t.col_lanes, CPL=cpl, RPL=t.rows_per_lane, RC=rc)
-            rec.dispatch(_variant(op, fmt, t, bias, residual), bufs, groups, consts,
-                         {"wrow": wrow, "boff": layer * weight.rows})
+            push = {"wrow": wrow, "boff": layer * weight.rows}
+            if norm is not None:
+                consts["EPS"] = norm.eps
+                push["noff"] = norm.layer * cols
+            rec.dispatch(_variant(op, fmt, t, bias, residual, norm is not None), bufs, groups, consts, push)
 
 
 def matvec(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
-           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False):
+           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False, norm: Norm | None = None):
     """out[r] = sum_c W[r, c] * x[c] (+ bias[r]): x f32[cols], out f32[rows], bias f32[rows].
 
     For a layer-stacked weight (and bias f32[L, rows]) `layer` picks the layer. residual=True adds
-    into out instead (out[r] += ..., the residual stream's add fused into the epilogue; no bias)."""
+    into out instead (out[r] += ..., the residual stream's add fused into the epilogue; no bias).
+    norm=Norm(...): x is RMS-normalised first, inside the kernel (the norm's dispatch fused away)."""
     _check("matvec", out, weight, x, bias, 1)
-    _record("matvec", rec, out, weight, x, bias, 1, tiling, layer, residual)
+    _record("matvec", rec, out, weight, x, bias, 1, tiling, layer, residual, norm)
 
 
 def matmul(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
-           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False):
+           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False, norm: Norm | None = None):
     """out[n, r] = sum_c x[n, c] * W[r, c] (+ bias[r]): x f32[N, cols], out f32[N, rows];
-    residual=True: out[n, r] += ... (no bias)."""
+    residual=True: out[n, r] += ... (no bias); norm=Norm(...): each row of x RMS-normalised first."""
     ntok = _check("matmul", out, weight, x, bias, None)
-    _record("matmul", rec, out, weight, x, bias, ntok, tiling, layer, residual)
+    _record("matmul", rec, out, weight, x, bias, ntok, tiling, layer, residual, norm)

@@ -9,7 +9,8 @@
 //         invocation with scalar loads: correct everywhere, slow; for odd shapes only.
 // Bindings: 0 o f32[NTOK, OUT_ROWS] (w), 1 wq quants of the part (r, uvec4[]; uint[] if GENERIC),
 //   [2 ws scales of the part (r), q formats], then x f32[NTOK, COLS] (r), [then bias f32 (r)].
-// Constants: WG, ROWS, COLS, NTOK, TN, CL, CPL, RPL, ROW0, OUT_ROWS, RC (below). Push: wrow, boff.
+// Constants: WG, ROWS, COLS, NTOK, TN, CL, CPL, RPL, ROW0, OUT_ROWS, RC [, EPS] (below). Push: wrow, boff
+//   [, noff].
 // Grid (RUN variants): ceil(ROWS / (RL * RPL)) * ceil(NTOK / TN) groups, flattened over x and y.
 //   GENERIC: ceil(NTOK * ROWS / WG) groups.
 //
@@ -57,14 +58,37 @@ layout(local_size_x_id = 0) in;
 // Set per dispatch, so that one pipeline serves every layer of a layer-stacked weight (engine/weights.py):
 // wrow = first buffer row of this layer's rows in the part, boff = offset of this layer's bias
 // (layer * OUT_ROWS for a stacked [L, OUT_ROWS] bias).
+// NORM = 1 (`_norm` variants, RUN variants only): the RMSNorm that produces x is folded in. Every
+// group recomputes the RMS of its tokens' rows of x itself (all lanes read the row once, lane 0
+// adds the partial sums) and uses x·inv_rms·nw for x; noff = this layer's offset in the stacked
+// norm weight nw f32[L, COLS] (binding after x). Twin: matmul(rmsnorm(x, nw), W).
+#ifndef NORM
+  #define NORM 0
+#endif
+#if NORM
+layout(constant_id = 11) const float EPS = 1e-5;
+layout(push_constant) uniform Push { uint wrow; uint boff; uint noff; } pc;
+#else
 layout(push_constant) uniform Push { uint wrow; uint boff; } pc;
+#endif
 
+// (binding numbers are literals: engine/shaders.py reads them from the preprocessed source)
 #if WFMT >= 2
   #define X_BINDING 3
-  #define BIAS_BINDING 4
+  #define NW_BINDING 4
+  #if NORM
+    #define BIAS_BINDING 5
+  #else
+    #define BIAS_BINDING 4
+  #endif
 #else
   #define X_BINDING 2
-  #define BIAS_BINDING 3
+  #define NW_BINDING 3
+  #if NORM
+    #define BIAS_BINDING 4
+  #else
+    #define BIAS_BINDING 3
+  #endif
 #endif
 
 #ifndef RES
@@ -127,6 +151,11 @@ layout(binding = 1) readonly buffer WQ { uvec4 wq4[]; };
 layout(binding = 2) readonly buffer WS { SVEC ws[]; };
 #endif
 layout(binding = X_BINDING) readonly buffer X { vec4 x4[]; };
+#if NORM
+layout(binding = NW_BINDING) readonly buffer NW { vec4 nw4[]; };
+shared float nred[NORM != 0 ? WG : 1u];
+shared float ninv[NORM != 0 ? TN : 1u];
+#endif
 #if BIAS
 layout(binding = BIAS_BINDING) readonly buffer Bias { float bias[]; };
 #endif
@@ -188,6 +217,23 @@ void main() {
     uint rg = g % NRG, n0 = (g / NRG) * TN;
     if (n0 >= NTOK) return;   // whole group: the grid may round up
 
+#if NORM
+    // 1 / RMS of each of the group's token rows (uniform control flow: every lane takes part).
+    for (uint t = 0; t < TN; t++) {
+        float q = 0.0;
+        if (n0 + t < NTOK)
+            for (uint i4 = l; i4 < COLS / 4u; i4 += WG) { vec4 v = x4[(n0 + t) * (COLS / 4u) + i4]; q += dot(v, v); }
+        nred[l] = q;
+        barrier();
+        if (l == 0u) {
+            float sum = 0.0;
+            for (uint j = 0; j < WG; j++) sum += nred[j];
+            ninv[t] = inversesqrt(sum / float(COLS) + EPS);
+        }
+        barrier();
+    }
+#endif
+
     // Activations of this lane's columns for the group's tokens, kept for all its rows.
     vec4 xr[TN][CPL][RUN][8];
     float xs[TN][CPL][RUN];    // per-block sums of x (q4_0: the -8 offset, q4_1: the minimum m)
@@ -199,6 +245,9 @@ void main() {
                 float s = 0.0;
                 for (uint k = 0; k < 8; k++) {
                     vec4 v = ok ? x4[((n0 + t) * COLS + (run * RUN + b) * 32u) / 4u + k] : vec4(0.0);
+#if NORM
+                    if (ok) v = (v * ninv[t]) * nw4[(pc.noff + (run * RUN + b) * 32u) / 4u + k];   // as rmsnorm rounds it
+#endif
                     s += (v.x + v.y) + (v.z + v.w);
 #if WFMT == FMT_Q4_0 || WFMT == FMT_Q4_1
                     v *= k < 4u ? Q4_LO_SCALE : Q4_HI_SCALE;
