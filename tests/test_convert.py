@@ -237,7 +237,9 @@ def test_damage_is_detected(tmp_path, ckpts):
     data[-7] ^= 0xFF                      # same size: only the checksum can tell
     f.write_bytes(bytes(data))
     assert isinstance(open_model_dir(dst), ModelDir)
-    with pytest.raises(VkharpError, match=r"model.safetensors is corrupt \(sha256 mismatch\); re-run `vkharp convert`"):
+    with pytest.raises(VkharpError, match=r"model.safetensors is corrupt \(sha256 mismatch\): tensor lm_head.weight "
+                       r"differs from what was converted; reconvert it from its source: vkharp convert .* --overwrite "
+                       r"--dtype q8_0"):
         open_model_dir(dst, verify=True)
     with open(f, "r+b") as h:
         h.truncate(len(data) - 10)

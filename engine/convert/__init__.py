@@ -3,13 +3,14 @@
     convert(src, dst, dtype=None)     one conversion, atomic
     ensure_converted(src=None) -> Path convert once into the cache (default: the default model), reuse afterwards
     default_model_path() -> Path      the GGUF of the default model (SmolLM2-135M-Instruct, Q4_1)
-    open_model_dir(path, verify=False) the runtime's reader
+    open_model_dir(path, verify=False) the runtime's reader (verify="once": checksums until stamped)
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from ..errors import VkharpError
@@ -58,21 +59,22 @@ def cached_path(src, dtype: str | None = None) -> Path:
 
 def ensure_converted(src=None, dtype: str | None = None, progress: bool = True) -> Path:
     """The converted directory of src (default: the default model) in the cache, converting it first if
-    needed (or if the cached copy is damaged)."""
+    needed, or again if the cached copy is damaged (its checksums are verified once, then stamped)."""
     src = default_model_path() if src is None else Path(src)
     dst = cached_path(src, dtype)
     if dst.exists():
         try:
-            open_model_dir(dst)
+            open_model_dir(dst, verify="once")
             return dst
-        except VkharpError:
-            pass  # damaged or partial: convert again
+        except VkharpError as exc:
+            print(f"vkharp: the cached conversion of {src} is damaged ({getattr(exc, 'what', exc)}); "
+                  f"converting it again", file=sys.stderr)
     try:
         return convert(src, dst, dtype=dtype, progress=progress, overwrite=True)
     except VkharpError:
         # another process may have finished the same conversion first
         if dst.exists():
-            open_model_dir(dst)
+            open_model_dir(dst, verify="once")
             return dst
         raise
 

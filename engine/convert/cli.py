@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dst", help="output directory")
     p.add_argument("--dtype", choices=FORMATS, help="format of the 2-D weights (default: f16 from HF, f32 if "
                    "the checkpoint is f32; from GGUF each tensor's own type, other quantizations as f16)")
-    p.add_argument("--overwrite", action="store_true", help="replace dst if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace dst if it is a vkharp model directory (never anything else, never the source)")
     p.add_argument("--verify", action="store_true", help="re-read the result and check every checksum")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -9,7 +9,8 @@
                                                "file": "model.safetensors",
                                                "source_format": e.g. "bf16", "q4_k",
                                                "rel_error": ‖stored − source‖ / ‖source‖ (only when lossy),
-                                               "note": why the format differs from the request (if it does)}},
+                                               "note": why the format differs from the request (if it does),
+                                               "sha256": of its arrays' bytes, in file order}},
                          "skipped": [source tensors deliberately not converted, with the reason],
                          "files": {filename: sha256}, "file_sizes": {filename: bytes}}
     DST/config.json     the HF config (copied as read from an HF source; rebuilt from metadata for a GGUF);
@@ -23,20 +24,27 @@
                         (q4_1), exactly as engine.quant.Packed holds them; 1-D tensors (norms, biases)
                         as float32 "W" [n]. Tensor names are HF's, verbatim.
 
+    DST/verified.json   the stamp of the last checksum verification (verify.py; not in "files")
+
 Norm weights are stored as the effective multipliers (Gemma: 1 + w), see models/base.py. Every file
 but the manifest is listed in "files" with its sha256, so `open_model_dir(path, verify=True)` detects
-any corruption; without verify, sizes and safetensors headers are still checked (cheap).
+any corruption, and names the damaged tensors; verify="once" (what the runtime uses) hashes only
+when a file changed since the last verification; without verify, sizes and safetensors headers are
+still checked (cheap). vkharp writes nothing else into DST, and replaces (--overwrite) only a
+directory that holds nothing else (replace_refusal).
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import VkharpError
+from ..errors import DamagedModelDir, VkharpError
 from ..quant import BLOCK, Packed, words_per_row
-from .safetensors_io import read_header, sha256_file
+from .safetensors_io import read_header
 
 FORMAT_NAME = "vkharp"
 FORMAT_VERSION = 1
@@ -78,7 +86,11 @@ class ModelDir:
         from models import ModelConfig, get_architecture
         self.path = Path(path)
         self.manifest = manifest
-        self.config = ModelConfig.from_hf(json.loads((self.path / "config.json").read_text()))
+        try:
+            hf = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+        except ValueError as e:               # JSONDecodeError and UnicodeDecodeError
+            _fail(self.path, f"config.json is corrupt ({e})", manifest)
+        self.config = ModelConfig.from_hf(hf)
         self.architecture = get_architecture(self.config.model_type)
         self._handles = {}
 
@@ -142,12 +154,16 @@ class ModelDir:
         return json.loads(text) if text else {}
 
 
-def _fail(path: Path, what: str):
-    raise VkharpError(f"{path}: {what}; {REBUILD_HINT}")
+def _fail(path: Path, what: str, manifest: dict | None = None):
+    from .verify import reconvert_hint
+    raise DamagedModelDir(path, what, reconvert_hint(path, manifest) if manifest else REBUILD_HINT)
 
 
-def open_model_dir(path, verify: bool = False) -> ModelDir:
-    """Check a converted directory (manifest, files, sizes, headers; sha256 too when verify) and open it."""
+def open_model_dir(path, verify: bool | str = False) -> ModelDir:
+    """Check a converted directory (manifest, files, sizes, headers) and open it. verify=True hashes
+    every file; verify="once" only when a file changed since the last verification (verify.py)."""
+    if verify not in (False, True, "once"):
+        raise ValueError(f"verify must be False, True or 'once', got {verify!r}")
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
@@ -156,37 +172,70 @@ def open_model_dir(path, verify: bool = False) -> ModelDir:
         manifest = json.loads(mpath.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         _fail(path, f"{MANIFEST} is corrupt ({e})")
-    if manifest.get("format") != FORMAT_NAME:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         _fail(path, f"{MANIFEST} is not a vkharp manifest")
     if manifest.get("version") != FORMAT_VERSION:
         _fail(path, f"format version {manifest.get('version')} is not the supported version {FORMAT_VERSION}")
     files, sizes = manifest.get("files", {}), manifest.get("file_sizes", {})
     for name in ("config.json", "tokenizer.json"):
         if name not in files:
-            _fail(path, f"{MANIFEST} lists no {name}")
+            _fail(path, f"{MANIFEST} lists no {name}", manifest)
     for name, digest in files.items():
         p = path / name
         if not p.is_file():
-            _fail(path, f"missing file {name}")
+            _fail(path, f"missing file {name}", manifest)
         if name in sizes and p.stat().st_size != sizes[name]:
-            _fail(path, f"{name} has {p.stat().st_size} bytes, the manifest says {sizes[name]}")
-        if verify and sha256_file(p) != digest:
-            _fail(path, f"{name} is corrupt (sha256 mismatch)")
+            _fail(path, f"{name} has {p.stat().st_size} bytes, the manifest says {sizes[name]}", manifest)
     headers = {}
     for name, info in manifest.get("tensors", {}).items():
         fname = info.get("file")
         if fname not in files:
-            _fail(path, f"tensor {name} is in {fname!r}, which the manifest does not list")
+            _fail(path, f"tensor {name} is in {fname!r}, which the manifest does not list", manifest)
         if fname not in headers:
             try:
                 headers[fname] = read_header(path / fname)[0]
             except VkharpError as e:
-                _fail(path, str(e))
+                _fail(path, str(e), manifest)
         for key, dtype, shape in arrays_for(name, info["format"], tuple(info["shape"])):
             entry = headers[fname].get(key)
             if entry is None or entry.shape != shape or np.dtype(_np_dtype(entry.dtype)) != dtype:
-                _fail(path, f"{fname} lacks {key} {dtype}{list(shape)} or holds it with another shape/dtype")
+                _fail(path, f"{fname} lacks {key} {dtype}{list(shape)} or holds it with another shape/dtype", manifest)
+    if verify:
+        from .verify import verify as check
+        check(path, manifest, once=verify == "once")
     return ModelDir(path, manifest)
+
+
+_OWN_NAMES = re.compile(r"^(manifest\.json|config\.json|verified\.json|model(-\d{5}-of-\d{5})?\.safetensors|"
+                        + "|".join(re.escape(n) for n in SIDE_FILES) + ")$")
+
+
+def replace_refusal(path) -> str | None:
+    """Why path must not be replaced by a conversion (--overwrite), or None when it is a vkharp model
+    directory holding only what vkharp writes there (a damaged one included: its manifest may be gone
+    wrong, but every name in it is ours)."""
+    from .staging import MARKER, is_leftover_name
+    path = Path(path)
+    if path.is_symlink():
+        return "is a symbolic link, not a vkharp model directory"
+    if not path.is_dir():
+        return "is a file, not a vkharp model directory"
+    entries = sorted(os.listdir(path))
+    if MANIFEST not in entries:
+        return f"holds no {MANIFEST}, so it is not a vkharp model directory"
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (UnicodeDecodeError, ValueError):
+        manifest = None                   # damaged: only vkharp's own names may be there
+    if manifest is not None and not (isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME):
+        return f"holds a {MANIFEST} that is not vkharp's, so it is not a vkharp model directory"
+    listed = set(manifest.get("files", {})) if manifest else set()
+    foreign = [e for e in entries if not (e in listed or e == MARKER or _OWN_NAMES.match(e) or is_leftover_name(e))
+               or (path / e).is_dir()]
+    if foreign:
+        return (f"holds {len(foreign)} entr{'ies' if len(foreign) > 1 else 'y'} vkharp did not write there "
+                f"({', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''})")
+    return None
 
 
 def _np_dtype(code: str):

@@ -1,8 +1,11 @@
 """convert(src, dst): one validated mapping from a checkpoint to vkharp's directory format (format.py).
 
 Everything is checked before a byte is written (architecture, every tensor's presence and shape,
-nothing unmapped); then tensors are converted one at a time into DST.tmp-XXXX, which replaces DST
-only when complete. Any failure (or Ctrl-C) removes the temporary directory.
+nothing unmapped); then tensors are converted one at a time into DST.tmp-PID-XXXX, which replaces DST
+only when complete. Any failure (or Ctrl-C, or SIGTERM through the CLI) removes the temporary
+directory; what a killed run left is removed by the next one (staging.py). An existing DST is
+replaced only with overwrite, only when it is a vkharp model directory holding nothing else
+(format.replace_refusal), and never when it is, or holds, the source.
 """
 from __future__ import annotations
 
@@ -11,14 +14,15 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import VkharpError
+from ..errors import VkharpError, WriteError
 from ..quant import BLOCK, FORMATS
-from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, arrays_for, arrays_of, shard_names
+from . import staging
+from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, arrays_for, arrays_of, replace_refusal, shard_names
+from .verify import tensor_digest, write_stamp
 from .safetensors_io import StreamWriter
 from .source import Source, SourceTensor
 
@@ -92,8 +96,7 @@ def convert(src, dst, dtype: str | None = None, progress: bool = True, overwrite
     if dtype is not None and dtype not in FORMATS:
         raise VkharpError(f"unknown dtype {dtype!r}; choose one of {', '.join(FORMATS)}")
     dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise VkharpError(f"{dst} already exists; pass overwrite=True (--overwrite) to replace it")
+    _check_destination(Path(src), dst, overwrite)
     source = open_source(src)
     try:
         cfg = ModelConfig.from_hf(source.config)
@@ -107,11 +110,23 @@ def convert(src, dst, dtype: str | None = None, progress: bool = True, overwrite
             fmt, note = target_format(t, dtype, source)
             plan.append((t, fmt, note))
         side = source.side_files()
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{dst.name}.tmp-", dir=dst.parent))
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            for p in staging.remove_dead_leftovers(dst.parent):
+                if progress:
+                    print(f"removed {p}, left by an interrupted run", file=sys.stderr)
+            tmp = staging.make_dir(dst.parent, dst.name)
+        except OSError as exc:
+            raise WriteError(dst, exc) from exc
         try:
             manifest = _write(tmp, source, arch.name, plan, side, dtype, progress, max_file_bytes)
-            _publish(tmp, dst, overwrite)
+            write_stamp(tmp, manifest)            # it hashed what it wrote: the result starts out verified
+            _publish(tmp, Path(src), dst, overwrite)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if WriteError.concerns(exc, tmp, dst):
+                raise WriteError(dst, exc) from exc
+            raise                                  # reading the source failed: the CLI names the file
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -142,9 +157,11 @@ def _write(tmp: Path, source: Source, arch_name: str, plan, side: dict, dtype, p
             for _ in group:
                 t, fmt, note = next(it)
                 conv = source.read(t, fmt)
-                for key, arr in arrays_of(t.name, conv.value):
+                arrays = arrays_of(t.name, conv.value)
+                for key, arr in arrays:
                     writer.write(key, arr)
-                info = {"format": fmt, "shape": list(t.shape), "file": file_of[t.name], "source_format": t.source_format}
+                info = {"format": fmt, "shape": list(t.shape), "file": file_of[t.name], "source_format": t.source_format,
+                        "sha256": tensor_digest([a for _, a in arrays])}
                 if conv.rel_error is not None:
                     info["rel_error"] = float(f"{conv.rel_error:.3e}")
                 if note:
@@ -168,14 +185,43 @@ def _write(tmp: Path, source: Source, arch_name: str, plan, side: dict, dtype, p
     return manifest
 
 
-def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
-    """Move the finished directory into place; an old dst (overwrite) is removed only afterwards."""
-    if not dst.exists():
-        os.replace(tmp, dst)
+def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """What may stand at dst: nothing, or with overwrite a vkharp model directory that is not (and
+    does not hold) the source. Checked before the conversion starts and again before the swap."""
+    if not (dst.exists() or dst.is_symlink()):
         return
     if not overwrite:
         raise VkharpError(f"{dst} already exists; pass overwrite=True (--overwrite) to replace it")
-    old = Path(tempfile.mkdtemp(prefix=f"{dst.name}.old-", dir=dst.parent))
-    os.replace(dst, old / "d")
-    os.replace(tmp, dst)
+    s, d = src.resolve(), dst.resolve()
+    if s == d or d in s.parents:
+        raise VkharpError(f"--overwrite would replace {dst}, which is the source of this conversion or holds it; "
+                          f"choose another destination")
+    why = replace_refusal(dst)
+    if why:
+        raise VkharpError(f"--overwrite replaces only a vkharp model directory, and {dst} {why}; nothing was "
+                          f"changed: choose another destination, or move it away yourself")
+
+
+def _publish(tmp: Path, src: Path, dst: Path, overwrite: bool) -> None:
+    """Move the finished directory into place; an old dst (overwrite) is removed only afterwards."""
+    if not (dst.exists() or dst.is_symlink()):
+        try:
+            os.replace(tmp, dst)
+        except OSError:
+            if not dst.exists():
+                raise
+            # another process published the same destination meanwhile: the checks below decide
+        else:
+            staging.unmark(dst)                   # from here on dst is a finished directory
+            return
+    _check_destination(src, dst, overwrite)       # again: dst may have changed during the conversion
+    old = staging.make_dir(dst.parent, dst.name, "old")
+    with staging.signals_held():                  # Ctrl-C or SIGTERM cannot fall between the two renames
+        os.replace(dst, old / "d")
+        try:
+            os.replace(tmp, dst)
+        except BaseException:
+            os.replace(old / "d", dst)            # the old one goes back
+            raise
+    staging.unmark(dst)
     shutil.rmtree(old, ignore_errors=True)
