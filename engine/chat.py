@@ -8,7 +8,9 @@ where the exchange began (remembered per exchange), again without recomputing an
 Ctrl-C during an answer stops it; the partial answer stays in the conversation (the model can be
 asked to go on), unless nothing was produced, in which case the turn is dropped. Ctrl-C at the
 prompt gives a new prompt line; Ctrl-D or /exit quits. When stdin is not a terminal, lines are read
-until EOF with no prompt or banner, so `echo hi | vkharp chat` works in scripts.
+until EOF with no prompt or banner, so `echo hi | vkharp chat` works in scripts; there an error
+(a template that fails, input that is not UTF-8) ends the chat with exit status 2, while at a
+terminal it is shown and the chat goes on.
 
 --show-uncertainty colours each token by its entropy (green < 1 bit, yellow < 3, red above),
 underlines HARP-reframed tokens and shows rolled-back text dim and struck through before its
@@ -22,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import text_input
 from .errors import VkharpError
 from .settings import GenerationSettings
 
@@ -72,7 +75,7 @@ class AnswerStats:
     def line(self) -> str:
         prefill = self.fed / self.prefill_s if self.prefill_s else 0.0
         decode = (self.tokens - 1) / self.decode_s if self.tokens > 1 and self.decode_s else 0.0
-        end = "interrupted" if self.interrupted else self.finish or "-"
+        end = "interrupted" if self.interrupted else "context full" if self.finish == "context" else self.finish or "-"
         return (f"{self.tokens} tokens ({end}); prompt {self.fed} new + {self.cached} cached, "
                 f"prefill {prefill:.1f} tok/s; decode {decode:.1f} tok/s; HARP {self.harp}; "
                 f"rollbacks {self.rollbacks}")
@@ -107,6 +110,9 @@ class Chat:
         m, tok = self.model, self.model.tokenizer
         conv = self.conversation() + [{"role": "user", "content": text}]
         ids = tok.encode(tok.apply_chat_template(conv), add_bos=False)
+        if not ids:
+            raise VkharpError(f"the chat template rendered nothing for this conversation, so there is nothing to "
+                              f"answer; fix or replace the template in {tok.template_source}")
         if len(ids) >= m.ctx:
             raise VkharpError(f"the conversation has {len(ids)} tokens and the context holds {m.ctx}: "
                               f"/undo, /reset, or restart with a larger --ctx-size")
@@ -219,6 +225,9 @@ class Chat:
             except KeyboardInterrupt:
                 print(file=self.out, flush=True)
                 continue
+            except UnicodeDecodeError:      # typed or pasted at the terminal: say so, keep the chat
+                self._note("error: that line is not UTF-8 text; vkharp reads UTF-8")
+                continue
             if line is None:
                 if interactive:
                     print(file=self.out, flush=True)
@@ -233,6 +242,8 @@ class Chat:
             try:
                 self.ask(line.rstrip("\n"))
             except VkharpError as exc:
+                if not interactive:         # a script: stop with the CLI's one line and exit status 2
+                    raise
                 self._note(f"error: {exc}")
 
 
@@ -247,7 +258,7 @@ def _read(interactive: bool) -> str | None:
             return input("> ")
         except EOFError:
             return None
-    line = sys.stdin.readline()
+    line = text_input.read_line(sys.stdin, "a line of stdin")   # not UTF-8: an error (exit 2), not a traceback
     return line or None
 
 
@@ -289,10 +300,10 @@ def run(args, settings: GenerationSettings) -> int:
     from .model import load
     interactive = sys.stdin.isatty()
     color = use_color(args.color, sys.stdout)
+    system = text_input.check(args.system, "--system") if args.system else None
     model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
     chat = Chat(model, settings, color=color, show_uncertainty=args.show_uncertainty)
-    if args.system:
-        chat.system = args.system
+    chat.system = system
     save = lambda: None
     if interactive:
         save = _start_readline()

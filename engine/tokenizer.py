@@ -1,5 +1,5 @@
-"""Tokenizer (HF `tokenizers`), chat templates (sandboxed jinja2, as transformers renders them) and
-streaming detokenization.
+"""Tokenizer (HF `tokenizers`), chat templates (sandboxed and bounded jinja2, engine/chat_template.py)
+and streaming detokenization.
 
 Reads a converted model directory (or a HF directory): tokenizer.json, tokenizer_config.json
 (special tokens, add_bos, chat_template), chat_template.jinja, generation_config.json (eos ids).
@@ -7,9 +7,9 @@ Reads a converted model directory (or a HF directory): tokenizer.json, tokenizer
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
+from .chat_template import TemplateFailure, render as render_chat_template
 from .errors import VkharpError
 
 
@@ -56,10 +56,19 @@ class Tokenizer:
         self.eos_ids = frozenset(int(e) for e in eos)
         template = cfg.get("chat_template")
         if isinstance(template, list):  # named templates: take "default"
-            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+            template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"),
+                            None)
+        self.template_source = d / "tokenizer_config.json"
         tpl_file = d / "chat_template.jinja"
         if tpl_file.exists():
-            template = tpl_file.read_text(encoding="utf-8")
+            try:
+                template = tpl_file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise VkharpError(f"{tpl_file} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                  f"fix or replace it") from None
+            self.template_source = tpl_file
+        if template is not None and not isinstance(template, str):
+            raise VkharpError(f"the chat template in {self.template_source} is not text; fix or replace it")
         self.chat_template = template
 
     @property
@@ -78,34 +87,17 @@ class Tokenizer:
         return self.tk.decode(list(ids), skip_special_tokens=skip_special)
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """The conversation as the model's template renders it; a failure names the template's file."""
         if not self.chat_template:
             raise VkharpError("this model has no chat template; use plain generation (without --chat)")
-        return render_chat_template(self.chat_template, messages, add_generation_prompt=add_generation_prompt,
-                                    bos_token=self.bos_token or "", eos_token=self.eos_token or "")
+        try:
+            return render_chat_template(self.chat_template, messages, add_generation_prompt=add_generation_prompt,
+                                        bos_token=self.bos_token or "", eos_token=self.eos_token or "")
+        except TemplateFailure as exc:
+            raise type(exc)(f"{exc}; fix or replace the template in {self.template_source}") from None
 
     def streamer(self) -> "StreamDecoder":
         return StreamDecoder(self)
-
-
-def render_chat_template(template: str, messages: list[dict], **kwargs) -> str:
-    """Render like transformers: sandboxed jinja2, trim_blocks + lstrip_blocks, raise_exception, tojson."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message):
-        raise TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    try:
-        return env.from_string(template).render(messages=messages, **kwargs)
-    except TemplateError as exc:
-        raise VkharpError(f"the chat template failed: {exc}") from None
 
 
 class StreamDecoder:
