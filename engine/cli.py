@@ -1,14 +1,21 @@
 """The `vkharp` command line: chat (the default), generate, devices, convert, selfcheck, bench.
 
-User errors (VkharpError: no Vulkan, bad device index, bad input) print one clear line on stderr and
-exit with status 2; never a traceback.
+User errors print one clear line on stderr and exit with status 2, never a traceback: VkharpError
+(no Vulkan, a bad device index, bad input, a damaged model, a chat template that fails or hits a
+bound) and, described by errors.describe, OSError (permissions, a full disk, a missing file) and
+text that is not UTF-8. VKHARP_DEBUG=1 adds the traceback. SIGTERM unwinds like Ctrl-C, so that a
+conversion removes its temporary directory (exit status 143; Ctrl-C: 130).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 
-from .errors import VkharpError
+from . import text_input
+from .errors import VkharpError, describe
 
 
 def _add_device(p: argparse.ArgumentParser, top: bool = False):
@@ -98,6 +105,16 @@ _FLAGS = [
 ]
 
 
+def _context_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of tokens, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 token, got {n} (there is no 'model default' value)")
+    return n
+
+
 def _add_generation_flags(p: argparse.ArgumentParser):
     """The flags chat and generate share, defaults and help from GenerationSettings."""
     from .settings import HARP_MODES, GenerationSettings
@@ -105,7 +122,8 @@ def _add_generation_flags(p: argparse.ArgumentParser):
     _add_device(p)
     p.add_argument("model", nargs="?", default=None,
                    help="converted directory, HF directory or GGUF file (default: SmolLM2-135M-Instruct)")
-    p.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens (default 2048)")
+    p.add_argument("-c", "--ctx-size", type=_context_size, default=2048, metavar="N",
+                   help="context size in tokens, at least 1 (default 2048)")
     for opts, name, kind, text in _FLAGS:
         extra = {"choices": HARP_MODES} if name == "harp" else {"metavar": "N" if kind is int else "X"}
         p.add_argument(*opts, dest=name, type=kind, default=getattr(d, name), help=f"{text} (default %(default)s)",
@@ -122,26 +140,44 @@ def settings_from_args(args):
     if args.edt and args.dynatemp_range > 0:
         raise VkharpError("--edt and --dynatemp-range name two temperature rules; give one")
     rule = "edt" if args.edt else "dynatemp" if args.dynatemp_range > 0 else "fixed"
-    return GenerationSettings(temp_rule=rule, rollback=args.rollback, stop=tuple(args.stop or ()),
+    stop = tuple(text_input.check(x, "--stop") for x in args.stop or ())
+    return GenerationSettings(temp_rule=rule, rollback=args.rollback, stop=stop,
                               **{name: getattr(args, name) for _, name, _, _ in _FLAGS})
 
 
 def _step_json(step) -> str:
+    """One step as strict JSON (a non-finite number, which JSON cannot hold, becomes null)."""
     import dataclasses
     import json
-    return json.dumps(dataclasses.asdict(step), ensure_ascii=False)
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+    return json.dumps(clean(dataclasses.asdict(step)), ensure_ascii=False, allow_nan=False)
 
 
 def cmd_generate(args) -> int:
     """One-shot completion (or one chat turn with --chat): text (or --json steps) on stdout, statistics on stderr."""
     from .chat import AnswerStats
     from .model import load
-    settings = settings_from_args(args)       # bad flags fail before the model loads
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    settings = settings_from_args(args)       # bad flags and bad text fail before the model loads
+    if args.prompt is not None:
+        prompt = text_input.check(args.prompt, "the -p prompt")
+    else:
+        prompt = text_input.read_all(sys.stdin, "the prompt on stdin")
     model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
     if args.chat:
         prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
         ids = model.tokenizer.encode(prompt, add_bos=False)
+        if not ids:
+            raise VkharpError(f"the chat template rendered nothing for this prompt; fix or replace the template in "
+                              f"{model.tokenizer.template_source}")
     else:
         ids = model.tokenizer.encode(prompt)
     if len(ids) >= model.ctx:
@@ -155,6 +191,9 @@ def cmd_generate(args) -> int:
     if not args.json:
         print(file=sys.stdout, flush=True)
     print(f"[{stats.line()}]", file=sys.stderr)
+    if stats.finish == "context":
+        print(f"vkharp: the context of {model.ctx} tokens is full, so the answer stops there; "
+              f"raise --ctx-size (-c) for a longer one", file=sys.stderr)
     return 0
 
 
@@ -223,15 +262,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that `finally` and cleanups run (like Ctrl-C)."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    def handler(signum, frame):
+        raise Terminated()
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:           # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except VkharpError as exc:
-        print(f"vkharp: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    with _sigterm_unwinds():
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            return 130
+        except Terminated:
+            return 143
+        except BrokenPipeError:      # `vkharp generate ... | head`: the reader left; nothing to say
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except Exception as exc:
+            message = describe(exc)
+            if message is None:      # a bug, not a user error: keep the traceback
+                raise
+            if os.environ.get("VKHARP_DEBUG") == "1":
+                import traceback
+                traceback.print_exc()
+            print(f"vkharp: error: {message}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import VkharpError
+from .errors import NonFiniteLogits, VkharpError
 from .forward import RING
 from .rollback import RollbackRule, StepStats
 from .sampling import NO_TOKEN, pack_sample_params, unpack_result
@@ -76,7 +76,7 @@ def generate(model, prompt: str | list[int], settings: GenerationSettings | None
     s = settings or GenerationSettings()
     if changes:
         s = s.replace(**changes)
-    ids = model.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+    ids = model.tokenizer.encode(prompt) if isinstance(prompt, str) else _token_ids(prompt)
     if not ids:
         if model.kv.pos == 0:
             raise VkharpError("nothing to continue: the prompt is empty and the cache holds nothing")
@@ -85,6 +85,30 @@ def generate(model, prompt: str | list[int], settings: GenerationSettings | None
         ids = [last]
     model._check_ids(ids)                    # a prompt longer than the context fails before anything runs
     return _Generation(model, s).run(ids)
+
+
+def _token_ids(prompt) -> list[int]:
+    """A prompt that is not text must be a sequence of integer token ids (bytes are neither)."""
+    if isinstance(prompt, (bytes, bytearray, memoryview)):
+        raise VkharpError("the prompt is bytes: pass text (e.g. prompt.decode('utf-8')) or a list of token ids")
+    try:
+        items = list(prompt)
+    except TypeError:
+        raise VkharpError(f"the prompt must be text or a list of token ids, got {type(prompt).__name__}") from None
+    bad = [t for t in items if isinstance(t, bool) or not isinstance(t, (int, np.integer))]
+    if bad:
+        raise VkharpError(f"token ids must be integers, got {bad[0]!r} ({type(bad[0]).__name__}); pass text as a str")
+    return [int(t) for t in items]
+
+
+def _finite(r, position: int):
+    """The sampler's result, unless the logits it read were not finite (NaN or inf anywhere makes the
+    model statistics NaN, and an all-NaN row leaves no token): an error, never an end of text."""
+    if r.token == NO_TOKEN or not (np.isfinite(r.p_max) and np.isfinite(r.h_model)):
+        raise NonFiniteLogits(f"the model computed non-finite logits (NaN or inf) for position {position}: its "
+                              f"weights are damaged or overflow in this format; reconvert the model from its "
+                              f"source (with --dtype f32 if it overflows)")
+    return r
 
 
 class _Generation:
@@ -122,6 +146,7 @@ class _Generation:
                                                  beta=s.harp_beta))
         else:
             r = unpack_result(m.feed_and_sample(feed, words, ring))
+        r = _finite(r, position)
         entropy, reframed = r.h_model, False
         if s.harp != "off" and r.h_model > s.harp_theta:
             if s.harp == "paper":
@@ -130,6 +155,7 @@ class _Generation:
                                             sampler_words=words, recent=ring))
             else:
                 r = unpack_result(m.sample_mixed())
+            r = _finite(r, position)
             reframed = True
         return _Draw(index, position, r.token, r, entropy, reframed, (time.perf_counter() - t0) * 1e3)
 
@@ -138,7 +164,7 @@ class _Generation:
         the undone tokens banned (nothing is recomputed; the cache ends right before this position)."""
         t0 = time.perf_counter()
         words, ring = self._words(self.model.kv.tokens, first.position)
-        r = unpack_result(self.model.sample_saved(words, ring))
+        r = _finite(unpack_result(self.model.sample_saved(words, ring)), first.position)
         return _Draw(first.index, first.position, r.token, r, first.entropy, first.reframed,
                      (time.perf_counter() - t0) * 1e3)
 

@@ -42,16 +42,17 @@ class Model(HarpPasses):
 
         t0 = time.perf_counter()
         self.path = Path(model_dir)
-        reader = open_model_dir(self.path)
+        reader = open_model_dir(self.path, verify="once")
         self.cfg, self.arch = reader.config, reader.architecture
         self.arch.validate(self.cfg)
         if self.cfg.final_logit_softcapping:
             raise VkharpError(f"{self.cfg.model_type}: final logit soft-capping is not supported yet")
         self.device = device or Device()
         self.tokenizer = Tokenizer(self.path)
-        self.ctx = int(ctx or min(self.cfg.max_position_embeddings, 4096))
-        if self.ctx < 1:
-            raise VkharpError(f"ctx must be at least 1, got {ctx}")
+        if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or ctx < 1):
+            raise VkharpError(f"ctx (the context size in tokens) must be an integer ≥ 1, got {ctx!r}; "
+                              f"None takes the model's, up to 4096")
+        self.ctx = int(ctx if ctx is not None else min(self.cfg.max_position_embeddings, 4096))
         self.chunk = int(chunk)
         # Global tensors by HF name; per-layer tensors stacked by role ("self_attn.q_proj.weight"), so
         # that one pipeline serves every layer (see engine/weights.py).
@@ -287,11 +288,15 @@ class Model(HarpPasses):
 def load(path: str | Path | None = None, device: Device | int | None = None, *, ctx: int | None = None,
          chunk: int = DEFAULT_CHUNK, progress: bool = False) -> Model:
     """Load a converted model directory, a HF directory or a GGUF file (converted on first use)."""
-    from engine.convert import default_model_path, ensure_converted
+    from engine.convert import default_model_path, ensure_converted, open_model_dir
     src = Path(path) if path is not None else default_model_path()
     if not src.exists():
         raise VkharpError(f"{src} does not exist")
-    model_dir = src if (src / "manifest.json").exists() else ensure_converted(src, progress=progress)
+    if (src / "manifest.json").exists():
+        model_dir = src
+        open_model_dir(model_dir, verify="once")    # damage shows before the device starts (stamped: cheap)
+    else:
+        model_dir = ensure_converted(src, progress=progress)
     if not isinstance(device, Device):
         device = Device(device)
     return Model(model_dir, device, ctx=ctx, chunk=chunk, progress=progress)

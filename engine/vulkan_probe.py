@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -134,8 +135,30 @@ INSTALL_HINT = {
 }
 
 
+# Loader variables that replace (or add to) the drivers the system would find; when one is set, a
+# failure is about what it names, and "install a driver" points the wrong way.
+DRIVER_VARIABLES = ("VK_DRIVER_FILES", "VK_ICD_FILENAMES", "VK_ADD_DRIVER_FILES")
+
+
+def driver_variable_hint() -> str | None:
+    """What to fix when a driver variable is set: a path in it that does not exist, or the variable."""
+    for var in DRIVER_VARIABLES:
+        value = os.environ.get(var)
+        if not value:
+            continue
+        missing = [p for p in value.split(os.pathsep) if p and not os.path.exists(p)]
+        if missing:
+            which = "which does not exist" if len(missing) == 1 else "which do not exist"
+            return (f"{var} names {', '.join(missing)}, {which}: fix the path, or unset {var} to use "
+                    f"the installed drivers")
+        if var != "VK_ADD_DRIVER_FILES":
+            return (f"{var}={value} limits Vulkan to the driver(s) it names: check them, or unset {var} to use "
+                    f"the installed drivers")
+    return None
+
+
 def install_hint() -> str:
-    return INSTALL_HINT.get(sys.platform, INSTALL_HINT["linux"])
+    return driver_variable_hint() or INSTALL_HINT.get(sys.platform, INSTALL_HINT["linux"])
 
 
 @dataclass
