@@ -23,7 +23,7 @@ if [ "${1:-}" = "prepare" ]; then
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   apt-get $o update -qq
   (cd "$G/debs" && apt-get $o download libvulkan1 libvulkan-dev libfmt-dev libfmt9 glslang-tools \
-      libglslang11 spirv-tools vulkan-validationlayers patch)
+      spirv-tools vulkan-validationlayers patch)
   python3 -m pip download -q --no-deps --no-binary :all: kp==0.9.0 -d "$G/sdist"
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$G/wheels" "numpy==1.26.4"
