@@ -138,8 +138,25 @@ def program_structure(model) -> dict:
     return out
 
 
+def decode_at_contexts(model, contexts, tokens: int, repeats: int) -> dict:
+    """Decode tok/s with the cache already holding c positions, for each c: how attention scales with
+    the context. The cache is filled by bookkeeping only (its rows hold whatever they held): the cost
+    of a step depends on how many rows attention reads, not on their values."""
+    out = {}
+    for c in contexts:
+        def run(c=c):
+            model.reset()
+            model.kv.append(np.zeros(c, np.uint32))
+            decode_loop(model, 1, tokens)
+        t, spread = median_time(run, repeats, warmup=1)
+        out[c] = {"tok_s": tokens / t, "spread": spread}
+    model.reset()
+    return out
+
+
 def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512), decode_tokens: int = 128,
                     repeats: int = 3, modes: bool = True, mode_tokens: int = 64, paper_tokens: int = 24,
+                    contexts=(128, 1024, 2000), context_tokens: int = 32,
                     json_path: str | None = None, out=sys.stdout) -> dict:
     from .convert import default_model_path
     from .model import load
@@ -149,7 +166,10 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
                     ("repeats", repeats), ("mode tokens", mode_tokens if modes else 1)):
         if v < 1:
             raise VkharpError(f"bench: {name} must be at least 1, got {v}")
-    ctx = max(prompt_sizes) + decode_tokens + 8
+    contexts = sorted(set(int(c) for c in contexts))
+    if contexts and contexts[0] < 1:
+        raise VkharpError(f"bench: contexts must be at least 1, got {contexts[0]}")
+    ctx = max(max(prompt_sizes) + decode_tokens, max(contexts, default=0) + context_tokens) + 8
     ctx = max(ctx, 512)
     rss0 = peak_rss_bytes()
     t0 = time.perf_counter()
@@ -183,6 +203,8 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
     t_dec, spread_dec = median_time(decode, repeats, warmup=1)
     r["decode_tok_s"], r["decode_spread"] = decode_tokens / t_dec, spread_dec
     r["decode_ms"] = t_dec / decode_tokens * 1e3
+    if contexts:
+        r["decode_at_context"] = decode_at_contexts(model, contexts, context_tokens, repeats)
     r["structure"] = program_structure(model)
     if dev.info.timestamps:
         rows, gpu_s = kernel_breakdown(model)
@@ -223,6 +245,11 @@ def print_report(r: dict, model, out) -> None:
         f"spread {r['decode_spread']:.0%}; sampling on the device included)")
     say(f"  floor   {r['floor_tok_s']:7.1f} tok/s  = {r['bandwidth_gb_s']:.1f} GB/s (copy through our shader) / "
         f"{r['weight_bytes'] / 1e6:.1f} MB of weights per token; decode at {r['decode_vs_floor']:.0%} of it")
+    if r.get("decode_at_context"):
+        first = next(iter(r["decode_at_context"].values()))["tok_s"]
+        say("  decode by context: " + ", ".join(
+            f"{c}: {v['tok_s']:.1f} tok/s ({first / v['tok_s']:.2f}x the time of the first)"
+            for c, v in r["decode_at_context"].items()))
     for what, c in r.get("structure", {}).items():
         say(f"  {what:<14} {c['dispatches']} dispatches ({c['dispatches'] / c['layers']:.1f} per layer), "
             f"{c['barriers']} barriers, {c['copies']} buffer copies host<->device ({c['tokens']} token slots)")

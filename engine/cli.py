@@ -72,6 +72,7 @@ def cmd_bench(args) -> int:
     run_model_bench(args.model, args.device, prompt_sizes=[64] if q else args.prompt_tokens,
                     decode_tokens=32 if q else args.decode_tokens, repeats=2 if q else args.repeats,
                     modes=not args.no_modes, mode_tokens=16 if q else args.mode_tokens, paper_tokens=6 if q else 24,
+                    contexts=[64, 256] if q else args.contexts, context_tokens=8 if q else 32,
                     json_path=args.json, out=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 
@@ -248,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode-tokens", type=int, default=64,
                    help="tokens per decoding-mode run (HARP off/paper/cached, rollback off/on; default 64)")
     s.add_argument("--no-modes", action="store_true", help="skip the HARP and rollback runs")
+    s.add_argument("--contexts", type=int, nargs="*", default=[128, 1024, 2000], metavar="N",
+                   help="decode speed with the cache holding N positions (default 128 1024 2000; none: skip)")
     s.add_argument("--kernels", action="store_true", help="time each kernel, with GB/s and GFLOP/s next to numpy")
     s.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     s.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': to stdout, the table to stderr)")

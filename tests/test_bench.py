@@ -13,6 +13,7 @@ def test_quick_bench_reports_every_figure(capsys):
     assert r["decode_tok_s"] > 0 and r["floor_tok_s"] > 0
     assert 0 < r["decode_vs_floor"] < 1.5
     assert r["device_mb"] * 2**20 > r["weight_bytes"]
+    assert set(r["decode_at_context"]) == {"64", "256"} and all(v["tok_s"] > 0 for v in r["decode_at_context"].values())
     dec = r["structure"]["decode token"]
     # decode copies only its few parameter words in and the sampled words out; every dependent
     # dispatch has at most one barrier before it
