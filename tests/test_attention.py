@@ -299,3 +299,12 @@ def test_two_stream_form_needs_two_rows(device, rng):
     with pytest.raises(VkharpError, match="N = 2"):
         attention(device.recorder(), out, q, k, v, kc, vc, step, n_heads=2, n_kv_heads=1, head_dim=16, scale=1.0,
                   second=(kc, vc))
+
+
+def test_default_work_group_is_whole_subgroups_on_gpus(device):
+    from dataclasses import replace
+    from engine.ops.attention import default_wg
+    assert default_wg(device.info) == 32
+    assert default_wg(replace(device.info, type="discrete", subgroup_size=64)) == 64   # AMD wave64
+    assert default_wg(replace(device.info, type="discrete", subgroup_size=32)) == 32
+    assert default_wg(replace(device.info, type="cpu", subgroup_size=64)) == 32

@@ -141,10 +141,18 @@ def _prefill_key_tile(device: Device, d: int, want: int | None) -> int:
     return tk
 
 
+def default_wg(info) -> int:
+    """32 invocations; on a GPU whose subgroups are wider (AMD's wave64), one whole subgroup."""
+    sg = int(info.subgroup_size or 1)
+    if info.type != "cpu" and 32 < sg <= info.max_workgroup_invocations and not sg & (sg - 1):
+        return sg
+    return 32
+
+
 def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cache: Buffer, v_cache: Buffer,
               step: Buffer, *, n_heads: int, n_kv_heads: int, head_dim: int, scale: float, window: int = 0,
               layer: int = 0,
-              softcap: float = 0.0, variant: str | None = None, wg: int = 32,
+              softcap: float = 0.0, variant: str | None = None, wg: int | None = None,
               heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None,
               second: tuple[Buffer, Buffer] | None = None):
     """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
@@ -152,7 +160,8 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     variant: "decode" (a work-group's threads split the key positions; for few query rows),
     "prefill" (a thread per token and head block, keys staged in shared memory), or None: decode
     when the prefill variant would have fewer than 32 threads with work. Both are correct for any N.
-    heads_per_group / team / key_tile override the layout chosen from the shapes (tests, tuning).
+    heads_per_group / team / key_tile override the layout chosen from the shapes (tests, tuning);
+    wg defaults to default_wg (whole subgroups on GPUs).
     second=(k_cache2, v_cache2): HARP's two streams (N = 2 rows at the same position P_POS; row 1
     attends over these caches); the decode variant.
     """
@@ -168,6 +177,7 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         raise VkharpError(f"attention: k {k.shape} / v {v.shape} are not [{n}, {n_kv_heads}, {head_dim}]")
     ctx = _cache_ctx(k_cache, v_cache, kvrow, "attention", layer)
     check_step(step, "attention")
+    wg = default_wg(rec.device.info) if wg is None else wg
     if wg > rec.device.info.max_workgroup_invocations:
         raise DeviceLimitError(f"attention: work-group size {wg} exceeds the device's "
                                f"{rec.device.info.max_workgroup_invocations}")
