@@ -137,8 +137,8 @@ class Buffer:
     """One Vulkan buffer of 4-byte elements (f32, u32 or i32).
 
     kind:
-      "act"   device-local + host staging copy: activations, parameters, outputs. Can be read back
-              and can take part in sync points.
+      "act"   device-local + host staging copy: activations and outputs. Can be uploaded and read
+              back (a program downloads what the host reads, once, at its end).
       "const" read-only data written once (weights): host-visible on unified-memory devices (no
               second copy), device-local otherwise (uploaded through a temporary staging buffer).
       "store" device-local, no host copy (KV cache): written and read by shaders only.

@@ -63,7 +63,7 @@ def _overhead(dev, reps):
     return rec.finish(), 0, 0, None
 
 
-@bench("sync point (1-element dependent chain)")
+@bench("barrier (1-element dependent chain)")
 def _sync(dev, reps):
     a, b = dev.buffer(1, np.uint32), dev.buffer(1, np.uint32)
     rec = dev.recorder()
@@ -103,7 +103,7 @@ def _matvec_bench(fmt: str, rows: int, cols: int):
         x = rng.standard_normal(cols).astype(np.float32)
         xb, out = dev.buffer(x), dev.buffer(rows)
         rec = dev.recorder()
-        with rec.parallel():    # the same output each time: one pipeline, no sync points in between
+        with rec.parallel():    # the same output each time: one pipeline, no barriers in between
             for _ in range(reps):
                 matvec(rec, out, w, xb)
         wf = dequantize(packed)

@@ -49,7 +49,7 @@ def _fill(dev, rng):
     return rec.finish(), out.read, reference.fill_u32(1001, value=12345)
 
 
-@case("chain_step x64 (sync points)", 0.0)
+@case("chain_step x64 (barriers)", 0.0)
 def _chain(dev, rng):
     x0 = rng.integers(0, 2**32, 4099, dtype=np.uint32)
     a, b = dev.buffer(x0), dev.buffer(4099, np.uint32)

@@ -57,7 +57,7 @@ def sample(rec: Recorder, out: Buffer, logits: Buffer, params: Buffer, recent: B
 
     logits: an 'act' buffer. The shader replaces the few banned / penalised logits in place while it
     runs and puts the originals back before it ends (so its binding is read-write: a later dispatch
-    reading the logits in the same program gets a sync point).
+    reading the logits in the same program gets a barrier).
     recent: u32 ring of recent tokens (its size is the ring capacity; any size ≥ 1 when unused).
     work: f32 scratch of 4·ceil(vocab/4) elements ('act'), allocated here when not given.
     Returns the work buffer (keep it if the program outlives this call's caller frame).
