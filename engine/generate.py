@@ -102,9 +102,9 @@ def _token_ids(prompt) -> list[int]:
 
 
 def _finite(r, position: int):
-    """The sampler's result, unless the logits it read were not finite (NaN or inf anywhere makes the
-    model statistics NaN, and an all-NaN row leaves no token): an error, never an end of text."""
-    if r.token == NO_TOKEN or not (np.isfinite(r.p_max) and np.isfinite(r.h_model)):
+    """The sampler's result, unless the logits it read were not finite (the shader counts NaN and +inf
+    logits; an all-NaN row also leaves no token): an error, never an end of text or a quiet draw."""
+    if r.token == NO_TOKEN or r.nonfinite or not (np.isfinite(r.p_max) and np.isfinite(r.h_model)):
         raise NonFiniteLogits(f"the model computed non-finite logits (NaN or inf) for position {position}: its "
                               f"weights are damaged or overflow in this format; reconvert the model from its "
                               f"source (with --dtype f32 if it overflows)")

@@ -85,7 +85,7 @@ SP_WORDS = 24
 # | 9    | passes      | u32  | diagnostics: passes over the vocabulary (1 greedy, 3 typical)   |
 # | 10   | listed      | u32  | diagnostics: tokens gathered into shared-memory lists           |
 OUT_FIELDS = ("token", "p_final", "p_model", "h_model", "h_final", "p_max", "temperature", "n_kept", "path",
-              "passes", "listed")
+              "passes", "listed", "nonfinite")
 OUT_WORDS = 16
 PATH_GREEDY, PATH_LIST, PATH_FULL, PATH_NONE = 0, 1, 2, 3
 NO_TOKEN = 0xFFFFFFFF
@@ -217,6 +217,7 @@ class SampleResult:
     path: int = -1       # shader diagnostics (-1 from the twin)
     passes: int = -1
     listed: int = -1
+    nonfinite: int = 0   # logits that were NaN or +inf (after the bans): a broken model, never a draw
 
 
 def unpack_result(words) -> SampleResult:
@@ -224,4 +225,4 @@ def unpack_result(words) -> SampleResult:
     w = np.asarray(words).reshape(-1)[:OUT_WORDS].view(np.uint32)
     f = w.view(np.float32)
     return SampleResult(int(w[0]), float(f[1]), float(f[2]), float(f[3]), float(f[4]), float(f[5]),
-                        float(f[6]), int(w[7]), int(w[8]), int(w[9]), int(w[10]))
+                        float(f[6]), int(w[7]), int(w[8]), int(w[9]), int(w[10]), int(w[11]))

@@ -61,6 +61,7 @@
 #define O_PATH     8u
 #define O_PASSES   9u   // passes over the vocabulary (diagnostics: 1 greedy, 3 typical, more when refining)
 #define O_LISTED  10u   // tokens gathered into shared memory, all lists together (diagnostics)
+#define O_NONFINITE 11u // logits that are NaN or +inf after the bans: the model is broken, not the draw
 #define OUT_WORDS 16u
 #define PATH_GREEDY 0u
 #define PATH_LIST   1u
@@ -114,6 +115,7 @@ const uint LADDER[NL] = uint[](0x3F000000u, 0x3E800000u, 0x3E000000u, 0x3D800000
 
 uint t;                                 // gl_LocalInvocationID.x
 uint passes;                            // passes over the vocabulary so far (uniform)
+uint nonfinite;                         // NaN / +inf logits seen by P1 (uniform once reduced)
 uint listed;                            // tokens gathered into shared lists so far (uniform)
 uint acc[MAXV];                         // per-invocation values being summed over the work-group
 
@@ -508,12 +510,15 @@ void write_out(uint tok, float p_final, float p_model, float h_model, float h_fi
     o[O_TOKEN] = tok; o[O_P_FINAL] = f2u(p_final); o[O_P_MODEL] = f2u(p_model);
     o[O_H_MODEL] = f2u(h_model); o[O_H_FINAL] = f2u(h_final); o[O_P_MAX] = f2u(p_max);
     o[O_TEMP] = f2u(T); o[O_N_KEPT] = kept; o[O_PATH] = path; o[O_PASSES] = passes; o[O_LISTED] = listed;
-    for (uint i = O_LISTED + 1u; i < OUT_WORDS; i++) o[i] = 0u;
+    o[O_NONFINITE] = nonfinite;
+    for (uint i = O_NONFINITE + 1u; i < OUT_WORDS; i++) o[i] = 0u;
 }
 
 // P1, per invocation: running max, s = sum exp(z - max), ws = sum exp(z - max) (z - max), argmax, count.
-float p1_m, p1_s, p1_ws; uint p1_arg, p1_n;
+float p1_m, p1_s, p1_ws; uint p1_arg, p1_n, p1_bad;
 void p1_group(uint j, vec4 z) {
+    uvec4 bad = uvec4(isnan(z)) + uvec4(isinf(z)) * uvec4(greaterThan(z, vec4(0.0)));
+    p1_bad += bad.x + bad.y + bad.z + bad.w;
     float mx = max(max(z.x, z.y), max(z.z, z.w));
     if (mx > p1_m) {                                     // a new running max: rescale the sums
         if (p1_s > 0.0) { float d = p1_m - mx, e = exp(d); p1_ws = e * (p1_ws + d * p1_s); p1_s *= e; }
@@ -555,12 +560,12 @@ float pow_safe(float x, float y) { return x > 0.0 ? exp2(y * log2(x)) : (y == 0.
 void main() {
     t = gl_LocalInvocationID.x;
     penalty = u2f(prm[SP_PENALTY]);
-    passes = 1u; listed = 0u;
+    passes = 1u; listed = 0u; nonfinite = 0u;
 
     // 1-2: the override list, then P1: model statistics at temperature 1 (online softmax).
     ov_build();
     ov_apply();
-    p1_m = NEG_INF; p1_s = 0.0; p1_ws = 0.0; p1_arg = NONE; p1_n = 0u;
+    p1_m = NEG_INF; p1_s = 0.0; p1_ws = 0.0; p1_arg = NONE; p1_n = 0u; p1_bad = 0u;
     FOR_EACH_LOGITS_GROUP(P1_BODY)
     float m = p1_m, s = p1_s, ws = p1_ws; uint arg = p1_arg, na = p1_n;
     // argmax over the work-group (lowest index wins ties), in A/B (C holds the override list)
@@ -577,9 +582,10 @@ void main() {
     float M = u2f(sm[RA]); uint argmax = sm[RB];
     sync();
     float e = (s > 0.0) ? exp(m - M) : 0.0;
-    acc[0] = na; acc[1] = f2u(s * e); acc[2] = f2u(s > 0.0 ? e * (ws + (m - M) * s) : 0.0);
-    reduce_acc(3u, 1u, 0u, 2u * CAP);
-    uint n_allowed = acc[0]; float S1 = u2f(acc[1]), W1 = u2f(acc[2]);
+    acc[0] = na; acc[1] = p1_bad; acc[2] = f2u(s * e); acc[3] = f2u(s > 0.0 ? e * (ws + (m - M) * s) : 0.0);
+    reduce_acc(4u, 2u, 0u, 2u * CAP);
+    uint n_allowed = acc[0]; float S1 = u2f(acc[2]), W1 = u2f(acc[3]);
+    nonfinite = acc[1];
     if (n_allowed == 0u) {
         ov_restore();
         float nan = u2f(0x7FC00000u);

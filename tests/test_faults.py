@@ -228,6 +228,27 @@ def test_non_finite_logits_are_an_error_not_an_end_of_text(nan_model, device, ca
     assert "NaN" not in out.out and "4294967295" not in out.out and "non-finite logits" in out.err
 
 
+@pytest.fixture(scope="module")
+def one_nan_row_model(tmp_path_factory):
+    """An untied output matrix with one NaN row: one logit of every step is NaN, the rest are fine,
+    so the sampler's statistics stay finite; only its count of non-finite logits can tell."""
+    from safetensors.numpy import load_file, save_file
+    root = tmp_path_factory.mktemp("nanrow")
+    src = make_hf_checkpoint(root, "llama", tie_word_embeddings=False)
+    t = load_file(src / "model.safetensors")
+    t["lm_head.weight"][7] = np.nan
+    save_file(t, src / "model.safetensors")
+    return convert(src, root / "converted", progress=False)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_one_nan_logit_is_an_error_too(one_nan_row_model, device, temperature):
+    from engine.model import load
+    m = load(one_nan_row_model, device, ctx=32)
+    with pytest.raises(NonFiniteLogits, match="non-finite logits"):
+        list(m.generate("hi", max_tokens=4, temperature=temperature))
+
+
 def test_json_steps_are_strict_json():
     line = _step_json(Step(5, "x", float("nan"), float("inf"), 0.0, p_max=float("-inf")))
     step = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))

@@ -372,3 +372,21 @@ def test_launcher_checks_its_buffers(device):
         sample(device.recorder(), good["out"], good["logits"], good["params"], good["recent"], vocab=V, wg=96)
     with pytest.raises(VkharpError, match="vocab"):
         sample(device.recorder(), good["out"], good["logits"], good["params"], good["recent"], vocab=0)
+
+
+@pytest.mark.parametrize("settings", [SamplerSettings(temperature=0.0), SamplerSettings(), SamplerSettings(top_k=0)])
+def test_nonfinite_logits_are_counted(samplers, rng, settings):
+    """NaN and +inf logits are counted in O_NONFINITE (as the twin counts them), whatever the path,
+    so that generation can stop with an error instead of drawing from a broken model; banned ones
+    (they become -inf) and -inf do not count."""
+    s = samplers(4099)
+    z = rng.standard_normal(4099).astype(np.float32)
+    z[[5, 777, 4098]] = np.nan
+    z[1234] = np.inf
+    z[99] = -np.inf
+    z[2000] = np.nan                       # banned below: not counted
+    got, ref, _ = s(z, settings, u=0.3, banned=[2000])
+    assert got.nonfinite == ref.nonfinite == 4
+    clean = rng.standard_normal(4099).astype(np.float32)
+    got, ref, _ = s(clean, settings, u=0.3)
+    assert got.nonfinite == ref.nonfinite == 0

@@ -6,6 +6,7 @@ filters compare them, so equal logits give equal weights in both.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -55,6 +56,19 @@ def temperature(rule: int, params: dict, h_nats: float, n_allowed: int) -> float
 
 
 def sample(logits, params, recent=(0,), *, return_margin: bool = False, **pack_kwargs):
+    """Reference result of one sampling step (see _sample), with the count of NaN / +inf logits
+    after the bans, as the shader reports it."""
+    with np.errstate(invalid="ignore"):      # NaN logits: the result is undefined, the count is not
+        out = _sample(logits, params, recent, return_margin=return_margin, **pack_kwargs)
+    res = out[0] if return_margin else out
+    if isinstance(params, SamplerSettings):
+        params = pack_sample_params(params, **{k: v for k, v in pack_kwargs.items()})
+    z = penalised_logits(logits, unpack_params(params), recent)
+    res = dataclasses.replace(res, nonfinite=int(np.isnan(z).sum() + np.isposinf(z).sum()))
+    return (res, out[1]) if return_margin else res
+
+
+def _sample(logits, params, recent=(0,), *, return_margin: bool = False, **pack_kwargs):
     """Reference result of one sampling step.
 
     `params`: the packed u32 words (engine.sampling.pack_sample_params), or a SamplerSettings with
