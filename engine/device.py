@@ -61,8 +61,9 @@ _BARRIER_MASKS = (ACCESS_SHADER_WRITE | ACCESS_TRANSFER_WRITE,
 
 # What each patch of tools/kp/patches makes visible in the built module.
 KP_PATCH_MARKERS = {
-    "0001 setup.py passes PYTHON_EXECUTABLE": lambda kp: "+vkharp." in getattr(kp, "__version__", ""),
-    "0002 local version": lambda kp: "+vkharp." in getattr(kp, "__version__", ""),
+    # 0001 (setup.py's PYTHON_EXECUTABLE) leaves no mark of its own: it is in every build that
+    # tools/kp/build.sh made, which 0002's version tells.
+    "0001/0002 built by tools/kp/build.sh (version +vkharp.N)": lambda kp: "+vkharp." in getattr(kp, "__version__", ""),
     "0003 no built-in debug layers": lambda kp: getattr(kp, "builtin_debug_layers", True) is False,
     "0004 portability enumeration": lambda kp: bool(getattr(kp, "portability_enumeration", False)),
     "0005 OpMemoryBarrier binding": lambda kp: hasattr(kp, "OpMemoryBarrier"),

@@ -6,13 +6,15 @@ dropout seed) is read from small host-visible buffers the host rewrites before e
 program owns its activation buffers, sized for its N, so decode never touches prefill-sized buffers.
 
 Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms), one dispatch per
-line part (`;`), the fused ones marked:
-    xn = norm(x);  q,k,v = xn·Wq,Wk,Wv (+b);  [q,k = per-head norm]
-    rope(q,k) with the KV append of k, v fused in (fused)
+`;`-separated part:
+    q,k,v = norm(x)·Wq,Wk,Wv (+b)    (decode: the norm folded into each product; prefill: xn = norm(x) first)
+    [q,k = per-head norm]
+    rope(q,k), with the KV append of k, v fused in
     a = attention(q, k, v, cache)
     x += a·Wo (residual add in the epilogue)        [Gemma: o = a·Wo;  x += norm(o)]
-    xn = norm(x);  g,u = xn·Wg,Wu;  m = act(g)·u
+    g,u = norm(x)·Wg,Wu (as q,k,v);  m = act(g)·u
     x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
+and at the end logits = norm(x)·W_head, the norm folded in the same way.
 """
 from __future__ import annotations
 
