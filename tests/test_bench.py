@@ -15,10 +15,13 @@ def test_quick_bench_reports_every_figure(capsys):
     assert r["device_mb"] * 2**20 > r["weight_bytes"]
     assert set(r["decode_at_context"]) == {"64", "256"} and all(v["tok_s"] > 0 for v in r["decode_at_context"].values())
     dec = r["structure"]["decode token"]
-    # decode copies only its few parameter words in and the sampled words out; every dependent
+    # decode copies nothing but its download of the sampled words (parameters are host-visible); every dependent
     # dispatch has at most one barrier before it
-    assert dec["copies"] <= 4 and 0 < dec["barriers"] <= dec["dispatches"] + 1
+    assert dec["copies"] == 1 and 0 < dec["barriers"] <= dec["dispatches"] + 1
     assert r["structure"]["prefill chunk"]["dispatches"] >= dec["layers"]
+    # the fused decode layer (norms folded, residual adds in the epilogues, the KV append in RoPE): 10
+    # dispatches, plus embed, head and sampling
+    assert dec["dispatches"] <= 10 * dec["layers"] + 3
     if "kernels" in r:   # devices with timestamps: the matrix-vector products dominate a decode step
         names = [k["kernel"] for k in r["kernels"]]
         assert any(n.startswith("matvec") for n in names[:3]) and any(n.startswith("sample") for n in names)
