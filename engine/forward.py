@@ -14,7 +14,8 @@ Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms)
     x += a·Wo (residual add in the epilogue)        [Gemma: o = a·Wo;  x += norm(o)]
     g,u = norm(x)·Wg,Wu (as q,k,v);  m = act(g)·u
     x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
-and at the end logits = norm(x)·W_head, the norm folded in the same way.
+and at the end logits = norm(x)·W_head, the norm folded in the same way [Gemma 2: logits soft-capped
+in place, so that logits() and the sampling stage both read capped logits].
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from . import ops
 from .device import Buffer
 from .ops.activation import geglu, swiglu
 from .ops.attention import attention
-from .ops.elementwise import add
+from .ops.elementwise import add, softcap
 from .ops.embed import embed
 from .ops.matmul import Norm, can_fold_norm, matmul, matvec
 from .ops.rope import rope
@@ -168,10 +169,11 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         # P_POS.. in the same dispatch; attention reads older rows from the cache, the chunk's own
         # from the activations.
         rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual,
-             append=(acts.v, kc, vc), kv_layer=j, second=second)
+             append=(acts.v, kc, vc), kv_layer=j, second=second, q_scale=arch.rope_q_scale(cfg, i))
         attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,
                   n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
-                  scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second)
+                  scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second,
+                  softcap=arch.attn_softcap(cfg))
         if arch.sandwich_norms:   # x += norm(o): the norm needs the whole row of o first
             linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
             norm(acts.down, acts.o, "post_attention_layernorm.weight")
@@ -200,6 +202,8 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
     # the final norm in the head's prologue (or its own dispatch where it cannot fold)
     normed_linears(rec, [(acts.logits, lm_head, None)], x, w["model.norm.weight"], eps, 0,
                    acts.xn if x is acts.x else acts.last_norm)
+    if arch.final_softcap(cfg):
+        softcap(rec, acts.logits, acts.logits, cap=arch.final_softcap(cfg))
 
 
 def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, second_kv=None,

@@ -45,8 +45,6 @@ class Model(HarpPasses):
         reader = open_model_dir(self.path, verify="once")
         self.cfg, self.arch = reader.config, reader.architecture
         self.arch.validate(self.cfg)
-        if self.cfg.final_logit_softcapping:
-            raise VkharpError(f"{self.cfg.model_type}: final logit soft-capping is not supported yet")
         self.device = device or Device()
         self.tokenizer = Tokenizer(self.path)
         if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or ctx < 1):
@@ -73,8 +71,10 @@ class Model(HarpPasses):
                 self.layer_weights[name] = self._upload(name, lambda i, r=name: reader.load(f"model.layers.{i}.{r}"), L)
         self.kv = KVCache(self.device, n_layers=L, n_kv_heads=self.cfg.num_key_value_heads,
                           head_dim=self.cfg.head_dim, ctx=self.ctx)
-        # RoPE inverse frequencies, stacked [L, head_dim/2] (Gemma's local and global layers differ)
-        freqs = np.stack([np.asarray(self.arch.layer_inv_freq(self.cfg, i), np.float32) for i in range(L)])
+        # RoPE inverse frequencies, stacked [L, rotary_dim/2] (Gemma's local and global layers differ;
+        # longrope's factor set depends on the context)
+        freqs = np.stack([np.asarray(self.arch.layer_inv_freq(self.cfg, i, ctx=self.ctx), np.float32)
+                          for i in range(L)])
         self.inv_freq = self.device.upload(freqs, "inv_freq")
         self._programs: dict = {}
         self._recorded: dict = {}

@@ -34,6 +34,15 @@ BASE = {
                    num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32, sliding_window=8,
                    layer_types=["sliding_attention", "sliding_attention", "full_attention"],
                    tie_word_embeddings=True, max_position_embeddings=256),
+    "gemma2": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=2,
+                   num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32, sliding_window=8,
+                   tie_word_embeddings=True, max_position_embeddings=256),
+    "qwen3": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, tie_word_embeddings=False, rope_theta=1_000_000.0),
+    "phi3": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, tie_word_embeddings=False),
+    "smollm3": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                    num_key_value_heads=2, no_rope_layer_interval=2, tie_word_embeddings=True),
 }
 
 
@@ -50,8 +59,10 @@ def make_tokenizer():
 
 
 def hf_config(arch: str, vocab_size: int, **overrides):
-    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config
-    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "gemma3": Gemma3TextConfig}[arch]
+    from transformers import (Gemma2Config, Gemma3TextConfig, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config,
+                              Qwen3Config, SmolLM3Config)
+    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "gemma3": Gemma3TextConfig,
+           "gemma2": Gemma2Config, "qwen3": Qwen3Config, "phi3": Phi3Config, "smollm3": SmolLM3Config}[arch]
     kw = {**BASE[arch], "vocab_size": vocab_size, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **overrides}
     return cls(**kw)
 
@@ -73,7 +84,7 @@ def make_hf_model(arch: str, seed: int = 0, **overrides):
 
 def make_hf_checkpoint(tmpdir, arch: str, *, dtype: str = "f32", max_shard_size: str | None = None,
                        seed: int = 0, **overrides) -> Path:
-    """Write a tiny checkpoint of `arch` (llama, mistral, qwen2, gemma3) into tmpdir/arch; returns the path.
+    """Write a tiny checkpoint of `arch` (llama, mistral, qwen2, gemma3, gemma2, qwen3, phi3, smollm3) into tmpdir/arch; returns the path.
 
     dtype: f32 | f16 | bf16 (the safetensors dtype); max_shard_size: e.g. "40KB" to force sharding;
     overrides: HF config fields (tie_word_embeddings=..., num_attention_heads=3, ...).

@@ -17,10 +17,12 @@ import numpy as np
 
 from ..errors import VkharpError
 from ..quant import FORMATS, from_gguf_blocks
-from .source import Converted, Source, SourceTensor, pack_rows
+from .source import Converted, Source, SourceTensor, pack_rows, resolve, split_fused
 
 NATIVE = ("f32", "f16", "q8_0", "q4_0", "q4_1")     # GGUF types our layout holds as they are
-SKIPPED = {"rope_freqs.weight": "llama3 RoPE factors, rebuilt into config.json rope_scaling"}
+SKIPPED = {"rope_freqs.weight": "llama3 RoPE factors, rebuilt into config.json rope_scaling",
+           "rope_factors_long.weight": "longrope long factors, rebuilt into config.json rope_scaling",
+           "rope_factors_short.weight": "longrope short factors, rebuilt into config.json rope_scaling"}
 
 _HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
              "gemma3_text": "Gemma3ForCausalLM"}
@@ -86,6 +88,7 @@ class GGUFSource(Source):
                 name = names[gname]
                 shape = tuple(int(x) for x in reversed(t.shape.tolist()))
                 self.tensors[name] = SourceTensor(name, shape, t.tensor_type.name.lower(), t)
+        split_fused(self.tensors, self.arch.fused_splits(self.cfg), self.cfg.num_hidden_layers)
         self._permuted = {}
         if self.arch.gguf_qk_permuted and self.gguf_arch == "llama":
             for i in range(self.cfg.num_hidden_layers):
@@ -97,8 +100,11 @@ class GGUFSource(Source):
         return t.source_format if t.source_format in NATIVE else "f16"
 
     def read(self, t: SourceTensor, fmt: str) -> Converted:
-        gt = t.ref
+        stored, rows = resolve(t)
+        gt = stored.ref
         raw = np.asarray(gt.data)
+        if rows is not None:     # a part of a fused tensor: whole rows of blocks, kept as they are
+            raw = raw[rows]
         if t.name in self._permuted:
             raw = unpermute_rows(raw, self._permuted[t.name])
         if len(t.shape) == 1:
@@ -123,10 +129,11 @@ class GGUFSource(Source):
 
 def _dequantize(t: SourceTensor, raw: np.ndarray) -> np.ndarray:
     from gguf.quants import dequantize
+    gt = resolve(t)[0].ref
     try:
-        return dequantize(raw, t.ref.tensor_type).astype(np.float32, copy=False)
+        return dequantize(raw, gt.tensor_type).astype(np.float32, copy=False)
     except NotImplementedError:
-        raise VkharpError(f"{t.name}: GGUF type {t.ref.tensor_type.name} cannot be decoded by the installed gguf "
+        raise VkharpError(f"{t.name}: GGUF type {gt.tensor_type.name} cannot be decoded by the installed gguf "
                           f"package; upgrade it (pip install -U gguf) or use a file with another quantization") from None
 
 
