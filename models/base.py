@@ -48,6 +48,7 @@ class Architecture:
     gguf_qk_permuted: bool = False    # llama.cpp permutes Q/K rows of this arch in GGUF files
     gguf_arch: str = ""               # general.architecture in GGUF files
     fused_projections: bool = False   # checkpoints hold qkv_proj and gate_up_proj (phi3): split at conversion
+    partial_rotary: bool = False      # transformers rotates only partial_rotary_factor of each head (phi3)
 
     # ---- per-model numbers -------------------------------------------------------------------
     def validate(self, cfg: ModelConfig) -> None:
@@ -61,6 +62,9 @@ class Architecture:
             if s is not None and s.get("rope_type") not in ROPE_TYPES:
                 raise VkharpError(f"{cfg.model_type}: RoPE scaling {s.get('rope_type')!r} is not supported "
                                   f"(supported: {', '.join(ROPE_TYPES)})")
+        if cfg.partial_rotary_factor != 1.0 and not self.partial_rotary:
+            raise VkharpError(f"{cfg.model_type}: partial_rotary_factor {cfg.partial_rotary_factor} is not supported "
+                              f"for this architecture (only phi3 rotates part of each head)")
         if cfg.raw.get("mlp_bias"):
             raise VkharpError(f"{cfg.model_type}: mlp_bias=true is not supported")
         if cfg.attention_bias and not self.qkv_bias:

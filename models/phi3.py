@@ -19,4 +19,5 @@ class Phi3(Architecture):
         return t
 
 
-PHI3 = Phi3(name="phi3", activation="silu", fused_projections=True, gguf_arch="phi3")
+PHI3 = Phi3(name="phi3", activation="silu", fused_projections=True, partial_rotary=True,
+            gguf_arch="phi3")
