@@ -31,12 +31,13 @@ _DEFAULTS = {
                         head_dim=256),
     "gemma2": dict(max_position_embeddings=8192, tie_word_embeddings=True, hidden_act="gelu_pytorch_tanh",
                    query_pre_attn_scalar=256, sliding_window=4096, final_logit_softcapping=30.0,
-                   attn_logit_softcapping=50.0, bos_token_id=2, eos_token_id=1, head_dim=256, num_key_value_heads=4),
+                   attn_logit_softcapping=50.0, bos_token_id=2, eos_token_id=1, head_dim=256,
+                   num_key_value_heads=4),
     "qwen3": dict(max_position_embeddings=32768, head_dim=128, sliding_window=4096, num_key_value_heads=32),
     "phi3": dict(rms_norm_eps=1e-5, max_position_embeddings=4096, original_max_position_embeddings=4096,
                  bos_token_id=1, eos_token_id=32000),
-    "smollm3": dict(rope_theta=2_000_000.0, max_position_embeddings=32768, tie_word_embeddings=True, bos_token_id=128000,
-                    eos_token_id=128001, num_key_value_heads=4),
+    "smollm3": dict(rope_theta=2_000_000.0, max_position_embeddings=32768, tie_word_embeddings=True,
+                    bos_token_id=128000, eos_token_id=128001, num_key_value_heads=4),
 }
 _NULLABLE = {"sliding_window", "bos_token_id", "eos_token_id", "final_logit_softcapping", "query_pre_attn_scalar",
              "attn_logit_softcapping"}

@@ -16,5 +16,5 @@ from .rows import select_row
 from .sample import sample
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "kv_cache_buffers", "add", "fill_u32",
-           "mix", "rand_uniform", "scale", "softcap", "embed", "local1d", "layernorm", "rmsnorm", "chain_step", "rope",
-           "select_row", "sample"]
+           "mix", "rand_uniform", "scale", "softcap", "embed", "local1d", "layernorm", "rmsnorm", "chain_step",
+           "rope", "select_row", "sample"]
