@@ -116,8 +116,7 @@ class Chat:
         if len(ids) >= m.ctx:
             raise VkharpError(f"the conversation has {len(ids)} tokens and the context holds {m.ctx}: "
                               f"/undo, /reset, or restart with a larger --ctx-size")
-        n = min(m.kv.common_prefix(ids), len(ids) - 1)   # generate() needs one token to feed
-        m.truncate(n)
+        n = m.reuse_prefix(ids)
         st = AnswerStats(fed=len(ids) - n, cached=n)
         pieces = []
         try:

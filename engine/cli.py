@@ -1,4 +1,4 @@
-"""The `vkharp` command line: chat (the default), generate, devices, convert, selfcheck, bench.
+"""The `vkharp` command line: chat (the default), generate, serve, devices, convert, selfcheck, bench.
 
 User errors print one clear line on stderr and exit with status 2, never a traceback: VkharpError
 (no Vulkan, a bad device index, bad input, a damaged model, a chat template that fails or hits a
@@ -203,6 +203,31 @@ def cmd_chat(args) -> int:
     return run(args, settings_from_args(args))
 
 
+def cmd_serve(args) -> int:
+    from .serve.server import run
+    return run(args, settings_from_args(args))
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {n}")
+    return n
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def cmd_main(args) -> int:
     """No command: the main job, a chat with the default model (converted on first use)."""
     chat = build_parser().parse_args(["chat"])
@@ -235,6 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true",
                    help="one JSON object per step on stdout (token, text, prob, entropy, ..., rollbacks, finish)")
     s.set_defaults(func=cmd_generate)
+    s = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, models, tokenize)")
+    _add_generation_flags(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0: any free one)")
+    s.add_argument("--api-key", default=os.environ.get("VKHARP_API_KEY") or None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' (default: $VKHARP_API_KEY; none: no check)")
+    s.add_argument("--queue", type=_positive, default=16, metavar="N",
+                   help="requests that may wait for the model; more get 503 with Retry-After (default 16)")
+    s.add_argument("--max-body", type=_positive, default=1 << 20, metavar="BYTES",
+                   help="largest request body accepted (default 1048576)")
+    s.add_argument("--alias", default=None, metavar="NAME", help="the model's id in /v1/models and answers")
+    s.add_argument("--drain-seconds", type=float, default=60.0, metavar="S",
+                   help="on SIGTERM, how long in-flight requests may take to finish (default 60)")
+    s.set_defaults(func=cmd_serve)
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)
     s.set_defaults(func=cmd_selfcheck)

@@ -273,6 +273,15 @@ class Model(HarpPasses):
         from .generate import generate
         return generate(self, prompt, settings, **changes)
 
+    def reuse_prefix(self, ids) -> int:
+        """Keep the longest prefix of `ids` the cache already holds and forget the rest; returns its
+        length, at most len(ids) - 1 (generation feeds at least one token, for its next-token logits).
+        The chat's next turn and the server's next request feed only ids[n:]: a shared history (or
+        system prompt) costs nothing again."""
+        n = max(0, min(self.kv.common_prefix(ids), len(ids) - 1))
+        self.truncate(n)
+        return n
+
     def truncate(self, n: int) -> None:
         """Forget every position from n on (rollback, /undo, a new chat turn): a position move."""
         self.kv.truncate(n)
