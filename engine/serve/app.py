@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ..settings import GenerationSettings
 from . import sse
@@ -81,6 +81,20 @@ def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
         if not worker.ready.is_set():
             return loading().response()
         return {"status": "ok", "waiting": worker.waiting, "running": worker.running is not None}
+
+    @app.get("/metrics")
+    async def metrics():
+        """llama-server's names where it has them, in Prometheus' text format."""
+        c = worker.counts
+        rows = [("requests_processing", "gauge", int(worker.running is not None), "requests generating now"),
+                ("requests_deferred", "gauge", worker.waiting, "requests waiting in the queue"),
+                ("requests_total", "counter", c["jobs"], "requests the model worked on"),
+                ("requests_cancelled_total", "counter", c["cancelled"], "requests stopped because the client left"),
+                ("tokens_predicted_total", "counter", c["tokens"], "tokens generated"),
+                ("prompt_tokens_total", "counter", c["prompt_tokens"], "prompt tokens of the requests"),
+                ("prompt_tokens_cached_total", "counter", c["cached_tokens"], "prompt tokens reused from the KV cache")]
+        text = "".join(f"# HELP vkharp:{n} {h}\n# TYPE vkharp:{n} {t}\nvkharp:{n} {v}\n" for n, t, v, h in rows)
+        return PlainTextResponse(text)
 
     @app.get("/v1/models")
     async def models():

@@ -83,6 +83,7 @@ class Worker:
         self.ready = threading.Event()
         self.running: Job | None = None
         self._seconds = 2.0           # running mean of a job's duration (for Retry-After)
+        self.counts = {"jobs": 0, "cancelled": 0, "tokens": 0, "prompt_tokens": 0, "cached_tokens": 0}
         self._thread = threading.Thread(target=self._main, name="vkharp-model", daemon=True)
 
     def start(self) -> None:
@@ -123,8 +124,10 @@ class Worker:
             if job is None:
                 return
             if job.cancelled.is_set():
+                self.counts["cancelled"] += 1
                 continue
             self.running, t0 = job, time.perf_counter()
+            self.counts["jobs"] += 1
             try:
                 if job.call is not None:
                     job.emit("done", job.call(self.model))
@@ -146,12 +149,16 @@ class Worker:
     def _generate(self, job: Job) -> None:
         m = self.model
         n = m.reuse_prefix(job.ids)
+        self.counts["prompt_tokens"] += len(job.ids)
+        self.counts["cached_tokens"] += n
         job.emit("start", n)
         steps = m.generate(job.ids[n:], job.settings)
         try:
             for step in steps:
+                self.counts["tokens"] += step.token >= 0
                 job.emit("step", step)
                 if job.cancelled.is_set():    # the client left: stop before the next token
+                    self.counts["cancelled"] += 1
                     break
         finally:
             steps.close()
