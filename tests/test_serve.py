@@ -113,7 +113,7 @@ def test_prefix_of_the_previous_request_is_reused(client):
 def test_harp_and_token_data_through_extra_body(client):
     theta = 0.5
     r = client.chat.completions.create(model="any", messages=QUESTION, max_tokens=12, temperature=0.8, seed=3,
-                                       logprobs=True, top_logprobs=1,
+                                       logprobs=True, top_logprobs=2,
                                        extra_body={"harp": "cached", "harp_theta": theta, "rollback": True,
                                                    "top_k": 20, "min_p": 0.02, "token_data": True})
     data = r.choices[0].model_extra["token_data"]
@@ -125,7 +125,12 @@ def test_harp_and_token_data_through_extra_body(client):
     lp = r.choices[0].logprobs.content
     text_tokens = [d for d in data if d["text"]]
     assert [e.logprob for e in lp] == [d["logprob"] for d in text_tokens]
-    assert all(e.top_logprobs[0].token == e.token for e in lp)
+    for e in lp:        # the most likely token first, then the sampled one when it is another
+        assert 1 <= len(e.top_logprobs) <= 2 and e.top_logprobs[0].logprob >= e.logprob
+        assert (len(e.top_logprobs) == 1) == (e.top_logprobs[0].token == e.token)
+        assert e.top_logprobs[-1].token == e.token and e.top_logprobs[-1].logprob == e.logprob
+    greedy = greedy_chat(client, QUESTION, logprobs=True, top_logprobs=5).choices[0].logprobs.content
+    assert all([t.token for t in e.top_logprobs] == [e.token] for e in greedy)     # greedy draws the top one
     chunks = list(client.chat.completions.create(model="any", messages=QUESTION, max_tokens=6, temperature=0,
                                                  stream=True, extra_body={"token_data": True}))
     streamed = [d for c in chunks if c.choices for d in c.choices[0].model_extra.get("token_data") or []]

@@ -3,8 +3,10 @@ or as stream chunks, with logprobs and vkharp's per-token extension.
 
 logprobs come from the GPU sampling stage's words: a token's logprob is ln of its probability in
 the distribution it was drawn from at temperature 1 after the bans and the repetition penalty (the
-mixed one when HARP reframed the step), exact. top_logprobs holds the sampled token only: the stage
-returns the largest probability but not which token has it, nor any other token's.
+mixed one when HARP reframed the step), exact. top_logprobs holds at most two tokens, both exact:
+the most likely one (the stage returns its id and probability) and, when top_logprobs ≥ 2 and it
+differs, the sampled one. The stage returns nothing about the other tokens (the logits stay on the
+device), so a larger top_logprobs gets these two, not made-up ones.
 
 The extension, asked for with "token_data": true, is a "token_data" list on each choice (each chunk's
 choice when streaming: the tokens behind that chunk's text), one object per sampled token:
@@ -64,10 +66,15 @@ class Answer:
             self.finish = FINISH[step.finish]
 
     def _logprob_entry(self, step) -> dict:
-        piece = self.tok.decode([step.token])
-        lp = _logprob(step.p_model)
-        top = [{"token": piece, "logprob": lp, "bytes": list(piece.encode())}] if self.want_logprobs else []
-        return {"token": piece, "logprob": lp, "bytes": list(piece.encode()), "top_logprobs": top}
+        def entry(token: int, p: float) -> dict:
+            piece = self.tok.decode([token])
+            return {"token": piece, "logprob": _logprob(p), "bytes": list(piece.encode())}
+        top = []
+        if self.want_logprobs:
+            top.append(entry(step.argmax, step.p_max) if step.argmax >= 0 else entry(step.token, step.p_model))
+            if self.want_logprobs >= 2 and step.argmax >= 0 and step.argmax != step.token:
+                top.append(entry(step.token, step.p_model))
+        return {**entry(step.token, step.p_model), "top_logprobs": top}
 
     @property
     def finish_reason(self) -> str:
