@@ -187,6 +187,13 @@ class VectorStore:
                 self.conn.execute("DELETE FROM vecs WHERE rowid = ?", (int(i),))
         return n
 
+    def delete_file_except(self, file: str, sha: str) -> int:
+        """Remove the entries of `file` (meta "file") made from other content than `sha` (a changed file)."""
+        ids = [r[0] for r in self.conn.execute(
+            "SELECT id FROM items WHERE json_extract(meta, '$.file') = ? AND json_extract(meta, '$.sha') != ?",
+            (file, sha))]
+        return self.delete(ids) if ids else 0
+
     def stored_keys(self, keys) -> set:
         """Which of these keys are already stored."""
         keys = list(keys)
