@@ -1,4 +1,5 @@
-"""The `vkharp` command line: chat (the default), generate, serve, devices, convert, selfcheck, bench.
+"""The `vkharp` command line: chat (the default), generate, serve, devices, convert, selfcheck, bench, eval,
+embed, index, search (engine/embed/cli.py).
 
 User errors print one clear line on stderr and exit with status 2, never a traceback: VkharpError
 (no Vulkan, a bad device index, bad input, a damaged model, a chat template that fails or hits a
@@ -252,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour tokens by entropy, underline HARP-reframed ones, show rolled-back text struck")
     s.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colours: auto = a terminal without NO_COLOR (default auto)")
+    s.add_argument("--memory", metavar="STORE", default=None,
+                   help="exchanges that leave the context go into this vector store and come back when relevant")
+    s.add_argument("--pooling", choices=("last", "mean", "prompteol"), default=None,
+                   help="sentence vectors of --memory (default: the store's, else prompteol)")
+    s.add_argument("--prompt-log", metavar="FILE", default=None,
+                   help="append every rendered prompt to FILE as a JSON line (also $VKHARP_PROMPT_LOG)")
     s.set_defaults(func=cmd_chat)
     s = sub.add_parser("generate", help="complete a prompt (text on stdout, statistics on stderr)")
     _add_generation_flags(s)
@@ -300,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(s)
     evaluate.add_arguments(s)
     s.set_defaults(func=evaluate.run)
+    from .embed import cli as embed_cli
+    embed_cli.add_parsers(sub, _add_device)
     p.set_defaults(func=cmd_main)
     return p
 

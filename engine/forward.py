@@ -29,6 +29,7 @@ from .ops.attention import attention
 from .ops.elementwise import add
 from .ops.embed import embed
 from .ops.matmul import Norm, can_fold_norm, matmul, matvec
+from .ops.pool import pool_sum
 from .ops.rope import rope
 from .ops.rows import select_row
 from .params import STEP_WORDS
@@ -37,8 +38,11 @@ from .sampling import OUT_WORDS, SP_WORDS
 RING = 64   # recent tokens kept on the device for the repetition penalty
 
 # logits for every slot (model.logits), for the last valid token only, or none at all (prefill chunks
-# before the last one: their logits would be thrown away)
-HEADS = ("all", "last", "none")
+# before the last one: their logits would be thrown away); or no logits but a sentence vector
+# (engine/embed/): the final-normed hidden state of the last valid row, or summed over the valid rows
+# of every chunk of the pass (mean pooling; the host divides nothing: the vector is L2-normalised)
+POOL_HEADS = ("pool_last", "pool_mean")
+HEADS = ("all", "last", "none") + POOL_HEADS
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Acts:
     sample_out: Buffer | None = None
     qn: Buffer | None = None
     kn: Buffer | None = None
+    pooled: Buffer | None = None     # [1, hidden] sentence vector (heads "pool_*"), unnormalised
     extra: dict = field(default_factory=dict)
 
 
@@ -89,7 +94,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
         gate=buf((n, f), "gate"), up=buf((n, f), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
         logits=(logits if logits is not None and head == "last" else
-                buf((n if head == "all" else 1, cfg.vocab_size if head != "none" else 1), "logits")),
+                buf((n if head == "all" else 1, cfg.vocab_size if head in ("all", "last") else 1), "logits")),
     )
     if head == "last" and n > 1:
         acts.last = buf((1, h), "last")
@@ -98,6 +103,10 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         acts.sparams = buf((SP_WORDS,), "sampler_params", np.uint32, "param")
         acts.recent = buf((RING,), "recent_tokens", np.uint32, "param")
         acts.sample_out = buf((OUT_WORDS,), "sample_out", np.uint32)
+    if head in POOL_HEADS:
+        acts.pooled = buf((1, h), "pooled")
+        if head == "pool_last" and n > 1:
+            acts.last = buf((1, h), "last")
     if model.arch.qk_norm:
         acts.qn, acts.kn = buf((n, hq, hd), "qn"), buf((n, hk, hd), "kn")
     return acts
@@ -192,6 +201,9 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             linear(rec, acts.x, lw["mlp.down_proj.weight"], acts.mlp, layer=i, residual=True)
     if head == "none":
         return
+    if head in POOL_HEADS:
+        record_pooling(model, rec, acts, head)
+        return
     lm_head = w.get("lm_head.weight") or w["model.embed_tokens.weight"]
     x = acts.x
     if head == "last" and acts.last is not None:   # the last valid row only: normalising it alone is the same
@@ -200,6 +212,21 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
     # the final norm in the head's prologue (or its own dispatch where it cannot fold)
     normed_linears(rec, [(acts.logits, lm_head, None)], x, w["model.norm.weight"], eps, 0,
                    acts.xn if x is acts.x else acts.last_norm)
+
+
+def record_pooling(model, rec, acts: Acts, head: str) -> None:
+    """The sentence-vector tail: final norm of the last valid row into acts.pooled ("pool_last"), or
+    of every row, the valid ones summed into acts.pooled across the pass's chunks ("pool_mean")."""
+    norm_w, eps = model.weights["model.norm.weight"], model.cfg.rms_norm_eps
+    if head == "pool_last":
+        x = acts.x
+        if acts.last is not None:
+            select_row(rec, acts.last, acts.x, acts.step)
+            x = acts.last
+        ops.rmsnorm(rec, acts.pooled, x, norm_w, eps=eps)
+    else:
+        ops.rmsnorm(rec, acts.xn, acts.x, norm_w, eps=eps)
+        pool_sum(rec, acts.pooled, acts.xn, acts.step)
 
 
 def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, second_kv=None,

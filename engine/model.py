@@ -29,6 +29,7 @@ from .weights import upload_stacked
 
 DEFAULT_CHUNK = 32
 SAVED = "saved"     # logits kept on the device for a rollback's new draw (MAIN, REFRAMED: engine/harp.py)
+EMBED = "embed"     # the sentence-vector passes' own cache (engine/embed/): the chat's stays as it is
 
 
 class ContextFull(VkharpError):
@@ -82,6 +83,8 @@ class Model(HarpPasses):
         self._last_logits: dict = {}
         self._reframed: KVCache | None = None      # HARP's scratch cache (engine/harp.py)
         self._reframed_key = None                  # (seed, delta) its positions were computed with
+        self._embed_kv: KVCache | None = None      # the embedding passes' cache (engine/embed/)
+        self.pooling: str | None = None            # default pooling of embed(); None: engine/embed's
         self._sampled_from = None                  # which logits buffer the sampler last read
         self._sio = None                           # buffers of the stand-alone sampling programs
         self._mixed_words = None                   # the two-stream step's draw from the mixed logits
@@ -103,6 +106,12 @@ class Model(HarpPasses):
     def _cache(self, which: str) -> KVCache:
         if which == MAIN:
             return self.kv
+        if which == EMBED:
+            if self._embed_kv is None:   # allocated on the first embedding
+                self._embed_kv = KVCache(self.device, n_layers=self.cfg.num_hidden_layers,
+                                         n_kv_heads=self.cfg.num_key_value_heads, head_dim=self.cfg.head_dim,
+                                         ctx=self.ctx)
+            return self._embed_kv
         if self._reframed is None:   # HARP's scratch cache, allocated on first use
             self._reframed = KVCache(self.device, n_layers=self.cfg.num_hidden_layers,
                                      n_kv_heads=self.cfg.num_key_value_heads, head_dim=self.cfg.head_dim, ctx=self.ctx)
@@ -131,6 +140,8 @@ class Model(HarpPasses):
                 ops.mix(rec, acts.logits, self._logits_buffer(MAIN), acts.logits, beta=beta)
             if readback in ("logits", "harp_logits"):
                 rec.download(acts.logits)
+            elif readback == "pooled":
+                rec.download(acts.pooled)
             elif readback in ("sample", "harp_sample"):
                 self._sample_work = ops.sample(rec, acts.sample_out, acts.logits, acts.sparams, acts.recent,
                                                vocab=self.cfg.vocab_size, work=self._sample_work)
@@ -261,6 +272,12 @@ class Model(HarpPasses):
     def sample_saved(self, sampler_words: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
         """Run the sampling stage again on the saved logits (other banned ids, another draw)."""
         return self._sample_buffer(SAVED, sampler_words, recent)
+
+    def embed(self, texts, pooling: str | None = None) -> np.ndarray:
+        """L2-normalised sentence vectors [len(texts), hidden] (engine/embed/vectors.py); runs in its
+        own KV cache, so the chat's cache and position are left as they are."""
+        from .embed import embed_texts
+        return embed_texts(self, texts, pooling)
 
     def decode_logits(self, token_id: int) -> np.ndarray:
         """One decode step (the N=1 program): feed one token, return the next-token logits."""
