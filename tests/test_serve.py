@@ -221,3 +221,29 @@ def test_tokenize_and_detokenize(server):
     assert post(server, "/tokenize", b'{"content": "Hello world"}').json() == {"tokens": ids}
     assert post(server, "/detokenize", json.dumps({"tokens": ids}).encode()).json() == {"content": "Hello world"}
     assert post(server, "/detokenize", b'{"tokens": [99999999]}').status_code == 400
+
+
+def test_embeddings_are_embed_texts_vectors(server, client):
+    import numpy as np
+    texts = ["The cat sat on the mat.", "Paris is the capital of France."]
+    r = client.embeddings.create(model="any", input=texts)          # the client asks for base64
+    got = np.array([d.embedding for d in r.data])
+    cli = subprocess.run([sys.executable, "-m", "engine", "embed", "-c", str(CTX), *texts], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    want = np.array([json.loads(line)["vector"] for line in cli.stdout.splitlines()])
+    assert got.shape == want.shape == (2, 576)
+    assert np.abs(got - want).max() < 1e-6                            # the CLI rounds to 7 decimals
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-6)
+    floats = post(server, "/v1/embeddings", json.dumps({"input": texts[1], "encoding_format": "float",
+                                                        "pooling": "prompteol"}).encode()).json()
+    assert np.abs(np.array(floats["data"][0]["embedding"]) - got[1]).max() < 1e-7
+    assert floats["usage"]["prompt_tokens"] > 0
+    for bad, param in (({"input": ["a", ""]}, "input"), ({"input": [1, 2, 3]}, "input"),
+                       ({"input": "a", "dimensions": 3}, "dimensions"), ({"input": "a", "pooling": "max"}, "pooling")):
+        r = post(server, "/v1/embeddings", json.dumps(bad).encode())
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    greedy_chat(client, QUESTION, n=2)
+    client.embeddings.create(model="any", input="something else")  # its own KV cache: the chat's prefix stays
+    again = greedy_chat(client, QUESTION, n=2)
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1

@@ -1,4 +1,4 @@
-"""The HTTP application: OpenAI's routes (chat, completions, models), llama-server's health and
+"""The HTTP application: OpenAI's routes (chat, completions, embeddings, models), llama-server's health and
 tokenize/detokenize, every error as an OpenAI error object.
 
 Handlers validate and tokenise a request before it queues (a bad one costs no model time and is
@@ -8,6 +8,7 @@ steps into one answer or stream them as SSE chunks.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -19,13 +20,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from ..errors import VkharpError
 from ..settings import GenerationSettings
 from . import sse
 from .answers import Answer
 from .errors import ApiError, bad_request, loading
 from .guards import ApiKeyCheck, read_body
-from .prompts import chat_ids, check_fits, completion_ids
-from .protocol import (ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, parse,
+from .prompts import chat_ids, check_fits, completion_ids, embedding_texts
+from .protocol import (ChatRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, TokenizeRequest, parse,
                        refuse_unhonourable, settings_for)
 from .worker import Job, Worker
 
@@ -39,6 +41,16 @@ class ServeOptions:
     max_body: int                       # bytes
     api_key: str | None = None
     drain_s: float = 60.0               # how long shutdown waits for the worker after the connections closed
+
+
+def _embed(model, texts: list[str], pooling: str | None):
+    """On the worker thread. embed_texts checks every text (empty, longer than the context) and the
+    pooling before any pass, so its errors are the request's: a 400."""
+    from ..embed import embed_texts
+    try:
+        return embed_texts(model, texts, pooling)
+    except VkharpError as exc:
+        raise bad_request(str(exc), param="input") from None
 
 
 def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
@@ -167,6 +179,39 @@ def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
                     yield sse.DONE
         finally:
             job.cancel()                         # the client left (or the stream ended): stop generating
+
+    # -- embeddings ------------------------------------------------------------------------------
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        """Sentence vectors from engine.embed.embed_texts (float32, L2-normalised), on the worker."""
+        m = model()
+        req = parse(EmbeddingRequest, await read_body(request, opts.max_body))
+        texts = embedding_texts(req)
+        from ..embed import POOLINGS
+        if req.pooling is not None and req.pooling not in POOLINGS:
+            raise bad_request(f"unknown pooling {req.pooling!r}: choose one of {', '.join(POOLINGS)}", param="pooling")
+        width = m.cfg.hidden_size
+        if req.dimensions is not None and req.dimensions != width:
+            raise bad_request(f"dimensions={req.dimensions}: this model's vectors have {width} (they are not "
+                              f"truncated)", param="dimensions")
+        tokens = sum(len(m.tokenizer.encode(t)) for t in texts)
+        job = Job(asyncio.get_running_loop(), call=lambda model: _embed(model, texts, req.pooling))
+        worker.submit(job)
+        vectors = None
+        async for ev in job.events(request):
+            if ev.kind == "error":
+                raise ev.payload
+            if ev.kind == "done":
+                vectors = ev.payload
+        if vectors is None:                      # the client left
+            return JSONResponse({})
+        if req.encoding_format == "base64":      # little-endian float32, as OpenAI's
+            rows = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
+        else:
+            rows = [v.tolist() for v in vectors]
+        return {"object": "list", "model": opts.model_id,
+                "data": [{"object": "embedding", "index": i, "embedding": r} for i, r in enumerate(rows)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     # -- tokenizer -------------------------------------------------------------------------------
     @app.post("/tokenize")

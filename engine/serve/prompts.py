@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import VkharpError
 from .errors import bad_request
-from .protocol import ChatRequest, CompletionRequest
+from .protocol import ChatRequest, CompletionRequest, EmbeddingRequest
 
 
 def chat_ids(req: ChatRequest, tokenizer) -> list[int]:
@@ -44,3 +44,15 @@ def check_fits(ids: list[int], ctx: int, param: str) -> None:
     if len(ids) >= ctx:
         raise bad_request(f"the prompt has {len(ids)} tokens and the context holds {ctx}: shorten it, or restart the "
                           f"server with a larger --ctx-size", param=param, code="context_length_exceeded")
+
+
+def embedding_texts(req: EmbeddingRequest) -> list[str]:
+    """The texts to embed: one string or a list of them. Token ids are refused: the vectors are taken
+    over the pooling's own prompt (PromptEOL wraps the text), which needs the text."""
+    texts = [req.input] if isinstance(req.input, str) else req.input
+    if not texts:
+        raise bad_request("input is empty: give a string or a list of strings", param="input")
+    if not all(isinstance(t, str) for t in texts):
+        raise bad_request("input as token ids is not supported: send the text (the pooling may wrap it in a "
+                          "prompt)", param="input")
+    return list(texts)

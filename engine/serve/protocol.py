@@ -128,6 +128,15 @@ class CompletionRequest(_Generation):
     best_of: int | None = None
 
 
+class EmbeddingRequest(_Strict):
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"   # the openai client asks for base64
+    dimensions: int | None = None                            # only the model's own width
+    user: str | None = None
+    pooling: str | None = None                               # last | mean | prompteol (engine/embed)
+
+
 class TokenizeRequest(_Strict):
     content: str
     add_special: bool = False
