@@ -110,10 +110,6 @@ class Chat:
         self.session = AnswerStats()        # totals (tokens, fed, cached, harp, rollbacks)
         self.answers = 0
 
-    def conversation(self) -> list[dict]:
-        head = [{"role": "system", "content": self.system}] if self.system is not None else []
-        return head + self.messages
-
     # -- one exchange ----------------------------------------------------------------------------
     def ask(self, text: str) -> None:
         m, tok = self.model, self.model.tokenizer

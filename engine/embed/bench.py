@@ -9,6 +9,7 @@ Transformer → mean Pooling → Normalize); an optional extra, never needed to 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,8 @@ def reference_vectors(pairs):
 
 def run(model, pairs, poolings, reference: bool = True) -> list[tuple[str, dict]]:
     """[(row name, {k: recall@k})] for each pooling of `model`, then the reference row if asked and present."""
-    rows = [(f"{model.path.name} {p}", recall(*model_vectors(model, pairs, p))) for p in poolings]
+    name = re.sub(r"-\w+-[0-9a-f]{16}$", "", model.path.name)    # the cache's "-dtype-fingerprint" tail
+    rows = [(f"{name} {p}", recall(*model_vectors(model, pairs, p))) for p in poolings]
     if reference and reference_available():
         rows.append(("all-MiniLM-L6-v2 mean (reference)", recall(*reference_vectors(pairs))))
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .. import text_input
@@ -89,7 +90,7 @@ def cmd_index(args) -> int:
     store = VectorStore.open(path, Embedder.of(model, pooling), create=True)
     try:
         r = index_files(model, store, args.files, pooling=pooling, max_tokens=args.max_tokens,
-                        progress=sys.stderr.isatty() or bool(__import__("os").environ.get("VKHARP_PROGRESS")))
+                        progress=sys.stderr.isatty() or bool(os.environ.get("VKHARP_PROGRESS")))
     except KeyboardInterrupt:
         print(f"vkharp: interrupted; {path} keeps {len(store)} entries: run the same command again to add the rest",
               file=sys.stderr)

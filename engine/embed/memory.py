@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import VkharpError
 
@@ -63,9 +64,8 @@ class Memory:
         from .store import Embedder, VectorStore
         from .vectors import resolve_pooling
         self.model, self.k, self.min_score = model, k, min_score
-        path_exists = __import__("pathlib").Path(path).exists()
         store_pooling = None
-        if path_exists and pooling is None:
+        if Path(path).exists() and pooling is None:     # an existing memory keeps its own pooling
             with VectorStore.open(path) as st:
                 store_pooling = st.embedder.pooling
         self.pooling = resolve_pooling(model, pooling or store_pooling)
