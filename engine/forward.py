@@ -6,16 +6,18 @@ dropout seed) is read from small host-visible buffers the host rewrites before e
 program owns its activation buffers, sized for its N, so decode never touches prefill-sized buffers.
 
 Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms), one dispatch per
-`;`-separated part:
-    q,k,v = norm(x)·Wq,Wk,Wv (+b)    (decode: the norm folded into each product; prefill: xn = norm(x) first)
+`;`-separated part (decode: 6 per layer):
+    q,k,v = norm(x)·[Wq;Wk;Wv] (+b)  (one product into three outputs: the matrices are stacked at load;
+                                     decode: the norm folded in; prefill: xn = norm(x) first)
     [q,k = per-head norm]
     rope(q,k), with the KV append of k, v fused in
     a = attention(q, k, v, cache)
     x += a·Wo (residual add in the epilogue)        [Gemma: o = a·Wo;  x += norm(o)]
-    g,u = norm(x)·Wg,Wu (as q,k,v);  m = act(g)·u
+    m = act(norm(x)·Wg)·(norm(x)·Wu)  (one product of [Wg;Wu], the activation in its epilogue)
     x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
-and at the end logits = norm(x)·W_head, the norm folded in the same way [Gemma 2: logits soft-capped
-in place, so that logits() and the sampling stage both read capped logits].
+and at the end logits = norm(x)·W_head, the norm folded in the same way. Where a checkpoint's q, k, v
+(or gate, up) differ in format, they stay separate products (and the activation its own dispatch).
+Gemma 2: the logits are soft-capped in place, so that logits() and the sampling stage both read them capped.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from .ops.attention import attention
 from .ops.elementwise import add, softcap
 from .ops.embed import embed
 from .ops.matmul import Norm, can_fold_norm, matmul, matvec
+from .ops.pool import pool_sum
 from .ops.rope import rope
 from .ops.rows import select_row
 from .params import STEP_WORDS
@@ -38,8 +41,11 @@ from .sampling import OUT_WORDS, SP_WORDS
 RING = 64   # recent tokens kept on the device for the repetition penalty
 
 # logits for every slot (model.logits), for the last valid token only, or none at all (prefill chunks
-# before the last one: their logits would be thrown away)
-HEADS = ("all", "last", "none")
+# before the last one: their logits would be thrown away); or no logits but a sentence vector
+# (engine/embed/): the final-normed hidden state of the last valid row, or summed over the valid rows
+# of every chunk of the pass (mean pooling; the host divides nothing: the vector is L2-normalised)
+POOL_HEADS = ("pool_last", "pool_mean")
+HEADS = ("all", "last", "none") + POOL_HEADS
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Acts:
     sample_out: Buffer | None = None
     qn: Buffer | None = None
     kn: Buffer | None = None
+    pooled: Buffer | None = None     # [1, hidden] sentence vector (heads "pool_*"), unnormalised
     extra: dict = field(default_factory=dict)
 
 
@@ -90,7 +97,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
         gate=buf((n, f), "gate"), up=buf((n, f), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
         logits=(logits if logits is not None and head == "last" else
-                buf((n if head == "all" else 1, cfg.vocab_size if head != "none" else 1), "logits")),
+                buf((n if head == "all" else 1, cfg.vocab_size if head in ("all", "last") else 1), "logits")),
     )
     if head == "last" and n > 1:
         acts.last = buf((1, h), "last")
@@ -99,25 +106,32 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         acts.sparams = buf((SP_WORDS,), "sampler_params", np.uint32, "param")
         acts.recent = buf((RING,), "recent_tokens", np.uint32, "param")
         acts.sample_out = buf((OUT_WORDS,), "sample_out", np.uint32)
+    if head in POOL_HEADS:
+        acts.pooled = buf((1, h), "pooled")
+        if head == "pool_last" and n > 1:
+            acts.last = buf((1, h), "last")
     if model.arch.qk_norm:
         acts.qn, acts.kn = buf((n, hq, hd), "qn"), buf((n, hk, hd), "kn")
     return acts
 
 
-def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0,
-           residual: bool = False, norm: Norm | None = None):
+def linear(rec, out, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0,
+           residual: bool = False, norm: Norm | None = None, glu: str | None = None):
     """x·Wᵀ (+b): the matrix-vector kernel for one row, the tiled matrix-matrix kernel for a chunk.
     residual=True adds the product into `out` (the residual stream) in the kernel's epilogue;
-    norm: x is RMS-normalised in the kernel's prologue."""
+    norm: x is RMS-normalised in the kernel's prologue; out=(q, k, v) splits a stacked [Wq; Wk; Wv];
+    glu=act: W is [Wg; Wu] and out = act(x·Wgᵀ)·(x·Wuᵀ) (engine/ops/matmul.py)."""
     rows = x.size // weight.cols
     if rows == 1:
-        matvec(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm)
+        matvec(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm, glu=glu)
     else:
-        matmul(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm)
+        matmul(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm, glu=glu)
 
 
-def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, layer: int, scratch: Buffer) -> None:
-    """out = rmsnorm(x)·Wᵀ (+b) for each (out, weight, bias) in `products`, independent of each other.
+def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, layer: int, scratch: Buffer,
+                   glu: str | None = None) -> None:
+    """out = rmsnorm(x)·Wᵀ (+b) for each (out, weight, bias) in `products`, independent of each other
+    (glu: each product is a [Wg; Wu] GLU; see linear).
     For one or two rows (decode, HARP's two streams) the norm is folded into every product's
     prologue when all of them can take it: no norm dispatch, no barrier between the norm and the
     products. A prefill chunk runs it once into `scratch` instead: there every work group of a
@@ -127,12 +141,12 @@ def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, la
         norm = Norm(norm_weight, eps, layer)
         with rec.parallel():
             for out, w, b in products:
-                linear(rec, out, w, x, b, layer=layer if w.layers > 1 else 0, norm=norm)
+                linear(rec, out, w, x, b, layer=layer if w.layers > 1 else 0, norm=norm, glu=glu)
         return
     ops.rmsnorm(rec, scratch, x, norm_weight, eps=eps, layer=layer)
     with rec.parallel():
         for out, w, b in products:
-            linear(rec, out, w, scratch, b, layer=layer if w.layers > 1 else 0)
+            linear(rec, out, w, scratch, b, layer=layer if w.layers > 1 else 0, glu=glu)
 
 
 def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None, second_kv=None) -> None:
@@ -154,9 +168,12 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         def norm(out, x, role):
             ops.rmsnorm(rec, out, x, lw[role], eps=eps, layer=i)
         # -- attention block --
-        normed_linears(rec, [(out, lw[f"self_attn.{name}_proj.weight"], lw.get(f"self_attn.{name}_proj.bias"))
-                             for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v))],
-                       acts.x, lw["input_layernorm.weight"], eps, i, acts.xn)
+        if "self_attn.qkv_proj.weight" in lw:   # [Wq; Wk; Wv] stacked at load: one dispatch, three outputs
+            qkv = [((acts.q, acts.k, acts.v), lw["self_attn.qkv_proj.weight"], lw.get("self_attn.qkv_proj.bias"))]
+        else:
+            qkv = [(out, lw[f"self_attn.{name}_proj.weight"], lw.get(f"self_attn.{name}_proj.bias"))
+                   for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v))]
+        normed_linears(rec, qkv, acts.x, lw["input_layernorm.weight"], eps, i, acts.xn)
         q, k = acts.q, acts.k
         if arch.qk_norm:
             with rec.parallel():
@@ -183,9 +200,13 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             linear(rec, acts.x, lw["self_attn.o_proj.weight"], acts.attn, layer=i, residual=True)
             mlp_norm = "post_attention_layernorm.weight"
         # -- MLP block --
-        normed_linears(rec, [(acts.gate, lw["mlp.gate_proj.weight"], None), (acts.up, lw["mlp.up_proj.weight"], None)],
-                       acts.x, lw[mlp_norm], eps, i, acts.xn)
-        (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
+        if "mlp.gate_up_proj.weight" in lw:     # [Wg; Wu] stacked at load: act(gate)·up in the epilogue
+            normed_linears(rec, [(acts.mlp, lw["mlp.gate_up_proj.weight"], None)], acts.x, lw[mlp_norm], eps, i,
+                           acts.xn, glu=arch.activation)
+        else:
+            normed_linears(rec, [(acts.gate, lw["mlp.gate_proj.weight"], None),
+                                 (acts.up, lw["mlp.up_proj.weight"], None)], acts.x, lw[mlp_norm], eps, i, acts.xn)
+            (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
         if arch.sandwich_norms:
             linear(rec, acts.down, lw["mlp.down_proj.weight"], acts.mlp, layer=i)
             norm(acts.o, acts.down, "post_feedforward_layernorm.weight")
@@ -193,6 +214,9 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         else:                     # x += down, in the down projection's epilogue
             linear(rec, acts.x, lw["mlp.down_proj.weight"], acts.mlp, layer=i, residual=True)
     if head == "none":
+        return
+    if head in POOL_HEADS:
+        record_pooling(model, rec, acts, head)
         return
     lm_head = w.get("lm_head.weight") or w["model.embed_tokens.weight"]
     x = acts.x
@@ -204,6 +228,21 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
                    acts.xn if x is acts.x else acts.last_norm)
     if arch.final_softcap(cfg):
         softcap(rec, acts.logits, acts.logits, cap=arch.final_softcap(cfg))
+
+
+def record_pooling(model, rec, acts: Acts, head: str) -> None:
+    """The sentence-vector tail: final norm of the last valid row into acts.pooled ("pool_last"), or
+    of every row, the valid ones summed into acts.pooled across the pass's chunks ("pool_mean")."""
+    norm_w, eps = model.weights["model.norm.weight"], model.cfg.rms_norm_eps
+    if head == "pool_last":
+        x = acts.x
+        if acts.last is not None:
+            select_row(rec, acts.last, acts.x, acts.step)
+            x = acts.last
+        ops.rmsnorm(rec, acts.pooled, x, norm_w, eps=eps)
+    else:
+        ops.rmsnorm(rec, acts.xn, acts.x, norm_w, eps=eps)
+        pool_sum(rec, acts.pooled, acts.xn, acts.step)
 
 
 def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, second_kv=None,

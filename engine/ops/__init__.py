@@ -10,11 +10,12 @@ from .elementwise import add, fill_u32, mix, rand_uniform, scale, softcap, split
 from .embed import embed
 from .local1d import local1d
 from .norm import layernorm, rmsnorm
+from .pool import pool_sum
 from .probe import chain_step
 from .rope import rope
 from .rows import select_row
 from .sample import sample
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "kv_cache_buffers", "add", "fill_u32",
-           "mix", "rand_uniform", "scale", "softcap", "embed", "local1d", "layernorm", "rmsnorm", "chain_step",
-           "rope", "select_row", "sample"]
+           "mix", "rand_uniform", "scale", "softcap", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum",
+           "chain_step", "rope", "select_row", "sample"]
