@@ -34,6 +34,22 @@
   #define WROW_WORDS ((COLS / 32u) * 4u)
 #endif
 
+// Q4_K / Q5_K: (d*sc, -(dmin*m)) of sub-block j (0..7) from the super-block's head words
+// s = (d | dmin << 16, 12 bytes of packed 6-bit scales and mins), unpacked as ggml's get_scale_min_k4;
+// the products in float32, as gguf.quants computes them.
+uint kbyte(uvec4 s, uint i) { return (s[1u + (i >> 2)] >> (8u * (i & 3u))) & 0xFFu; }
+vec2 k_scale_min(uvec4 s, uint j) {
+    vec2 dd = unpackHalf2x16(s.x);
+    uint sc, m;
+    if (j < 4u) {
+        sc = kbyte(s, j) & 63u;
+        m = kbyte(s, j + 4u) & 63u;
+    } else {
+        sc = (kbyte(s, j + 4u) & 15u) | ((kbyte(s, j - 4u) >> 6) << 4);
+        m = (kbyte(s, j + 4u) >> 4) | ((kbyte(s, j) >> 6) << 4);
+    }
+    return vec2(dd.x * float(sc), -(dd.y * float(m)));
+}
 #ifndef WEIGHTS_NO_SCALAR
 // d (and m for q4_1) of flat block index `blk`.
 vec2 block_scale(uint blk) {
@@ -54,6 +70,35 @@ float weight_at(uint row, uint col) {
 #elif WFMT == FMT_F16
     vec2 h = unpackHalf2x16(wq[row * WROW_WORDS + (col >> 1)]);
     return (col & 1u) == 0u ? h.x : h.y;
+#elif WFMT >= FMT_Q5_0
+    // engine/kquant.py's layout; `precise`: one rounding per product, as gguf's numpy decoder
+    const uint NBR = COLS / 32u;
+    uint b = col >> 5, j = col & 31u, wi = (j & 15u) >> 2, k = j & 3u, hi = j >= 16u ? 4u : 0u;
+    uint rb = row * WROW_WORDS;
+    uint q = (wq[rb + b * 4u + wi] >> (8u * k + hi)) & 15u;
+  #if WFMT == FMT_Q6_K
+    q |= ((wq[rb + NBR * 4u + b * 2u + (wi >> 1)] >> (8u * k + hi + 2u * (wi & 1u))) & 3u) << 4;
+  #elif WFMT != FMT_Q4_K
+    q |= ((wq[rb + NBR * 4u + b] >> (8u * k + hi + wi)) & 1u) << 4;
+  #endif
+  #if WFMT == FMT_Q5_0
+    uint f = row * NBR + b;
+    precise float v = unpackHalf2x16((f & 1u) == 0u ? ws[f >> 1] : ws[f >> 1] >> 16).x * (float(q) - 16.0);
+  #elif WFMT == FMT_Q5_1
+    vec2 dm = unpackHalf2x16(ws[row * NBR + b]);
+    precise float v = dm.x * float(q) + dm.y;
+  #elif WFMT == FMT_Q6_K
+    uint sb = row * (COLS / 256u) + (b >> 3), i16 = (b & 7u) * 2u + (j >> 4);
+    uint sw = wq[rb + NBR * 6u + (b >> 3) * 4u + (i16 >> 2)];
+    float sc = float(int(sw << (24u - 8u * (i16 & 3u))) >> 24);
+    precise float dsc = unpackHalf2x16((sb & 1u) == 0u ? ws[sb >> 1] : ws[sb >> 1] >> 16).x * sc;
+    precise float v = dsc * (float(q) - 32.0);
+  #else
+    uint sb = (row * (COLS / 256u) + (b >> 3)) * 4u;
+    vec2 dm = k_scale_min(uvec4(ws[sb], ws[sb + 1u], ws[sb + 2u], ws[sb + 3u]), b & 7u);
+    precise float v = dm.x * float(q) + dm.y;
+  #endif
+    return v;
 #else
     uint b = col >> 5, j = col & 31u;
     vec2 dm = block_scale(row * (COLS / 32u) + b);
@@ -104,21 +149,5 @@ vec4 q5_hi(uint w, uint h, uint wi) { return vec4(uvec4(((w >> 4) & 0x0F0F0F0Fu)
 vec4 q6_lo(uint w, uint h, uint wi) { return vec4(uvec4((w & 0x0F0F0F0Fu) | ((h << (4u - 2u * (wi & 1u))) & 0x30303030u)) & Q6_MASK); }
 vec4 q6_hi(uint w, uint h, uint wi) { return vec4(uvec4(((w >> 4) & 0x0F0F0F0Fu) | ((h >> (2u * (wi & 1u))) & 0x30303030u)) & Q6_MASK); }
 
-// Q4_K / Q5_K: (d*sc, -(dmin*m)) of sub-block j (0..7) from the super-block's head words
-// s = (d | dmin << 16, 12 bytes of packed 6-bit scales and mins), unpacked as ggml's get_scale_min_k4;
-// the products in float32, as gguf.quants computes them.
-uint kbyte(uvec4 s, uint i) { return (s[1u + (i >> 2)] >> (8u * (i & 3u))) & 0xFFu; }
-vec2 k_scale_min(uvec4 s, uint j) {
-    vec2 dd = unpackHalf2x16(s.x);
-    uint sc, m;
-    if (j < 4u) {
-        sc = kbyte(s, j) & 63u;
-        m = kbyte(s, j + 4u) & 63u;
-    } else {
-        sc = (kbyte(s, j + 4u) & 15u) | ((kbyte(s, j - 4u) >> 6) << 4);
-        m = (kbyte(s, j + 4u) >> 4) | ((kbyte(s, j) >> 6) << 4);
-    }
-    return vec2(dd.x * float(sc), -(dd.y * float(m)));
-}
 // Q6_K: int8 scale `i` (0..15) of a super-block's 16, held in one uvec4.
 float q6_scale(uvec4 s, uint i) { return float(int(s[i >> 2] << (24u - 8u * (i & 3u))) >> 24); }
