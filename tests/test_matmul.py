@@ -301,3 +301,27 @@ def test_bad_inputs_raise_clear_errors(device, rng):
     with pytest.raises(VkharpError, match="at most 32"):
         matvec(rec, device.buffer(2), wide, device.buffer(32 * 40), None, tiling=Tiling(1, 1, 8, 1, 1))
     assert [s.kind for s in rec.steps] == ["barrier"]   # only the start: the failed calls recorded nothing
+
+
+def test_mixed_format_layers_dispatch_per_format(device, rng):
+    """A Q4_K_M-style role: the same matrix in a different format per layer (Gemma-3-270M's down_proj
+    alternates Q6_K and Q4_K, its v_proj Q8_0 and Q5_0). Consecutive layers of one format share a
+    part, a change of format starts one, and each layer runs its own format's pipeline."""
+    fmts = ["q4_k", "q6_k", "q6_k", "q5_0", "q8_0", "q4_k"]
+    rows, cols = 41, 512
+    packed = [quant.quantize(rand(rng, rows, cols), f) for f in fmts]
+    dw = upload_stacked(device, packed, len(fmts), "mixed")
+    assert [(p.format, p.layer0, p.layers) for p in dw.parts] == [
+        ("q4_k", 0, 1), ("q6_k", 1, 2), ("q5_0", 3, 1), ("q8_0", 4, 1), ("q4_k", 5, 1)]
+    assert dw.nbytes == sum(p.nbytes for p in packed)   # each format at its own size
+    bias = rand(rng, len(fmts), rows)
+    bb = device.buffer(bias, kind="const")
+    x1, xn = rand(rng, cols), rand(rng, 3, cols)
+    for layer in range(len(fmts)):
+        out1, outn = device.buffer(rows), device.buffer((3, rows))
+        rec = device.recorder()
+        matvec(rec, out1, dw, device.buffer(x1), bb, layer=layer)
+        matmul(rec, outn, dw, device.buffer(xn), bb, layer=layer)
+        rec.finish().run()
+        _check(out1.read(), ref.matvec(packed[layer], x1, bias[layer]), cols)
+        _check(outn.read().reshape(3, rows), ref.matmul(packed[layer], xn, bias[layer]), cols)
