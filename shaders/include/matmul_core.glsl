@@ -189,7 +189,8 @@ shared vec4 red4[CL > 1u && TN > 1u ? RL * RC * TV * CL : 1u];
 // int8 sub-block scales are applied in the block loop).
 vec2 run_scale(SVEC s, uint b, uint fb0) {
 #if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
-    return k_scale_min(s, (fb0 + b) & 7u);
+    // runs are aligned to RUN inside a super-block: for RUN >= 4 the byte lane is the constant b & 3
+    return k_scale_min(s, RUN >= 4 ? (b & 3u) : ((fb0 + b) & 3u), ((fb0 + b) >> 2) & 1u);
 #elif WFMT == FMT_Q6_K
     return vec2(unpackHalf2x16(((fb0 >> 3) & 1u) == 0u ? s : s >> 16).x, 0.0);
 #elif WFMT == FMT_Q4_1 || WFMT == FMT_Q5_1
@@ -340,16 +341,20 @@ void main() {
                             uint blk = run * RUN + b;
                             uvec4 a = wq4[rb4 + blk];
                             if ((b & 1u) == 0u) hq = wq4[rb4 + NB + (blk >> 1)];   // 2 blocks' high bits (runs are aligned)
-                            uint h0 = (blk & 1u) == 0u ? hq.x : hq.z, h1 = (blk & 1u) == 0u ? hq.y : hq.w;
+                            bool odd = RUN >= 2 ? (b & 1u) == 1u : (blk & 1u) == 1u;
+                            uint h0 = odd ? hq.z : hq.x, h1 = odd ? hq.w : hq.y;
                             w0 = q6_lo(a.x, h0, 0u); w1 = q6_lo(a.y, h0, 1u); w2 = q6_lo(a.z, h1, 2u); w3 = q6_lo(a.w, h1, 3u);
                             w4 = q6_hi(a.x, h0, 0u); w5 = q6_hi(a.y, h0, 1u); w6 = q6_hi(a.z, h1, 2u); w7 = q6_hi(a.w, h1, 3u);
-                            uint j16 = (blk & 7u) * 2u;
-                            float da = dm.x * q6_scale(s6, j16), db = dm.x * q6_scale(s6, j16 + 1u);
+                            // int8 scales 2j, 2j+1 of sub-block j = blk & 7: word j/2, bytes 2(j&1) and 2(j&1)+1
+                            uint sw = RUN >= 8 ? s6[b >> 1] : pick4(s6, (blk & 7u) >> 1);
+                            uint sh = odd ? 16u : 0u;
+                            float da = dm.x * float(int(sw << (24u - sh)) >> 24);
+                            float db = dm.x * float(int(sw << (16u - sh)) >> 24);
     #elif WFMT_HIGH
                             uint blk = run * RUN + b;
                             uvec4 a = wq4[rb4 + blk];
                             if ((b & 3u) == 0u) hq = wq4[rb4 + NB + (blk >> 2)];   // 4 blocks' high-bit words
-                            uint h = hq[blk & 3u];
+                            uint h = RUN >= 4 ? hq[b & 3u] : pick4(hq, blk & 3u);
                             w0 = q5_lo(a.x, h, 0u); w1 = q5_lo(a.y, h, 1u); w2 = q5_lo(a.z, h, 2u); w3 = q5_lo(a.w, h, 3u);
                             w4 = q5_hi(a.x, h, 0u); w5 = q5_hi(a.y, h, 1u); w6 = q5_hi(a.z, h, 2u); w7 = q5_hi(a.w, h, 3u);
     #else

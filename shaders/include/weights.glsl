@@ -34,22 +34,19 @@
   #define WROW_WORDS ((COLS / 32u) * 4u)
 #endif
 
-// Q4_K / Q5_K: (d*sc, -(dmin*m)) of sub-block j (0..7) from the super-block's head words
+// Q4_K / Q5_K: (d*sc, -(dmin*m)) of sub-block j = 4h + jj (0..7) from the super-block's head words
 // s = (d | dmin << 16, 12 bytes of packed 6-bit scales and mins), unpacked as ggml's get_scale_min_k4;
-// the products in float32, as gguf.quants computes them.
-uint kbyte(uvec4 s, uint i) { return (s[1u + (i >> 2)] >> (8u * (i & 3u))) & 0xFFu; }
-vec2 k_scale_min(uvec4 s, uint j) {
+// the products in float32, as gguf.quants computes them. Selects and shifts only: a vector indexed
+// by a per-lane value becomes a gather through the stack on lavapipe (callers pass jj as a constant
+// where the run's alignment makes it one).
+vec2 k_scale_min(uvec4 s, uint jj, uint h) {
     vec2 dd = unpackHalf2x16(s.x);
-    uint sc, m;
-    if (j < 4u) {
-        sc = kbyte(s, j) & 63u;
-        m = kbyte(s, j + 4u) & 63u;
-    } else {
-        sc = (kbyte(s, j + 4u) & 15u) | ((kbyte(s, j - 4u) >> 6) << 4);
-        m = (kbyte(s, j + 4u) >> 4) | ((kbyte(s, j) >> 6) << 4);
-    }
+    uint y = s.y >> (8u * jj), z = s.z >> (8u * jj), w = s.w >> (8u * jj);
+    uint sc = h == 0u ? (y & 63u) : ((w & 15u) | ((y >> 2) & 48u));
+    uint m = h == 0u ? (z & 63u) : (((w >> 4) & 15u) | ((z >> 2) & 48u));
     return vec2(dd.x * float(sc), -(dd.y * float(m)));
 }
+uint pick4(uvec4 s, uint i) { return i == 0u ? s.x : (i == 1u ? s.y : (i == 2u ? s.z : s.w)); }
 #ifndef WEIGHTS_NO_SCALAR
 // d (and m for q4_1) of flat block index `blk`.
 vec2 block_scale(uint blk) {
@@ -95,7 +92,7 @@ float weight_at(uint row, uint col) {
     precise float v = dsc * (float(q) - 32.0);
   #else
     uint sb = (row * (COLS / 256u) + (b >> 3)) * 4u;
-    vec2 dm = k_scale_min(uvec4(ws[sb], ws[sb + 1u], ws[sb + 2u], ws[sb + 3u]), b & 7u);
+    vec2 dm = k_scale_min(uvec4(ws[sb], ws[sb + 1u], ws[sb + 2u], ws[sb + 3u]), b & 3u, (b >> 2) & 1u);
     precise float v = dm.x * float(q) + dm.y;
   #endif
     return v;
@@ -150,4 +147,4 @@ vec4 q6_lo(uint w, uint h, uint wi) { return vec4(uvec4((w & 0x0F0F0F0Fu) | ((h 
 vec4 q6_hi(uint w, uint h, uint wi) { return vec4(uvec4(((w >> 4) & 0x0F0F0F0Fu) | ((h >> (2u * (wi & 1u))) & 0x30303030u)) & Q6_MASK); }
 
 // Q6_K: int8 scale `i` (0..15) of a super-block's 16, held in one uvec4.
-float q6_scale(uvec4 s, uint i) { return float(int(s[i >> 2] << (24u - 8u * (i & 3u))) >> 24); }
+float q6_scale(uvec4 s, uint i) { return float(int(pick4(s, i >> 2) << (24u - 8u * (i & 3u))) >> 24); }
