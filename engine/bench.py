@@ -11,10 +11,13 @@ decoding modes (one run each: the paper mode alone takes minutes on a CPU driver
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -104,6 +107,44 @@ def decoding_modes(model, tokens: int, paper_tokens: int) -> list[dict]:
     return out
 
 
+LLAMA_CPP_ENV = "VKHARP_LLAMA_CPP_PYTHON"
+LLAMA_CPP_TOOL = Path(__file__).resolve().parent.parent / "tools" / "llama_cpp_bench.py"
+
+
+def llama_cpp_python(flag: str | None) -> str | None:
+    """The interpreter that runs llama.cpp for the comparison: --llama-cpp, else $VKHARP_LLAMA_CPP_PYTHON.
+    llama-cpp-python wants numpy 2 and kp pins numpy < 2, so it lives in a venv of its own."""
+    from .errors import VkharpError
+    python = flag or os.environ.get(LLAMA_CPP_ENV) or None
+    if python is not None and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise VkharpError(f"bench: the llama.cpp interpreter {python!r} is not an executable file; give the python "
+                          f"of a venv with llama-cpp-python (--llama-cpp or {LLAMA_CPP_ENV}; tools/llama_cpp_bench.py)")
+    return python
+
+
+def llama_cpp_external(python: str, gguf_path, prompt_sizes, decode_tokens: int, repeats: int) -> dict:
+    """tools/llama_cpp_bench.py on the same GGUF under another interpreter, in this invocation: prefill
+    tok/s per prompt size and decode tok/s, timed by the same code (llama_cpp_compare). A failure is
+    reported as {"error": ...}, never fatal to the bench."""
+    cmd = [python, str(LLAMA_CPP_TOOL), str(gguf_path), "--json", "--decode", str(decode_tokens),
+           "--repeats", str(repeats), "--prompts", *map(str, prompt_sizes)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": f"{python}: {e}"}
+    if p.returncode != 0:
+        tail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["no output"]
+        return {"error": f"{python} tools/llama_cpp_bench.py exited {p.returncode}: {tail[0]}"}
+    try:
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        r["prefill"] = {int(n): float(v) for n, v in r["prefill"].items()}
+        r["decode_tok_s"] = float(r["decode_tok_s"])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return {"error": f"{python} tools/llama_cpp_bench.py printed no result line: {p.stdout[-200:]!r}"}
+    r["python"] = python
+    return r
+
+
 def llama_cpp_compare(gguf_path, prompt, decode_tokens: int, repeats: int) -> dict | None:
     """The same GGUF through llama-cpp-python when it is importable (never a dependency)."""
     try:
@@ -157,7 +198,7 @@ def decode_at_contexts(model, contexts, tokens: int, repeats: int) -> dict:
 def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512), decode_tokens: int = 128,
                     repeats: int = 3, modes: bool = True, mode_tokens: int = 64, paper_tokens: int = 24,
                     contexts=(128, 1024, 2000), context_tokens: int = 32,
-                    json_path: str | None = None, out=sys.stdout) -> dict:
+                    json_path: str | None = None, out=sys.stdout, llama_cpp: str | None = None) -> dict:
     from .convert import default_model_path
     from .model import load
     from .errors import VkharpError
@@ -169,6 +210,7 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
     contexts = sorted(set(int(c) for c in contexts))
     if contexts and contexts[0] < 1:
         raise VkharpError(f"bench: contexts must be at least 1, got {contexts[0]}")
+    lc_python = llama_cpp_python(llama_cpp)   # checked before anything slow starts
     ctx = max(max(prompt_sizes) + decode_tokens, max(contexts, default=0) + context_tokens) + 8
     ctx = max(ctx, 512)
     rss0 = peak_rss_bytes()
@@ -221,7 +263,17 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
     r["peak_host_mb"] = peak_rss_bytes() / 2**20
     src = path if path is not None else default_model_path()
     if str(src).endswith(".gguf"):
-        r["llama_cpp"] = llama_cpp_compare(src, p, decode_tokens, repeats)
+        if lc_python:
+            r["llama_cpp"] = llama_cpp_external(lc_python, src, prompt_sizes, decode_tokens, repeats)
+        else:
+            lc = llama_cpp_compare(src, p, decode_tokens, repeats)
+            r["llama_cpp"] = lc and {"prefill": {prompt_sizes[0]: lc["prefill_tok_s"]},
+                                     "decode_tok_s": lc["decode_tok_s"], "python": sys.executable}
+        lc = r["llama_cpp"]
+        if lc and "error" not in lc:
+            lc["ratios"] = {"decode": r["decode_tok_s"] / lc["decode_tok_s"],
+                            **{f"prefill {n}": r["prefill"][n]["tok_s"] / t
+                               for n, t in lc["prefill"].items() if n in r["prefill"]}}
     print_report(r, model, out)
     if json_path == "-":
         json.dump(r, sys.stdout, indent=1)
@@ -267,9 +319,11 @@ def print_report(r: dict, model, out) -> None:
     if "llama_cpp" in r:
         lc = r["llama_cpp"]
         if lc is None:
-            say("  llama.cpp: not installed (CMAKE_ARGS=\"-DGGML_VULKAN=on\" pip install llama-cpp-python to compare)")
+            say(f"  llama.cpp: not compared (give --llama-cpp PYTHON or {LLAMA_CPP_ENV}: the python of a venv "
+                f"with llama-cpp-python; tools/llama_cpp_bench.py says how to build one)")
+        elif "error" in lc:
+            say(f"  llama.cpp: {lc['error']}")
         else:
-            first = next(iter(r["prefill"].values()))
-            say(f"  llama.cpp on the same GGUF: prefill {lc['prefill_tok_s']:.1f} tok/s, decode {lc['decode_tok_s']:.1f} "
-                f"tok/s; vkharp / llama.cpp: prefill {first['tok_s'] / lc['prefill_tok_s']:.2f}, "
-                f"decode {r['decode_tok_s'] / lc['decode_tok_s']:.2f}")
+            say("  llama.cpp on the same GGUF, same run: " + ", ".join(
+                [f"prefill {n}: {t:.1f} tok/s" for n, t in lc["prefill"].items()] + [f"decode {lc['decode_tok_s']:.1f} tok/s"]))
+            say("  vkharp / llama.cpp: " + ", ".join(f"{k} {v:.2f}x" for k, v in lc["ratios"].items()))

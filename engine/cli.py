@@ -73,7 +73,7 @@ def cmd_bench(args) -> int:
                     decode_tokens=32 if q else args.decode_tokens, repeats=2 if q else args.repeats,
                     modes=not args.no_modes, mode_tokens=16 if q else args.mode_tokens, paper_tokens=6 if q else 24,
                     contexts=[64, 256] if q else args.contexts, context_tokens=8 if q else 32,
-                    json_path=args.json, out=sys.stderr if args.json == "-" else sys.stdout)
+                    json_path=args.json, out=sys.stderr if args.json == "-" else sys.stdout, llama_cpp=args.llama_cpp)
     return 0
 
 
@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kernels", action="store_true", help="time each kernel, with GB/s and GFLOP/s next to numpy")
     s.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     s.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': to stdout, the table to stderr)")
+    s.add_argument("--llama-cpp", metavar="PYTHON", default=None,
+                   help="the python of a venv with llama-cpp-python: llama.cpp runs the same GGUF in this invocation "
+                        "and the ratios are printed (default: $VKHARP_LLAMA_CPP_PYTHON)")
     s.set_defaults(func=cmd_bench)
     from . import evaluate
     s = sub.add_parser("eval", help="answer accuracy of decoding settings on GSM8K-style and BIG-bench tasks",

@@ -6,15 +6,17 @@ dropout seed) is read from small host-visible buffers the host rewrites before e
 program owns its activation buffers, sized for its N, so decode never touches prefill-sized buffers.
 
 Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms), one dispatch per
-`;`-separated part:
-    q,k,v = norm(x)·Wq,Wk,Wv (+b)    (decode: the norm folded into each product; prefill: xn = norm(x) first)
+`;`-separated part (decode: 6 per layer):
+    q,k,v = norm(x)·[Wq;Wk;Wv] (+b)  (one product into three outputs: the matrices are stacked at load;
+                                     decode: the norm folded in; prefill: xn = norm(x) first)
     [q,k = per-head norm]
     rope(q,k), with the KV append of k, v fused in
     a = attention(q, k, v, cache)
     x += a·Wo (residual add in the epilogue)        [Gemma: o = a·Wo;  x += norm(o)]
-    g,u = norm(x)·Wg,Wu (as q,k,v);  m = act(g)·u
+    m = act(norm(x)·Wg)·(norm(x)·Wu)  (one product of [Wg;Wu], the activation in its epilogue)
     x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
-and at the end logits = norm(x)·W_head, the norm folded in the same way.
+and at the end logits = norm(x)·W_head, the norm folded in the same way. Where a checkpoint's q, k, v
+(or gate, up) differ in format, they stay separate products (and the activation its own dispatch).
 """
 from __future__ import annotations
 
@@ -103,20 +105,23 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
     return acts
 
 
-def linear(rec, out: Buffer, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0,
-           residual: bool = False, norm: Norm | None = None):
+def linear(rec, out, weight, x: Buffer, bias: Buffer | None = None, layer: int = 0,
+           residual: bool = False, norm: Norm | None = None, glu: str | None = None):
     """x·Wᵀ (+b): the matrix-vector kernel for one row, the tiled matrix-matrix kernel for a chunk.
     residual=True adds the product into `out` (the residual stream) in the kernel's epilogue;
-    norm: x is RMS-normalised in the kernel's prologue."""
+    norm: x is RMS-normalised in the kernel's prologue; out=(q, k, v) splits a stacked [Wq; Wk; Wv];
+    glu=act: W is [Wg; Wu] and out = act(x·Wgᵀ)·(x·Wuᵀ) (engine/ops/matmul.py)."""
     rows = x.size // weight.cols
     if rows == 1:
-        matvec(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm)
+        matvec(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm, glu=glu)
     else:
-        matmul(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm)
+        matmul(rec, out, weight, x, bias, layer=layer, residual=residual, norm=norm, glu=glu)
 
 
-def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, layer: int, scratch: Buffer) -> None:
-    """out = rmsnorm(x)·Wᵀ (+b) for each (out, weight, bias) in `products`, independent of each other.
+def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, layer: int, scratch: Buffer,
+                   glu: str | None = None) -> None:
+    """out = rmsnorm(x)·Wᵀ (+b) for each (out, weight, bias) in `products`, independent of each other
+    (glu: each product is a [Wg; Wu] GLU; see linear).
     For one or two rows (decode, HARP's two streams) the norm is folded into every product's
     prologue when all of them can take it: no norm dispatch, no barrier between the norm and the
     products. A prefill chunk runs it once into `scratch` instead: there every work group of a
@@ -126,12 +131,12 @@ def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, la
         norm = Norm(norm_weight, eps, layer)
         with rec.parallel():
             for out, w, b in products:
-                linear(rec, out, w, x, b, layer=layer if w.layers > 1 else 0, norm=norm)
+                linear(rec, out, w, x, b, layer=layer if w.layers > 1 else 0, norm=norm, glu=glu)
         return
     ops.rmsnorm(rec, scratch, x, norm_weight, eps=eps, layer=layer)
     with rec.parallel():
         for out, w, b in products:
-            linear(rec, out, w, scratch, b, layer=layer if w.layers > 1 else 0)
+            linear(rec, out, w, scratch, b, layer=layer if w.layers > 1 else 0, glu=glu)
 
 
 def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None, second_kv=None) -> None:
@@ -153,9 +158,12 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         def norm(out, x, role):
             ops.rmsnorm(rec, out, x, lw[role], eps=eps, layer=i)
         # -- attention block --
-        normed_linears(rec, [(out, lw[f"self_attn.{name}_proj.weight"], lw.get(f"self_attn.{name}_proj.bias"))
-                             for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v))],
-                       acts.x, lw["input_layernorm.weight"], eps, i, acts.xn)
+        if "self_attn.qkv_proj.weight" in lw:   # [Wq; Wk; Wv] stacked at load: one dispatch, three outputs
+            qkv = [((acts.q, acts.k, acts.v), lw["self_attn.qkv_proj.weight"], lw.get("self_attn.qkv_proj.bias"))]
+        else:
+            qkv = [(out, lw[f"self_attn.{name}_proj.weight"], lw.get(f"self_attn.{name}_proj.bias"))
+                   for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v))]
+        normed_linears(rec, qkv, acts.x, lw["input_layernorm.weight"], eps, i, acts.xn)
         q, k = acts.q, acts.k
         if arch.qk_norm:
             with rec.parallel():
@@ -181,9 +189,13 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             linear(rec, acts.x, lw["self_attn.o_proj.weight"], acts.attn, layer=i, residual=True)
             mlp_norm = "post_attention_layernorm.weight"
         # -- MLP block --
-        normed_linears(rec, [(acts.gate, lw["mlp.gate_proj.weight"], None), (acts.up, lw["mlp.up_proj.weight"], None)],
-                       acts.x, lw[mlp_norm], eps, i, acts.xn)
-        (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
+        if "mlp.gate_up_proj.weight" in lw:     # [Wg; Wu] stacked at load: act(gate)·up in the epilogue
+            normed_linears(rec, [(acts.mlp, lw["mlp.gate_up_proj.weight"], None)], acts.x, lw[mlp_norm], eps, i,
+                           acts.xn, glu=arch.activation)
+        else:
+            normed_linears(rec, [(acts.gate, lw["mlp.gate_proj.weight"], None),
+                                 (acts.up, lw["mlp.up_proj.weight"], None)], acts.x, lw[mlp_norm], eps, i, acts.xn)
+            (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
         if arch.sandwich_norms:
             linear(rec, acts.down, lw["mlp.down_proj.weight"], acts.mlp, layer=i)
             norm(acts.o, acts.down, "post_feedforward_layernorm.weight")

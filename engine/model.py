@@ -25,10 +25,25 @@ from .kv_cache import KVCache
 from . import ops
 from .params import write_step
 from .tokenizer import Tokenizer
-from .weights import upload_stacked
+from .weights import rows_per_part, stack_rows, upload_stacked
 
 DEFAULT_CHUNK = 32
 SAVED = "saved"     # logits kept on the device for a rollback's new draw (MAIN, REFRAMED: engine/harp.py)
+
+
+# Matrices stacked by rows at load so that one dispatch computes them together (engine/forward.py):
+# q, k, v into three outputs; gate and up into act(gate)·up.
+FUSED_ROLES = {
+    "self_attn.qkv_proj.weight": ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+    "mlp.gate_up_proj.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
+}
+
+
+def _stacked(parts: list, name: str):
+    """One layer's fused tensor: matrices stacked by rows (lossless), biases concatenated."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate([np.asarray(p).reshape(-1) for p in parts])
+    return stack_rows(parts, name)
 
 
 class ContextFull(VkharpError):
@@ -62,13 +77,19 @@ class Model(HarpPasses):
         L = self.cfg.num_hidden_layers
         roles = list(self.arch.layer_tensor_shapes(self.cfg))
         globals_ = [n for n in self.arch.tensor_shapes(self.cfg) if not n.startswith("model.layers.")]
-        items = [("global", n) for n in globals_] + [("layer", r) for r in roles]
+        fused = self._fusable(reader, roles, L)
+        members = {m for group in fused.values() for m in group}
+        items = ([("global", n, None) for n in globals_] + [("fused", r, g) for r, g in fused.items()]
+                 + [("layer", r, None) for r in roles if r not in members])
         if progress:
             from tqdm import tqdm
             items = tqdm(items, desc="loading weights", unit="tensor", leave=False)
-        for kind, name in items:
+        for kind, name, group in items:
             if kind == "global":
                 self.weights[name] = self._upload(name, lambda _, n=name: reader.load(n), 1)
+            elif kind == "fused":
+                self.layer_weights[name] = self._upload(
+                    name, lambda i, g=group: _stacked([reader.load(f"model.layers.{i}.{m}") for m in g], name), L)
             else:
                 self.layer_weights[name] = self._upload(name, lambda i, r=name: reader.load(f"model.layers.{i}.{r}"), L)
         self.kv = KVCache(self.device, n_layers=L, n_kv_heads=self.cfg.num_key_value_heads,
@@ -86,6 +107,33 @@ class Model(HarpPasses):
         self._sio = None                           # buffers of the stand-alone sampling programs
         self._mixed_words = None                   # the two-stream step's draw from the mixed logits
         self.load_seconds = time.perf_counter() - t0
+
+    def _fusable(self, reader, roles: list[str], n_layers: int) -> dict[str, tuple[str, ...]]:
+        """Matrices that one dispatch can compute together, stacked by rows at load ([Wq; Wk; Wv] with
+        their biases, [Wg; Wu]): each layer's members must share one format (mixed GGUFs may differ),
+        and [Wg; Wu] must fit one buffer per layer (its GLU epilogue pairs rows within a part).
+        VKHARP_FUSE=0 keeps them apart (the fidelity tests compare both)."""
+        import os
+        if os.environ.get("VKHARP_FUSE", "1") == "0":
+            return {}
+        groups = {}
+        for fused, names in FUSED_ROLES.items():
+            group = tuple(n for n in names if n in roles)
+            mats = [n for n in group if n.endswith(".weight")]
+            if len(mats) < 2 or len(mats) != sum(n.endswith(".weight") for n in names):
+                continue
+            if any(len({reader.format(f"model.layers.{i}.{m}") for m in mats}) > 1 for i in range(n_layers)):
+                continue
+            if fused == "mlp.gate_up_proj.weight":
+                rows = sum(self.arch.layer_tensor_shapes(self.cfg)[m][0] for m in mats)
+                first = _stacked([reader.load(f"model.layers.0.{m}") for m in mats], fused)
+                if rows_per_part(first, self.device.max_buffer_bytes) < rows:
+                    continue
+            groups[fused] = tuple(m for m in mats)
+            biases = tuple(m.replace(".weight", ".bias") for m in mats)
+            if all(b in roles for b in biases):
+                groups[fused.replace(".weight", ".bias")] = biases
+        return groups
 
     def _upload(self, name: str, load, n_layers: int):
         """Upload one tensor, or one tensor of every layer stacked; 1-D tensors become f32 [L, n] buffers."""

@@ -68,12 +68,18 @@ def rows_per_part(packed: Packed, max_bytes: int) -> int:
     return int(n)
 
 
-def _concat(layers: list[Packed]) -> Packed:
-    if len(layers) == 1:
-        return layers[0]
-    p0 = layers[0]
-    return Packed(p0.format, p0.rows * len(layers), p0.cols, np.concatenate([p.qs for p in layers]),
-                  None if p0.scales is None else np.concatenate([p.scales for p in layers]))
+def stack_rows(mats: Sequence[Packed], name: str = "") -> Packed:
+    """Matrices of one format and width stacked by rows, losslessly (each row keeps its quants and
+    scales): a layer-stacked part, or one layer's [Wq; Wk; Wv] and [Wg; Wu] (engine/model.py)."""
+    if len(mats) == 1:
+        return mats[0]
+    p0 = mats[0]
+    for p in mats[1:]:
+        if (p.format, p.cols) != (p0.format, p0.cols):
+            raise VkharpError(f"{name}: cannot stack a {p.format} [{p.rows}x{p.cols}] matrix under a "
+                              f"{p0.format} [{p0.rows}x{p0.cols}] one")
+    return Packed(p0.format, sum(p.rows for p in mats), p0.cols, np.concatenate([p.qs for p in mats]),
+                  None if p0.scales is None else np.concatenate([p.scales for p in mats]))
 
 
 def _upload_part(device: Device, p: Packed, label: str):
@@ -97,7 +103,7 @@ def upload_stacked(device: Device, layers: Sequence[Packed] | Callable[[int], Pa
 
     def flush():
         if group:
-            qs, sc = _upload_part(device, _concat(group), f"{name}[layers {group_l0}..]")
+            qs, sc = _upload_part(device, stack_rows(group, name), f"{name}[layers {group_l0}..]")
             parts.append(WeightPart(0, first.rows, qs, sc, group_l0, len(group), group[0].format))
             group.clear()
 

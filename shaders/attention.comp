@@ -2,6 +2,8 @@
 // @variant attention_decode   PREFILL=0
 // @variant attention_prefill  PREFILL=1
 // @variant attention_decode_dual  PREFILL=0 DUAL=1
+// @variant attention_decode_split  PREFILL=0 SPLIT=1
+// @variant attention_decode_dual_split  PREFILL=0 DUAL=1 SPLIT=1
 // Causal grouped-query attention over the KV cache plus the current chunk, online softmax in f32.
 // Token t of the chunk sits at position p = P_POS + t; query head h uses kv head h / G, G = HQ/HK:
 //   s_j = SCALE * q[t,h,:] . key_j          (then SOFTCAP * tanh(s_j / SOFTCAP) if SOFTCAP > 0)
@@ -27,6 +29,13 @@
 // attention_decode_dual (HARP cached mode, engine/forward.py): N = 2 rows are two streams at the
 //   SAME position P_POS: row 0 over the caches at bindings 4/5, row 1 (the reframed stream) over its
 //   own caches at bindings 7/8 (same layout); each row's own key is its chunk row.
+// _split variants (decode; a long context spreads over many groups): the keys of a query row are cut
+//   into SPLITS slices of at least SLICE_MIN keys, one group each (grid x SPLITS); a group writes its
+//   online-softmax state (max, sum, acc per head) to `part`, and the last group of a row to finish
+//   (an atomic count in `count`) merges the SPLITS states in slice order and writes the output, then
+//   resets its count to 0 for the next replay. The merge reads in a fixed order, so the result does
+//   not depend on which group finishes last. Bindings after the others: part f32 (rw, coherent),
+//   count u32 (rw, coherent), sized by the launcher (engine/ops/attention.py).
 // Twin: reference.attention (attention_dual for the dual variant).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
@@ -43,6 +52,8 @@ layout(constant_id = 8) const float SOFTCAP = 0.0; // attention logit soft-cappi
 layout(constant_id = 9) const uint HPG = 1;        // query heads per group (decode) / thread (prefill)
 layout(constant_id = 10) const uint TEAM = 1;      // decode: threads per key (divides D/4 and WG)
 layout(constant_id = 11) const uint TK = 16;       // prefill: keys per shared-memory tile
+layout(constant_id = 12) const uint SPLITS = 1;    // _split: key slices per query row
+layout(constant_id = 13) const uint SLICE_MIN = 64;  // _split: fewest keys per slice
 layout(local_size_x_id = 0) in;
 // One pipeline serves every layer: the caches stack layers ([L, CTX, HK, D]); pc.layer picks one.
 layout(push_constant) uniform Push { uint layer; } pc;
@@ -60,6 +71,16 @@ layout(binding = 6) readonly buffer Step { uint step[]; };
 #if DUAL
 layout(binding = 7) readonly buffer KC2 { vec4 kc2[]; };
 layout(binding = 8) readonly buffer VC2 { vec4 vc2[]; };
+#endif
+#ifndef SPLIT
+#define SPLIT 0
+#endif
+#if SPLIT && DUAL
+layout(binding = 9) coherent buffer Part { float part_st[]; };
+layout(binding = 10) coherent buffer Count { uint count[]; };
+#elif SPLIT
+layout(binding = 7) coherent buffer Part { float part_st[]; };
+layout(binding = 8) coherent buffer Count { uint count[]; };
 #endif
 
 const uint G = HQ / HK;
@@ -128,10 +149,16 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
         }                                                                                    \
     }
 
+#if SPLIT
+shared uint last_group;
+#endif
+
 void main() {
     const uint NHB = G / HPG;
     uint gid = flat_group_id();
-    if (gid >= N * HK * NHB) return;
+    if (gid >= N * HK * NHB * SPLITS) return;
+    uint split = gid % SPLITS;
+    gid /= SPLITS;                                      // the query row's group, as without splits
     uint t = gid / (HK * NHB), kvh = (gid / NHB) % HK, g0 = (gid % NHB) * HPG;
     uint tid = gl_LocalInvocationID.x, ks = tid / TEAM, dt = tid % TEAM;
     uint pos0 = step[P_POS], ntok = min(step[P_NTOK], N);
@@ -141,6 +168,11 @@ void main() {
         return;
     }
     uint p = pos0 + (DUAL != 0 ? 0u : t), lo = window_lo(p), hi = p + 1u;
+    if (SPLITS > 1u) {   // this group's slice of [lo, hi); slices past the end are empty
+        uint slice = max(SLICE_MIN, (hi - lo + SPLITS - 1u) / SPLITS);
+        lo = min(hi, lo + split * slice);
+        hi = min(hi, lo + slice);
+    }
 
     vec4 qv[HPG * DS4], acc[HPG * DS4];
     float m[HPG], l[HPG];
@@ -197,6 +229,42 @@ void main() {
         }
         barrier();
     }
+#if SPLIT
+    // This slice's state: per head its max mx[g], sum l and acc (relative to mx[g]), D + 2 floats.
+    const uint ST = D + 2u;
+    uint sbase = (gid * SPLITS + split) * HPG * ST;
+    if (ks == 0u) {
+        for (uint g = 0u; g < HPG; g++) {
+            for (uint c = 0u; c < DS4; c++) {
+                uint e = sbase + g * ST + 4u * (dt * DS4 + c);
+                vec4 r = acc[g * DS4 + c];
+                part_st[e] = r.x; part_st[e + 1u] = r.y; part_st[e + 2u] = r.z; part_st[e + 3u] = r.w;
+            }
+            if (dt == 0u) { part_st[sbase + g * ST + D] = mx[g]; part_st[sbase + g * ST + D + 1u] = l[g]; }
+        }
+    }
+    memoryBarrierBuffer();   // the state is visible device-wide before the count says so
+    barrier();
+    if (tid == 0u) last_group = atomicAdd(count[gid], 1u) == SPLITS - 1u ? 1u : 0u;
+    barrier();
+    if (last_group == 0u) return;
+    memoryBarrierBuffer();
+    for (uint i = tid; i < HPG * D; i += WG) {   // the last group merges the slices in order
+        uint g = i / D, d = i % D;
+        uint hb = gid * SPLITS * HPG * ST + g * ST;
+        float mm = NEG;
+        for (uint sp = 0u; sp < SPLITS; sp++) mm = max(mm, part_st[hb + sp * HPG * ST + D]);
+        float ls = 0.0, a = 0.0;
+        for (uint sp = 0u; sp < SPLITS; sp++) {
+            uint b = hb + sp * HPG * ST;
+            float f = exp(part_st[b + D] - mm);   // 0 for an empty slice (max NEG)
+            ls += part_st[b + D + 1u] * f;
+            a += part_st[b + d] * f;
+        }
+        o[obase + i] = a / ls;
+    }
+    if (tid == 0u) count[gid] = 0u;   // ready for the next replay (nothing else touches it now)
+#else
     if (ks == 0u) {
         for (uint g = 0u; g < HPG; g++) {
             float inv = 1.0 / l[g];
@@ -207,6 +275,7 @@ void main() {
             }
         }
     }
+#endif
 }
 
 #else

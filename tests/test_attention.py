@@ -262,11 +262,49 @@ def test_bad_shapes_are_clear_errors(device):
         kv_append(rec, kc, vc, k, device.buffer((1, 2, 32)), step)
 
 
+# --- split decode: a query row's keys in slices, one group each, merged by the last to finish -------
+
+@pytest.mark.parametrize("splits", [1, 2, 5, 7])
+@pytest.mark.parametrize("pos,window", [(0, 0), (63, 0), (64, 0), (200, 0), (300, 0), (300, 50), (130, 70)])
+def test_split_decode_matches_twin(device, rng, splits, pos, window):
+    """Slices of >= 64 keys: at pos 0 one slice holds the only key and the others are empty; 300 keys
+    over 7 slices leaves some short; windows cut the first slices. The merge rescales each slice by
+    exp(m_s - M), a few more roundings than one running state: the same tolerance."""
+    case = Case(device, rng, 1, 9, 3, 64, CTX)
+    case.check(device, pos, 1, window=window, variant="decode", splits=splits)
+
+
+def test_split_decode_replays_reset_their_counts(device, rng):
+    """One recorded program replayed at several positions: each replay's merge needs every row's count
+    back at 0 (the merging group resets it), or a later replay would merge before all slices are in."""
+    case = Case(device, rng, 1, 9, 3, 64, CTX)
+    step = device.buffer(pack_step(pos=0, n_tokens=1), kind="param")
+    rec = device.recorder()
+    attention(rec, case.out, *case.bufs, step, n_heads=9, n_kv_heads=3, head_dim=64, scale=64 ** -0.5,
+              variant="decode", splits=4)
+    prog = rec.finish()
+    for pos in (300, 7, 150, 299, 0):
+        step.host_view()[:] = pack_step(pos=pos, n_tokens=1)
+        prog.run()
+        err = _err(case.out.read().reshape(case.q.shape), case.want(pos, 1), np.abs(case.v).max())
+        assert err < TOL, (pos, err)
+
+
+def test_split_counts_are_clear_errors(device, rng):
+    case = Case(device, rng, 1, 4, 2, 32, CTX)
+    for bad in (0, 33, 2.5):
+        with pytest.raises(VkharpError, match="splits must be"):
+            case.run(device, 5, 1, variant="decode", splits=bad)
+    with pytest.raises(VkharpError, match="decode-variant"):
+        case.run(device, 5, 1, variant="prefill", splits=3)
+
+
 # --- HARP's two streams (N = 2 rows at one position, row 1 over its own caches) --------------------
 
 @pytest.mark.parametrize("hq,hk,d", SHAPES)
 @pytest.mark.parametrize("pos", [0, 1, 37, 300])
-def test_two_stream_attention_and_append_match_twin(device, rng, hq, hk, d, pos):
+@pytest.mark.parametrize("splits", [1, 3])
+def test_two_stream_attention_and_append_match_twin(device, rng, hq, hk, d, pos, splits):
     from engine.reference.attention import attention_dual, kv_append_dual
     q, k, v = rand(rng, 2, hq, d, scale=Q_GAIN), rand(rng, 2, hk, d), rand(rng, 2, hk, d)
     caches = [(rand(rng, CTX, hk, d), rand(rng, CTX, hk, d)) for _ in range(2)]
@@ -275,7 +313,7 @@ def test_two_stream_attention_and_append_match_twin(device, rng, hq, hk, d, pos)
     out, step = device.buffer((2, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=2))
     rec = device.recorder()
     attention(rec, out, *bufs, *cbufs[0], step, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5,
-              second=cbufs[1])
+              second=cbufs[1], splits=splits)
     rec.finish().run()
     want = attention_dual(q, k, v, caches, pos, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
     assert _err(out.read().reshape(q.shape), want, np.abs(v).max()) < TOL

@@ -325,3 +325,91 @@ def test_mixed_format_layers_dispatch_per_format(device, rng):
         rec.finish().run()
         _check(out1.read(), ref.matvec(packed[layer], x1, bias[layer]), cols)
         _check(outn.read().reshape(3, rows), ref.matmul(packed[layer], xn, bias[layer]), cols)
+
+
+# -- output modes: one sweep of a row-stacked matrix, several outputs (engine/model.py stacks them) ---
+SPLIT = [("f32", 101, None, False), ("q4_1", 288, None, False), ("q4_1", 288, None, True),
+         ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True), False),
+         ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True), True),
+         ("q4_0", 288, Tiling(1, 3, 3, 4, 3), True), ("f16", 160, Tiling(1, 5, 8, 2, 3), False),
+         ("q5_0", 288, None, True), ("q4_k", 512, None, False), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True), True)]
+
+
+@pytest.mark.parametrize("fmt,cols,tiling,folded", SPLIT, ids=[f"{f}-{c}-{t}-{'norm' if n else 'plain'}"
+                                                               for f, c, t, n in SPLIT])
+def test_split_outputs_of_stacked_rows(device, rng, fmt, cols, tiling, folded):
+    """out=(q, k, v): rows [0, 23) of [Wq; Wk; Wv] go to q, [23, 30) to k, [30, 41) to v, with a stacked
+    bias, on weight parts whose boundaries fall inside the outputs (part rows 9): the twin is the
+    stacked product's columns split. Same arithmetic per row as one output: the same bound."""
+    from engine.ops.matmul import Norm
+    from engine.reference.norm import rmsnorm as ref_rmsnorm
+    sizes = (23, 7, 11)
+    rows = sum(sizes)
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    q_row, s_row = packed.qs.shape[1] * 4, 0 if packed.scales is None else packed.scales[0].nbytes
+    dw = upload_weight(device, packed, "w_qkv", max_bytes=9 * max(q_row, s_row) + 4)
+    assert len(dw.parts) > 1
+    bias = rand(rng, rows)
+    nw = (1.0 + 0.5 * rand(rng, 1, cols)).astype(np.float32)
+    for op, n in ((matvec, 1), (matmul, 5)):
+        x = 2.0 * rand(rng, n, cols)
+        outs = [device.buffer((n, s)) for s in sizes]
+        rec = device.recorder()
+        op(rec, tuple(outs), dw, device.buffer(x[0] if n == 1 else x), device.buffer(bias, kind="const"),
+           tiling=tiling, norm=Norm(device.buffer(nw, kind="const"), 1e-5) if folded else None)
+        rec.finish().run()
+        xin = ref_rmsnorm(x, nw[0], eps=1e-5) if folded else x
+        for got, want in zip(outs, ref.matmul_split(packed, xin, sizes, bias)):
+            _check(got.read().reshape(want.shape), want, cols)
+
+
+GLU = [("f32", 101, None), ("f16", 160, None), ("q4_1", 288, None), ("q4_0", 96, None), ("q8_0", 320, None),
+       ("q4_1", 576, Tiling(2, 3, 3, 5, 3)),                     # CL > 1, odd RPL (made even), TN 3
+       ("q8_0", 320, Tiling(2, 8, 1, 3, 2, subgroup=True)),      # the GPU tiling: subgroup sums
+       ("q4_0", 288, Tiling(1, 1, 8, 3, 4)),                     # CL = 1: the pair meets in one lane
+       ("f16", 96, Tiling(1, 3, 2, 4, 2, 3)),                    # RC 3 → 2 rows per reduction round
+       ("q5_0", 640, None), ("q5_1", 288, Tiling(2, 3, 3, 5, 3)), ("q4_k", 512, None),   # Gemma's gate/up: Q5_0
+       ("q5_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True)), ("q6_k", 512, None)]
+
+
+@pytest.mark.parametrize("fmt,cols,tiling", GLU, ids=[f"{f}-{c}-{t}" for f, c, t in GLU])
+def test_glu_epilogue(device, rng, fmt, cols, tiling):
+    """glu=act: [Wg; Wu] (2F rows, F = 27) in one dispatch writing act(x·Wgᵀ)·(x·Wuᵀ): the twin is the
+    activation twin over the two products (float64). The activation adds a few float32 roundings per
+    output, far inside the same bound; silu and gelu_tanh, matvec and a chunk of 5, folded norm."""
+    from engine.ops.matmul import Norm
+    from engine.reference.norm import rmsnorm as ref_rmsnorm
+    f = 27
+    packed = quant.quantize(rand(rng, 2 * f, cols), fmt)
+    dw = upload_weight(device, packed, "w_gate_up")
+    nw = (1.0 + 0.5 * rand(rng, 1, cols)).astype(np.float32)
+    for act in ("silu", "gelu_tanh"):
+        for op, n in ((matvec, 1), (matmul, 5)):
+            folded = cols % 32 == 0 and n == 1
+            x = 2.0 * rand(rng, n, cols)
+            out = device.buffer((n, f))
+            rec = device.recorder()
+            op(rec, out, dw, device.buffer(x[0] if n == 1 else x), tiling=tiling, glu=act,
+               norm=Norm(device.buffer(nw, kind="const"), 1e-5) if folded else None)
+            rec.finish().run()
+            xin = ref_rmsnorm(x, nw[0], eps=1e-5) if folded else x
+            _check(out.read().reshape(n, f), ref.matmul_glu(packed, xin, act), cols)
+
+
+def test_output_modes_refuse_what_they_cannot_do(device, rng):
+    packed = quant.quantize(rand(rng, 54, 96), "q4_1")
+    dw = upload_weight(device, packed, "w_gu")
+    x, rec = device.buffer(96), device.recorder()
+    with pytest.raises(VkharpError, match="half the rows"):
+        matvec(rec, device.buffer(54), dw, x, glu="silu")
+    with pytest.raises(VkharpError, match="glu must be one of"):
+        matvec(rec, device.buffer(27), dw, x, glu="relu")
+    with pytest.raises(VkharpError, match="no bias form"):
+        matvec(rec, device.buffer(27), dw, x, device.buffer(54, kind="const"), glu="silu")
+    with pytest.raises(VkharpError, match="split"):
+        matvec(rec, (device.buffer(20), device.buffer(20), device.buffer(20)), dw, x)
+    with pytest.raises(VkharpError, match="one output and no GLU"):
+        matvec(rec, device.buffer(27), dw, x, glu="silu", residual=True)
+    split = upload_weight(device, packed, "w_gu_parts", max_bytes=10 * packed.qs.shape[1] * 4)
+    with pytest.raises(VkharpError, match="in one buffer"):
+        matvec(rec, device.buffer(27), split, x, glu="silu")

@@ -4,6 +4,8 @@ For each architecture a tiny checkpoint is built by transformers (small but non-
 odd head counts, tied and untied embeddings, biases, sliding windows), converted by our tool, loaded
 and run: a prefill through several chunks, then 64 greedy decode steps through the N=1 program.
 NMSE = ‖ours − hf‖² / ‖hf‖² over each row of logits; f32 must be ≤ 1e-6, greedy tokens identical.
+The runtime stacks q/k/v and gate/up at load and computes each group in one dispatch; "-unfused"
+cases run the separate products (VKHARP_FUSE=0, what a mixed-format checkpoint gets).
 """
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ CASES = {
     "mistral-window": ("mistral", dict(sliding_window=12)),
     "gemma3": ("gemma3", {}),
 }
+UNFUSED = {"qwen2-bias-unfused": "qwen2-bias", "gemma3-unfused": "gemma3"}
 
 
 def nmse(got, want) -> float:
@@ -46,10 +49,14 @@ def converted(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_prefill_and_decode_match_transformers(device, converted, case):
-    dst, hf = converted(case)
+@pytest.mark.parametrize("case", list(CASES) + list(UNFUSED))
+def test_prefill_and_decode_match_transformers(device, converted, case, monkeypatch):
+    fuse = case not in UNFUSED
+    monkeypatch.setenv("VKHARP_FUSE", "1" if fuse else "0")
+    dst, hf = converted(UNFUSED.get(case, case))
     model = Model(dst, device, ctx=128, chunk=8)
+    fused = {"self_attn.qkv_proj.weight", "mlp.gate_up_proj.weight"} & set(model.layer_weights)
+    assert len(fused) == (2 if fuse else 0), sorted(model.layer_weights)
     rng = np.random.default_rng(1)
     prompt = rng.integers(3, model.cfg.vocab_size, 21)            # 21 tokens: chunks of 8, 8, 5
     with torch.no_grad():

@@ -24,6 +24,13 @@ VARIANTS = ("decode", "prefill")
 REGISTER_VEC4 = {"cpu": 48}
 REGISTER_VEC4_DEFAULT = 16
 MAX_KEY_TILE = 32
+# Split decode (attention_decode_split): each query row's keys in slices of at least SLICE_MIN, one work
+# group each, so that a long context keeps every core (CPU) or compute unit (GPU) busy: CPU devices
+# aim at SPLIT_GROUPS_PER_THREAD groups per driver thread, GPUs at SPLIT_GROUPS_GPU groups in all.
+SLICE_MIN = 64
+SPLIT_GROUPS_PER_THREAD = 4
+SPLIT_GROUPS_GPU = 256
+MAX_SPLITS = 32
 
 
 def kv_cache_buffers(device: Device, ctx: int, n_kv_heads: int, head_dim: int, name: str = "kv",
@@ -141,6 +148,28 @@ def _prefill_key_tile(device: Device, d: int, want: int | None) -> int:
     return tk
 
 
+def default_splits(device: Device, base_groups: int, ctx: int) -> int:
+    """Key slices per query row for decode: enough groups to fill the device, never slices shorter
+    than SLICE_MIN keys of the cache (a short cache gets 1: the plain decode variant)."""
+    if device.info.type == "cpu":
+        import os
+        want = SPLIT_GROUPS_PER_THREAD * max(1, int(os.environ.get("LP_NUM_THREADS") or os.cpu_count() or 1))
+    else:
+        want = SPLIT_GROUPS_GPU
+    return max(1, min(MAX_SPLITS, -(-want // base_groups), -(-ctx // SLICE_MIN)))
+
+
+def _split_work(device: Device, n_states: int, base_groups: int) -> tuple[Buffer, Buffer]:
+    """The split variant's scratch: slice states and per-row counts (zero at rest: the merging group
+    resets its count), shared by every split attention dispatch of the device (they never overlap)."""
+    cache = device.__dict__.setdefault("_attention_split_work", {})
+    key = (n_states, base_groups)
+    if key not in cache:
+        cache[key] = (device.buffer((n_states,), np.float32, "act", name="attention.split_states"),
+                      device.buffer((base_groups,), np.uint32, "act", name="attention.split_counts"))
+    return cache[key]
+
+
 def default_wg(info) -> int:
     """32 invocations; on a GPU whose subgroups are wider (AMD's wave64), one whole subgroup."""
     sg = int(info.subgroup_size or 1)
@@ -154,7 +183,7 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
               layer: int = 0,
               softcap: float = 0.0, variant: str | None = None, wg: int | None = None,
               heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None,
-              second: tuple[Buffer, Buffer] | None = None):
+              second: tuple[Buffer, Buffer] | None = None, splits: int | None = None):
     """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
 
     variant: "decode" (a work-group's threads split the key positions; for few query rows),
@@ -164,6 +193,8 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     wg defaults to default_wg (whole subgroups on GPUs).
     second=(k_cache2, v_cache2): HARP's two streams (N = 2 rows at the same position P_POS; row 1
     attends over these caches); the decode variant.
+    splits: decode only: key slices per query row, one work group each, merged by the last one to
+    finish (default_splits: more for a longer cache and a wider device; 1 = no split).
     """
     if n_heads <= 0 or n_kv_heads <= 0 or n_heads % n_kv_heads:
         raise VkharpError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
@@ -200,6 +231,12 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         hpg, team = _decode_layout(rec.device, g, head_dim, wg, heads_per_group, team)
         groups = n * n_kv_heads * (g // hpg)
         consts.update(HPG=hpg, TEAM=team)
+        if splits is None:
+            splits = default_splits(rec.device, groups, ctx) if n <= 2 else 1
+        if isinstance(splits, bool) or not isinstance(splits, int) or not 1 <= splits <= MAX_SPLITS:
+            raise VkharpError(f"attention: splits must be an integer in 1..{MAX_SPLITS}, got {splits!r}")
+    elif splits not in (None, 1):
+        raise VkharpError("attention: key splits are a decode-variant layout")
     else:
         hpg = heads_per_group or _prefill_heads(rec.device, g, head_dim)
         consts.update(TK=_prefill_key_tile(rec.device, head_dim, key_tile), HPG=hpg)
@@ -207,4 +244,9 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     bufs, name = [out, q, k, v, k_cache, v_cache, step], f"attention_{variant}"
     if second is not None:
         bufs, name = bufs + list(second), "attention_decode_dual"
+    if variant == "decode" and splits > 1:
+        bufs += list(_split_work(rec.device, n * n_heads * splits * (head_dim + 2), groups))
+        name += "_split"
+        consts.update(SPLITS=splits, SLICE_MIN=SLICE_MIN)
+        groups *= splits
     rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, {"layer": layer})

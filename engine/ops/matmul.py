@@ -1,6 +1,9 @@
 """Launchers for shaders/matvec.comp (decode) and shaders/matmul.comp (prefill): x·Wᵀ (+ b).
 
 Both record one dispatch per weight part (`rec.parallel()`: parts write disjoint rows of `out`).
+Two output modes fuse what would be several dispatches into one sweep of a row-stacked matrix
+(engine/model.py stacks them at load): `out=(q, k, v)` splits the rows of [Wq; Wk; Wv] into three
+outputs, and `glu="silu"|"gelu_tanh"` turns [Wg; Wu] into act(x·Wgᵀ)·(x·Wuᵀ) in the epilogue.
 How a dispatch splits its part is a `Tiling` (see shaders/include/matmul_core.glsl); `choose_tiling`
 picks one per device. The CPU defaults come from measurements on lavapipe (tools/bench_matmul.py),
 where the cost of a kernel is the number of (load instruction x lane) it executes and the compile
@@ -138,10 +141,21 @@ def _gpu_tiling(info, fmt: str, nb: int, ntok: int) -> Tiling:
     return Tiling(run, cl, rl, 4, tn)
 
 
-def _check(op: str, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None, ntok: int | None):
+GLU_ACTS = {"silu": 0, "gelu_tanh": 1}   # the GLU epilogue's activations (shaders/include/activation.glsl)
+
+
+def _outputs(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _check(op: str, out, weight: DeviceWeight, x: Buffer, bias: Buffer | None, ntok: int | None,
+           glu: str | None = None):
     check_format(weight.format)
     name = weight.name or "weight"
-    for b, what in ((x, "x"), (out, "out")) + (((bias, "bias"),) if bias is not None else ()):
+    outs = _outputs(out)
+    if len(outs) not in (1, 3):
+        raise VkharpError(f"{op}: out is one buffer or three (a split of the stacked rows), got {len(outs)}")
+    for b, what in ((x, "x"),) + tuple((o, "out") for o in outs) + (((bias, "bias"),) if bias is not None else ()):
         if b.dtype != np.float32:
             raise VkharpError(f"{op}: {what} buffer {b.name!r} must be f32, got {b.dtype}")
     if ntok is None:   # matmul: the token count comes from x
@@ -150,8 +164,21 @@ def _check(op: str, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer |
         ntok = x.size // weight.cols
     elif x.size != weight.cols:
         raise VkharpError(f"{op}: x has {x.size} values but {name} has {weight.cols} columns")
-    if out.size != ntok * weight.rows:
-        raise VkharpError(f"{op}: out has {out.size} values, expected {ntok} x {weight.rows} rows of {name}")
+    if glu is not None:
+        if glu not in GLU_ACTS:
+            raise VkharpError(f"{op}: glu must be one of {sorted(GLU_ACTS)}, got {glu!r}")
+        if len(outs) != 1 or weight.rows % 2:
+            raise VkharpError(f"{op}: the GLU epilogue needs one output and a [gate; up] matrix of even rows "
+                              f"({name} has {weight.rows})")
+        if outs[0].size != ntok * weight.rows // 2:
+            raise VkharpError(f"{op}: out has {outs[0].size} values, expected {ntok} x {weight.rows // 2} "
+                              f"(half the rows of {name})")
+    elif len(outs) == 3:
+        if any(o.size % ntok or o.size == 0 for o in outs) or sum(o.size for o in outs) != ntok * weight.rows:
+            raise VkharpError(f"{op}: the three outputs hold {[o.size for o in outs]} values; they must split "
+                              f"{ntok} x {weight.rows} rows of {name} by whole rows per token")
+    elif outs[0].size != ntok * weight.rows:
+        raise VkharpError(f"{op}: out has {outs[0].size} values, expected {ntok} x {weight.rows} rows of {name}")
     if bias is not None and bias.size != weight.rows * weight.layers:
         raise VkharpError(f"{op}: bias has {bias.size} values but {name} has {weight.layers} x {weight.rows} rows")
     return ntok
@@ -202,11 +229,34 @@ def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_s
                           f"the device has {max_shared}")
 
 
-def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None,
-            ntok: int, tiling: Tiling | None, layer: int = 0, residual: bool = False, norm: Norm | None = None):
+def _glu_tiling(op: str, t: Tiling, max_shared: int) -> Tiling:
+    """The GLU epilogue pairs logical rows 2p (gate) and 2p+1 (up) in one lane: an even number of rows
+    per lane, and with column lanes an even number of rows per reduction round."""
+    if t.run == 0:
+        return t
+    t = replace(t, rows_per_lane=t.rows_per_lane + t.rows_per_lane % 2)
+    if t.col_lanes > 1:
+        rc = t.shared_rows(max_shared)
+        rc -= rc % 2
+        if rc < 2:
+            raise VkharpError(f"{op}: the GLU epilogue needs the partial sums of two rows in shared memory; "
+                              f"tiling {t} fits one")
+        t = replace(t, rows_per_sum=rc)
+    return t
+
+
+def _record(op: str, rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: Buffer | None,
+            ntok: int, tiling: Tiling | None, layer: int = 0, residual: bool = False, norm: Norm | None = None,
+            glu: str | None = None):
     cols, dev = weight.cols, rec.device
+    outs = _outputs(out)
+    mode = 2 if glu is not None else 1 if len(outs) == 3 else 0
     if residual and bias is not None:
         raise VkharpError(f"{op}: the residual epilogue has no bias form (add the bias separately)")
+    if mode and residual:
+        raise VkharpError(f"{op}: the residual epilogue has one output and no GLU")
+    if mode == 2 and bias is not None:
+        raise VkharpError(f"{op}: the GLU epilogue has no bias form")
     if norm is not None:
         if residual:
             raise VkharpError(f"{op}: a folded norm and the residual epilogue do not combine")
@@ -214,20 +264,33 @@ def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer
             raise VkharpError(f"{op}: a norm folds only into whole 32-column blocks; {weight.name} has {cols} columns")
         if norm.weight.size % cols or not 0 <= norm.layer < norm.weight.size // cols:
             raise VkharpError(f"{op}: norm weight {norm.weight.shape} has no layer {norm.layer} of {cols} values")
+    parts = weight.parts_for(layer)
+    if mode == 2 and (len(parts) != 1 or parts[0][0].rows != weight.rows):
+        raise VkharpError(f"{op}: the GLU epilogue needs each layer of {weight.name} in one buffer; it is split "
+                          f"into {len(parts)} parts (use separate gate and up products)")
+    max_shared = min(SHARED_BUDGET, dev.info.max_shared_memory)
     with rec.parallel():
-        for part, wrow in weight.parts_for(layer):
+        for part, wrow in parts:
             fmt = part.format or weight.format   # mixed-precision models change format per layer
             t = tiling or choose_tiling(dev.info, fmt, part.rows, cols, ntok)
             if ntok == 1:
                 t = replace(t, tokens=1)
+            if mode == 2:
+                t = _glu_tiling(op, t, max_shared)
             if norm is not None and t.run == 0:
                 raise VkharpError(f"{op}: a folded norm needs a RUN tiling, not the scalar one")
             _validate_tiling(op, fmt, cols, t, dev.info.max_workgroup_invocations, dev.info.max_shared_memory,
                              dev.info)
-            bufs = [out, part.qs] + ([part.scales] if part.scales is not None else []) + [x]
+            bufs = [outs[0], part.qs] + ([part.scales] if part.scales is not None else []) + [x]
             bufs += [norm.weight] if norm is not None else []
             bufs += [bias] if bias is not None else []
-            consts = {"ROWS": part.rows, "COLS": cols, "NTOK": ntok, "ROW0": part.row0, "OUT_ROWS": weight.rows}
+            bufs += [outs[1], outs[2]] if mode == 1 else [outs[0], outs[0]]   # o1, o2 (unused: o itself)
+            consts = {"ROWS": part.rows, "COLS": cols, "NTOK": ntok, "ROW0": part.row0, "OUT_ROWS": weight.rows,
+                      "OUT_MODE": mode}
+            if mode == 1:
+                consts.update(D0=outs[0].size // ntok, D1=outs[1].size // ntok)
+            elif mode == 2:
+                consts["GLU_ACT"] = GLU_ACTS[glu]
             if t.run == 0:
                 wg = 64
                 groups = grid1d(dev, ntok * part.rows, wg)
@@ -237,7 +300,7 @@ def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer
                 rows_per_group = t.row_lanes * t.rows_per_lane
                 n_groups = math.ceil(part.rows / rows_per_group) * math.ceil(ntok / t.tokens)
                 groups = grid1d(dev, n_groups, 1)
-                rc = t.shared_rows(min(SHARED_BUDGET, dev.info.max_shared_memory))
+                rc = t.shared_rows(max_shared)
                 consts.update(WG=t.wg, TN=t.tokens, CL=t.col_lanes, CPL=cpl, RPL=t.rows_per_lane, RC=rc)
             push = {"wrow": wrow, "boff": layer * weight.rows}
             if norm is not None:
@@ -246,20 +309,25 @@ def _record(op: str, rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer
             rec.dispatch(_variant(op, fmt, t, bias, residual, norm is not None), bufs, groups, consts, push)
 
 
-def matvec(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
-           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False, norm: Norm | None = None):
+def matvec(rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
+           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False, norm: Norm | None = None,
+           glu: str | None = None):
     """out[r] = sum_c W[r, c] * x[c] (+ bias[r]): x f32[cols], out f32[rows], bias f32[rows].
 
     For a layer-stacked weight (and bias f32[L, rows]) `layer` picks the layer. residual=True adds
     into out instead (out[r] += ..., the residual stream's add fused into the epilogue; no bias).
-    norm=Norm(...): x is RMS-normalised first, inside the kernel (the norm's dispatch fused away)."""
-    _check("matvec", out, weight, x, bias, 1)
-    _record("matvec", rec, out, weight, x, bias, 1, tiling, layer, residual, norm)
+    norm=Norm(...): x is RMS-normalised first, inside the kernel (the norm's dispatch fused away).
+    out=(o0, o1, o2): rows [0, |o0|) go to o0, the next |o1| to o1, the rest to o2 (q, k, v).
+    glu=act: W is [gate; up] (2F rows) and out f32[F] = act(gate·x) * (up·x)."""
+    _check("matvec", out, weight, x, bias, 1, glu)
+    _record("matvec", rec, out, weight, x, bias, 1, tiling, layer, residual, norm, glu)
 
 
-def matmul(rec: Recorder, out: Buffer, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
-           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False, norm: Norm | None = None):
+def matmul(rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: Buffer | None = None,
+           *, layer: int = 0, tiling: Tiling | None = None, residual: bool = False, norm: Norm | None = None,
+           glu: str | None = None):
     """out[n, r] = sum_c x[n, c] * W[r, c] (+ bias[r]): x f32[N, cols], out f32[N, rows];
-    residual=True: out[n, r] += ... (no bias); norm=Norm(...): each row of x RMS-normalised first."""
-    ntok = _check("matmul", out, weight, x, bias, None)
-    _record("matmul", rec, out, weight, x, bias, ntok, tiling, layer, residual, norm)
+    residual=True: out[n, r] += ... (no bias); norm=Norm(...): each row of x RMS-normalised first;
+    out=(o0, o1, o2) and glu=act as in matvec, per token."""
+    ntok = _check("matmul", out, weight, x, bias, None, glu)
+    _record("matmul", rec, out, weight, x, bias, ntok, tiling, layer, residual, norm, glu)

@@ -9,7 +9,8 @@
 //         invocation with scalar loads: correct everywhere, slow; for odd shapes only.
 // Bindings: 0 o f32[NTOK, OUT_ROWS] (w), 1 wq quants of the part (r, uvec4[]; uint[] if GENERIC),
 //   [2 ws scales of the part (r), q formats], then x f32[NTOK, COLS] (r), [then bias f32 (r)].
-// Constants: WG, ROWS, COLS, NTOK, TN, CL, CPL, RPL, ROW0, OUT_ROWS, RC [, EPS] (below). Push: wrow, boff
+// Constants: WG, ROWS, COLS, NTOK, TN, CL, CPL, RPL, ROW0, OUT_ROWS, RC, EPS, OUT_MODE, D0, D1, GLU_ACT
+//   (below). Push: wrow, boff
 //   [, noff].
 // Grid (RUN variants): ceil(ROWS / (RL * RPL)) * ceil(NTOK / TN) groups, flattened over x and y.
 //   GENERIC: ceil(NTOK * ROWS / WG) groups.
@@ -55,6 +56,22 @@ layout(constant_id = 8) const uint ROW0 = 0;      // first output row of this pa
 layout(constant_id = 9) const uint OUT_ROWS = 1;  // rows of the whole matrix (stride of o)
 layout(constant_id = 10) const uint RC = 1;       // CL > 1: rows per lane between two reductions
 layout(local_size_x_id = 0) in;
+layout(constant_id = 11) const float EPS = 1e-5;  // NORM: the folded RMSNorm's epsilon
+// Output modes (one pipeline constant, so every format and tiling has them without new variants):
+//   0: one output o f32[NTOK, OUT_ROWS].
+//   1 (split): the matrix is several matrices stacked by rows (q, k, v of one layer): rows [0, D0)
+//      go to o f32[NTOK, D0], [D0, D0+D1) to o1 f32[NTOK, D1], the rest to o2. One dispatch, one
+//      weight sweep, three outputs. Twin: the stacked product's columns split.
+//   2 (glu): the matrix is [gate; up] stacked (OUT_ROWS = 2F) and o f32[NTOK, F] = act(x·Wgᵀ)·(x·Wuᵀ)
+//      (GLU_ACT: 0 silu, 1 gelu tanh; shaders/include/activation.glsl). Logical row 2p is gate row
+//      p and 2p+1 up row p, so each pair meets in one lane (RPL even) or one reduction round (RC
+//      even): the launcher guarantees both. The part must hold whole layers (ROW0 = 0).
+//      Twin: swiglu/geglu of the two products.
+// o1 and o2 are bound in every mode (to o itself when unused).
+layout(constant_id = 12) const uint OUT_MODE = 0;
+layout(constant_id = 13) const uint D0 = 0;
+layout(constant_id = 14) const uint D1 = 0;
+layout(constant_id = 15) const uint GLU_ACT = 0;
 // Set per dispatch, so that one pipeline serves every layer of a layer-stacked weight (engine/weights.py):
 // wrow = first buffer row of this layer's rows in the part, boff = offset of this layer's bias
 // (layer * OUT_ROWS for a stacked [L, OUT_ROWS] bias).
@@ -66,28 +83,58 @@ layout(local_size_x_id = 0) in;
   #define NORM 0
 #endif
 #if NORM
-layout(constant_id = 11) const float EPS = 1e-5;
 layout(push_constant) uniform Push { uint wrow; uint boff; uint noff; } pc;
 #else
 layout(push_constant) uniform Push { uint wrow; uint boff; } pc;
 #endif
 
 // (binding numbers are literals: engine/shaders.py reads them from the preprocessed source)
+#ifndef BIAS
+  #define BIAS 0
+#endif
 #if WFMT >= 2
   #define X_BINDING 3
   #define NW_BINDING 4
   #if NORM
     #define BIAS_BINDING 5
+    #if BIAS
+      #define O1_BINDING 6
+      #define O2_BINDING 7
+    #else
+      #define O1_BINDING 5
+      #define O2_BINDING 6
+    #endif
   #else
     #define BIAS_BINDING 4
+    #if BIAS
+      #define O1_BINDING 5
+      #define O2_BINDING 6
+    #else
+      #define O1_BINDING 4
+      #define O2_BINDING 5
+    #endif
   #endif
 #else
   #define X_BINDING 2
   #define NW_BINDING 3
   #if NORM
     #define BIAS_BINDING 4
+    #if BIAS
+      #define O1_BINDING 5
+      #define O2_BINDING 6
+    #else
+      #define O1_BINDING 4
+      #define O2_BINDING 5
+    #endif
   #else
     #define BIAS_BINDING 3
+    #if BIAS
+      #define O1_BINDING 4
+      #define O2_BINDING 5
+    #else
+      #define O1_BINDING 3
+      #define O2_BINDING 4
+    #endif
   #endif
 #endif
 
@@ -97,12 +144,39 @@ layout(push_constant) uniform Push { uint wrow; uint boff; } pc;
 #if RES
 // RES = 1 (`_res` variants): the residual add in the epilogue, o += x·Wᵀ (+ b), in place: each
 // output element is read and written by the one invocation that computes it. Twin: x + matmul.
+// (Output mode 0 only.)
 layout(binding = 0) buffer Out { float o[]; };
-  #define STORE(i, v) o[i] = o[i] + (v)
 #else
 layout(binding = 0) writeonly buffer Out { float o[]; };
-  #define STORE(i, v) o[i] = (v)
 #endif
+layout(binding = O1_BINDING) writeonly buffer Out1 { float o1[]; };
+layout(binding = O2_BINDING) writeonly buffer Out2 { float o2[]; };
+#include "activation.glsl"
+
+// Output of token n, matrix row r (ROW0 + the part's row), in output modes 0 and 1.
+void store(uint n, uint r, float v) {
+    if (OUT_MODE == 1u) {
+        if (r < D0) o[n * D0 + r] = v;
+        else if (r < D0 + D1) o1[n * D1 + (r - D0)] = v;
+        else o2[n * (OUT_ROWS - D0 - D1) + (r - D0 - D1)] = v;
+        return;
+    }
+#if RES
+    o[n * OUT_ROWS + r] = o[n * OUT_ROWS + r] + v;
+#else
+    o[n * OUT_ROWS + r] = v;
+#endif
+}
+
+// Output mode 2: the pair p of token n (gate sum g, up sum u).
+void store_glu(uint n, uint p, float g, float u) {
+    o[n * (OUT_ROWS / 2u) + p] = activation(GLU_ACT, g) * u;
+}
+
+// Weight row of logical row r of the part (mode 2 interleaves gate and up rows; see above).
+uint weight_row(uint r) {
+    return OUT_MODE == 2u ? (r & 1u) * (ROWS / 2u) + (r >> 1) : r;
+}
 
 #ifdef GENERIC
 // ---------------------------------------------------------------------------------------------
@@ -118,6 +192,18 @@ layout(binding = BIAS_BINDING) readonly buffer Bias { float bias[]; };
 
 void main() {
     uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * WG;
+    if (OUT_MODE == 2u) {   // one (gate, up) pair per invocation
+        uint F = ROWS / 2u;
+        if (i >= NTOK * F) return;
+        uint n = i / F, p = i % F;
+        float g = 0.0, u = 0.0;
+        for (uint c = 0; c < COLS; c++) {
+            g = fma(weight_at(pc.wrow + p, c), x[n * COLS + c], g);
+            u = fma(weight_at(pc.wrow + F + p, c), x[n * COLS + c], u);
+        }
+        store_glu(n, p, g, u);
+        return;
+    }
     if (i >= NTOK * ROWS) return;
     uint n = i / ROWS, r = i % ROWS;
     float acc = 0.0;
@@ -125,7 +211,7 @@ void main() {
 #if BIAS
     acc += bias[pc.boff + ROW0 + r];
 #endif
-    STORE(n * OUT_ROWS + ROW0 + r, acc);
+    store(n, ROW0 + r, acc);
 }
 
 #else
@@ -277,6 +363,7 @@ void main() {
         }
     }
 
+    float gsum[TV * 4u];   // output mode 2, CL = 1: the gate sums of the pair being computed
     for (uint j0 = 0; j0 < RPL; j0 += RC) {     // rounds of RC rows per lane
         for (uint jj = 0; jj < RC; jj++) {
             uint j = j0 + jj;
@@ -291,7 +378,7 @@ void main() {
                 for (uint i = 0; i < CPL; i++) {
                     uint run = c + i * CL;
                     if (ALL_RUNS || run < NRUN) {
-                        uint fb0 = (pc.wrow + row) * NB + run * RUN;   // flat index of the run's first block
+                        uint fb0 = (pc.wrow + weight_row(row)) * NB + run * RUN;   // flat index of the run's first block
     #if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
                         SVEC sc = ws[fb0 / 8u];
     #elif WFMT == FMT_Q6_K
@@ -307,7 +394,7 @@ void main() {
     #endif
     #if WFMT_HIGH
                         // rows with a high-bit tail: WROW_WORDS per row, low nibbles first (weights.glsl)
-                        uint rb4 = (pc.wrow + row) * (WROW_WORDS / 4u);
+                        uint rb4 = (pc.wrow + weight_row(row)) * (WROW_WORDS / 4u);
                         uvec4 hq = uvec4(0u);
       #if WFMT == FMT_Q6_K
                         uvec4 s6 = wq4[rb4 + NB + NB / 2u + (run * RUN) / 8u];   // the int8 scales
@@ -419,10 +506,17 @@ void main() {
             } else if (CL > 1u) {
                 for (uint v = 0; v < TV; v++)
                     red4[((rl * RC + jj) * TV + v) * CL + c] = vec4(acc[4u * v], acc[4u * v + 1u], acc[4u * v + 2u], acc[4u * v + 3u]);
+            } else if (row < ROWS && OUT_MODE == 2u) {   // RPL even: the pair's gate row came just before
+                if ((j & 1u) == 0u) {
+                    for (uint t = 0; t < TV * 4u; t++) gsum[t] = acc[t];
+                } else {
+                    for (uint t = 0; t < TN; t++)
+                        if (n0 + t < NTOK) store_glu(n0 + t, row >> 1, gsum[t], acc[t]);
+                }
             } else if (row < ROWS) {
                 float bv = bias_of(row);
                 for (uint t = 0; t < TN; t++)
-                    if (n0 + t < NTOK) STORE((n0 + t) * OUT_ROWS + ROW0 + row, acc[t] + bv);
+                    if (n0 + t < NTOK) store(n0 + t, ROW0 + row, acc[t] + bv);
             }
 #endif
         }
@@ -431,7 +525,30 @@ void main() {
 #else
         uint NPART = CL;                // one partial sum per column lane
 #endif
-        if (CL > 1u) {   // sum the partials of the last RC rows of every row lane
+        if (CL > 1u && OUT_MODE == 2u) {   // pairs of rows (RC even): act(gate)·up
+            barrier();
+            uint HRC = RC / 2u;
+            for (uint q = l; q < RL * HRC * TV; q += WG) {
+                uint v = q % TV, jj = 2u * ((q / TV) % HRC), rl2 = q / (TV * HRC);
+                uint j = j0 + jj, row = rg * R + rl2 * RPL + j;
+                uint qg = (rl2 * RC + jj) * TV + v, qu = qg + TV;   // slots of the gate and up rows
+                if (j < RPL && row < ROWS) {
+                    if (TN == 1u) {
+                        float g = 0.0, u = 0.0;
+                        for (uint k = 0; k < NPART; k++) { g += red[qg * CL + k]; u += red[qu * CL + k]; }
+                        if (n0 < NTOK) store_glu(n0, row >> 1, g, u);
+                    } else {
+                        vec4 g = vec4(0.0), u = vec4(0.0);
+                        for (uint k = 0; k < NPART; k++) { g += red4[qg * CL + k]; u += red4[qu * CL + k]; }
+                        for (uint e = 0; e < 4; e++) {
+                            uint t = 4u * v + e;
+                            if (t < TN && n0 + t < NTOK) store_glu(n0 + t, row >> 1, g[e], u[e]);
+                        }
+                    }
+                }
+            }
+            barrier();
+        } else if (CL > 1u) {   // sum the partials of the last RC rows of every row lane
             barrier();
             for (uint q = l; q < RL * RC * TV; q += WG) {
                 uint v = q % TV, jj = (q / TV) % RC, rl2 = q / (TV * RC);
@@ -441,13 +558,13 @@ void main() {
                     if (TN == 1u) {
                         float s = 0.0;
                         for (uint k = 0; k < NPART; k++) s += red[q * CL + k];
-                        if (n0 < NTOK) STORE(n0 * OUT_ROWS + ROW0 + row, s + bv);
+                        if (n0 < NTOK) store(n0, ROW0 + row, s + bv);
                     } else {
                         vec4 s = vec4(0.0);
                         for (uint k = 0; k < NPART; k++) s += red4[q * CL + k];
                         for (uint e = 0; e < 4; e++) {
                             uint t = 4u * v + e;
-                            if (t < TN && n0 + t < NTOK) STORE((n0 + t) * OUT_ROWS + ROW0 + row, s[e] + bv);
+                            if (t < TN && n0 + t < NTOK) store(n0 + t, ROW0 + row, s[e] + bv);
                         }
                     }
                 }
