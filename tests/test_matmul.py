@@ -368,7 +368,7 @@ GLU = [("f32", 101, None), ("f16", 160, None), ("q4_1", 288, None), ("q4_0", 96,
        ("q8_0", 320, Tiling(2, 8, 1, 3, 2, subgroup=True)),      # the GPU tiling: subgroup sums
        ("q4_0", 288, Tiling(1, 1, 8, 3, 4)),                     # CL = 1: the pair meets in one lane
        ("f16", 96, Tiling(1, 3, 2, 4, 2, 3)),                    # RC 3 → 2 rows per reduction round
-       ("q5_0", 640, None), ("q5_1", 288, Tiling(2, 3, 3, 5, 3)), ("q4_k", 512, None),   # Gemma's gate/up: Q5_0
+       ("q5_0", 640, None), ("q5_1", 320, Tiling(2, 3, 3, 5, 3)), ("q4_k", 512, None),   # Gemma's gate/up: Q5_0
        ("q5_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True)), ("q6_k", 512, None)]
 
 
