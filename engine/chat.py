@@ -5,6 +5,12 @@ the KV cache does not already hold (common prefix, then a position move), so a l
 costs one prefill of the new message, not of the whole history. /undo moves the cache back to
 where the exchange began (remembered per exchange), again without recomputing anything.
 
+When the next turn would not fit the context, the oldest exchanges leave it (engine/embed/memory.py):
+with --memory STORE they go into a vector store, and each new message gets the most similar ones back
+in front of it; without, the window just slides (the system prompt stays). A status line on stderr
+says what left and what came back. --prompt-log FILE (or $VKHARP_PROMPT_LOG) appends every rendered
+prompt to FILE as a JSON line.
+
 Ctrl-C during an answer stops it; the partial answer stays in the conversation (the model can be
 asked to go on), unless nothing was produced, in which case the turn is dropped. Ctrl-C at the
 prompt gives a new prompt line; Ctrl-D or /exit quits. When stdin is not a terminal, lines are read
@@ -90,8 +96,11 @@ def use_color(mode: str, stream) -> bool:
 
 class Chat:
     def __init__(self, model, settings: GenerationSettings, *, out=None, err=None, color: bool = False,
-                 show_uncertainty: bool = False):
+                 show_uncertainty: bool = False, memory=None, prompt_log: str | None = None):
+        from .embed.memory import ContextWindow
         self.model, self.settings = model, settings
+        self.window = ContextWindow(model, memory)   # what stays in the context, leaves and comes back
+        self.prompt_log = prompt_log                 # a file each rendered prompt is appended to (JSON lines)
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.color, self.uncertainty = color, show_uncertainty
         self.system: str | None = None
@@ -101,23 +110,23 @@ class Chat:
         self.session = AnswerStats()        # totals (tokens, fed, cached, harp, rollbacks)
         self.answers = 0
 
-    def conversation(self) -> list[dict]:
-        head = [{"role": "system", "content": self.system}] if self.system is not None else []
-        return head + self.messages
-
     # -- one exchange ----------------------------------------------------------------------------
     def ask(self, text: str) -> None:
         m, tok = self.model, self.model.tokenizer
-        conv = self.conversation() + [{"role": "user", "content": text}]
-        ids = tok.encode(tok.apply_chat_template(conv), add_bos=False)
+        pairs = [(self.messages[i]["content"], self.messages[i + 1]["content"]) for i in range(0, len(self.messages), 2)]
+        turn = self.window.fit(self.system, pairs, text, reserve=self._reserve())
+        ids = turn.ids
         if not ids:
             raise VkharpError(f"the chat template rendered nothing for this conversation, so there is nothing to "
                               f"answer; fix or replace the template in {tok.template_source}")
-        if len(ids) >= m.ctx:
-            raise VkharpError(f"the conversation has {len(ids)} tokens and the context holds {m.ctx}: "
-                              f"/undo, /reset, or restart with a larger --ctx-size")
-        n = min(m.kv.common_prefix(ids), len(ids) - 1)   # generate() needs one token to feed
-        m.truncate(n)
+        if turn.evicted:       # the oldest exchanges left: their cache positions are recomputed below
+            del self.messages[:2 * len(turn.evicted)]
+            self.starts = [0] * len(self.starts[len(turn.evicted):])
+        status = turn.status(stored=self.window.memory is not None)
+        if status:
+            self._note(f"[{'memory' if self.window.memory is not None else 'window'}: {status}]")
+        self._log_prompt(tok.decode(ids))
+        n = m.reuse_prefix(ids)
         st = AnswerStats(fed=len(ids) - n, cached=n)
         pieces = []
         try:
@@ -141,7 +150,17 @@ class Chat:
             setattr(self.session, k, getattr(self.session, k) + getattr(st, k))
         self._note(f"[{st.line()}]")
         if st.finish == "context":
-            self._note("the context is full: /undo or /reset to go on")
+            self._note("the context is full: the next turn lets the oldest exchanges go (-n shortens answers)")
+
+    def _reserve(self) -> int:
+        """Tokens kept free for the answer: max_tokens, up to a quarter of the context."""
+        return max(1, min(self.settings.max_tokens, self.model.ctx // 4))
+
+    def _log_prompt(self, prompt: str) -> None:
+        if self.prompt_log:
+            import json
+            with open(self.prompt_log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"turn": self.answers + 1, "prompt": prompt}, ensure_ascii=False) + "\n")
 
     def _show(self, step) -> None:
         if not (self.color and self.uncertainty):
@@ -302,7 +321,12 @@ def run(args, settings: GenerationSettings) -> int:
     color = use_color(args.color, sys.stdout)
     system = text_input.check(args.system, "--system") if args.system else None
     model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
-    chat = Chat(model, settings, color=color, show_uncertainty=args.show_uncertainty)
+    memory = None
+    if args.memory:
+        from .embed.memory import Memory
+        memory = Memory(model, args.memory, pooling=args.pooling)
+    chat = Chat(model, settings, color=color, show_uncertainty=args.show_uncertainty, memory=memory,
+                prompt_log=args.prompt_log or os.environ.get("VKHARP_PROMPT_LOG") or None)
     chat.system = system
     save = lambda: None
     if interactive:

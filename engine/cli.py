@@ -1,4 +1,5 @@
-"""The `vkharp` command line: chat (the default), generate, devices, convert, selfcheck, bench.
+"""The `vkharp` command line: chat (the default), generate, serve, devices, convert, selfcheck, bench, eval,
+embed, index, search (engine/embed/cli.py).
 
 User errors print one clear line on stderr and exit with status 2, never a traceback: VkharpError
 (no Vulkan, a bad device index, bad input, a damaged model, a chat template that fails or hits a
@@ -203,6 +204,31 @@ def cmd_chat(args) -> int:
     return run(args, settings_from_args(args))
 
 
+def cmd_serve(args) -> int:
+    from .serve.server import run
+    return run(args, settings_from_args(args))
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {n}")
+    return n
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def cmd_main(args) -> int:
     """No command: the main job, a chat with the default model (converted on first use)."""
     chat = build_parser().parse_args(["chat"])
@@ -227,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour tokens by entropy, underline HARP-reframed ones, show rolled-back text struck")
     s.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colours: auto = a terminal without NO_COLOR (default auto)")
+    s.add_argument("--memory", metavar="STORE", default=None,
+                   help="exchanges that leave the context go into this vector store and come back when relevant")
+    s.add_argument("--pooling", choices=("last", "mean", "prompteol"), default=None,
+                   help="sentence vectors of --memory (default: the store's, else prompteol)")
+    s.add_argument("--prompt-log", metavar="FILE", default=None,
+                   help="append every rendered prompt to FILE as a JSON line (also $VKHARP_PROMPT_LOG)")
     s.set_defaults(func=cmd_chat)
     s = sub.add_parser("generate", help="complete a prompt (text on stdout, statistics on stderr)")
     _add_generation_flags(s)
@@ -235,6 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true",
                    help="one JSON object per step on stdout (token, text, prob, entropy, ..., rollbacks, finish)")
     s.set_defaults(func=cmd_generate)
+    s = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, models, tokenize)")
+    _add_generation_flags(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0: any free one)")
+    s.add_argument("--api-key", default=os.environ.get("VKHARP_API_KEY") or None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' (default: $VKHARP_API_KEY; none: no check)")
+    s.add_argument("--queue", type=_positive, default=16, metavar="N",
+                   help="requests that may wait for the model; more get 503 with Retry-After (default 16)")
+    s.add_argument("--max-body", type=_positive, default=1 << 20, metavar="BYTES",
+                   help="largest request body accepted (default 1048576)")
+    s.add_argument("--alias", default=None, metavar="NAME", help="the model's id in /v1/models and answers")
+    s.add_argument("--drain-seconds", type=float, default=60.0, metavar="S",
+                   help="on SIGTERM, how long in-flight requests may take to finish (default 60)")
+    s.set_defaults(func=cmd_serve)
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)
     s.set_defaults(func=cmd_selfcheck)
@@ -264,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(s)
     evaluate.add_arguments(s)
     s.set_defaults(func=evaluate.run)
+    from .embed import cli as embed_cli
+    embed_cli.add_parsers(sub, _add_device)
     p.set_defaults(func=cmd_main)
     return p
 

@@ -17,6 +17,7 @@ Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms)
     x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
 and at the end logits = norm(x)·W_head, the norm folded in the same way. Where a checkpoint's q, k, v
 (or gate, up) differ in format, they stay separate products (and the activation its own dispatch).
+Gemma 2: the logits are soft-capped in place, so that logits() and the sampling stage both read them capped.
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ from . import ops
 from .device import Buffer
 from .ops.activation import geglu, swiglu
 from .ops.attention import attention
-from .ops.elementwise import add
+from .ops.elementwise import add, softcap
 from .ops.embed import embed
 from .ops.matmul import Norm, can_fold_norm, matmul, matvec
+from .ops.pool import pool_sum
 from .ops.rope import rope
 from .ops.rows import select_row
 from .params import STEP_WORDS
@@ -39,8 +41,11 @@ from .sampling import OUT_WORDS, SP_WORDS
 RING = 64   # recent tokens kept on the device for the repetition penalty
 
 # logits for every slot (model.logits), for the last valid token only, or none at all (prefill chunks
-# before the last one: their logits would be thrown away)
-HEADS = ("all", "last", "none")
+# before the last one: their logits would be thrown away); or no logits but a sentence vector
+# (engine/embed/): the final-normed hidden state of the last valid row, or summed over the valid rows
+# of every chunk of the pass (mean pooling; the host divides nothing: the vector is L2-normalised)
+POOL_HEADS = ("pool_last", "pool_mean")
+HEADS = ("all", "last", "none") + POOL_HEADS
 
 
 @dataclass
@@ -68,6 +73,7 @@ class Acts:
     sample_out: Buffer | None = None
     qn: Buffer | None = None
     kn: Buffer | None = None
+    pooled: Buffer | None = None     # [1, hidden] sentence vector (heads "pool_*"), unnormalised
     extra: dict = field(default_factory=dict)
 
 
@@ -91,7 +97,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
         gate=buf((n, f), "gate"), up=buf((n, f), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
         logits=(logits if logits is not None and head == "last" else
-                buf((n if head == "all" else 1, cfg.vocab_size if head != "none" else 1), "logits")),
+                buf((n if head == "all" else 1, cfg.vocab_size if head in ("all", "last") else 1), "logits")),
     )
     if head == "last" and n > 1:
         acts.last = buf((1, h), "last")
@@ -100,6 +106,10 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         acts.sparams = buf((SP_WORDS,), "sampler_params", np.uint32, "param")
         acts.recent = buf((RING,), "recent_tokens", np.uint32, "param")
         acts.sample_out = buf((OUT_WORDS,), "sample_out", np.uint32)
+    if head in POOL_HEADS:
+        acts.pooled = buf((1, h), "pooled")
+        if head == "pool_last" and n > 1:
+            acts.last = buf((1, h), "last")
     if model.arch.qk_norm:
         acts.qn, acts.kn = buf((n, hq, hd), "qn"), buf((n, hk, hd), "kn")
     return acts
@@ -176,10 +186,11 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         # P_POS.. in the same dispatch; attention reads older rows from the cache, the chunk's own
         # from the activations.
         rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual,
-             append=(acts.v, kc, vc), kv_layer=j, second=second)
+             append=(acts.v, kc, vc), kv_layer=j, second=second, q_scale=arch.rope_q_scale(cfg, i))
         attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,
                   n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
-                  scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second)
+                  scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second,
+                  softcap=arch.attn_softcap(cfg))
         if arch.sandwich_norms:   # x += norm(o): the norm needs the whole row of o first
             linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
             norm(acts.down, acts.o, "post_attention_layernorm.weight")
@@ -204,6 +215,9 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             linear(rec, acts.x, lw["mlp.down_proj.weight"], acts.mlp, layer=i, residual=True)
     if head == "none":
         return
+    if head in POOL_HEADS:
+        record_pooling(model, rec, acts, head)
+        return
     lm_head = w.get("lm_head.weight") or w["model.embed_tokens.weight"]
     x = acts.x
     if head == "last" and acts.last is not None:   # the last valid row only: normalising it alone is the same
@@ -212,6 +226,23 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
     # the final norm in the head's prologue (or its own dispatch where it cannot fold)
     normed_linears(rec, [(acts.logits, lm_head, None)], x, w["model.norm.weight"], eps, 0,
                    acts.xn if x is acts.x else acts.last_norm)
+    if arch.final_softcap(cfg):
+        softcap(rec, acts.logits, acts.logits, cap=arch.final_softcap(cfg))
+
+
+def record_pooling(model, rec, acts: Acts, head: str) -> None:
+    """The sentence-vector tail: final norm of the last valid row into acts.pooled ("pool_last"), or
+    of every row, the valid ones summed into acts.pooled across the pass's chunks ("pool_mean")."""
+    norm_w, eps = model.weights["model.norm.weight"], model.cfg.rms_norm_eps
+    if head == "pool_last":
+        x = acts.x
+        if acts.last is not None:
+            select_row(rec, acts.last, acts.x, acts.step)
+            x = acts.last
+        ops.rmsnorm(rec, acts.pooled, x, norm_w, eps=eps)
+    else:
+        ops.rmsnorm(rec, acts.xn, acts.x, norm_w, eps=eps)
+        pool_sum(rec, acts.pooled, acts.xn, acts.step)
 
 
 def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, second_kv=None,

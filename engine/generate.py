@@ -57,6 +57,7 @@ class Step:
     rollbacks: list = field(default_factory=list)   # RollbackEvents resolved just before this step
     ms: float = 0.0        # time of this step on the host clock (the first one includes the prompt)
     finish: str | None = None   # "stop" (EOS or a stop string), "length" (max_tokens), "context" (cache full)
+    argmax: int = -1       # the most likely token there, in the distribution sampled (p_max is its)
 
 
 @dataclass
@@ -172,7 +173,7 @@ class _Generation:
         r = d.result
         piece = "" if self._ends(d.token) else self.stream.push(d.token)
         return Step(d.token, piece, r.p_final, d.entropy, r.temperature, r.p_model, r.p_max, d.reframed,
-                    events, d.ms, finish)
+                    events, d.ms, finish, r.argmax)
 
     def run(self, ids: list[int]) -> Iterator[Step]:
         m, s = self.model, self.s

@@ -29,6 +29,7 @@ from .weights import rows_per_part, stack_rows, upload_stacked
 
 DEFAULT_CHUNK = 32
 SAVED = "saved"     # logits kept on the device for a rollback's new draw (MAIN, REFRAMED: engine/harp.py)
+EMBED = "embed"     # the sentence-vector passes' own cache (engine/embed/): the chat's stays as it is
 
 
 # Matrices stacked by rows at load so that one dispatch computes them together (engine/forward.py):
@@ -60,8 +61,6 @@ class Model(HarpPasses):
         reader = open_model_dir(self.path, verify="once")
         self.cfg, self.arch = reader.config, reader.architecture
         self.arch.validate(self.cfg)
-        if self.cfg.final_logit_softcapping:
-            raise VkharpError(f"{self.cfg.model_type}: final logit soft-capping is not supported yet")
         self.device = device or Device()
         self.tokenizer = Tokenizer(self.path)
         if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or ctx < 1):
@@ -94,8 +93,10 @@ class Model(HarpPasses):
                 self.layer_weights[name] = self._upload(name, lambda i, r=name: reader.load(f"model.layers.{i}.{r}"), L)
         self.kv = KVCache(self.device, n_layers=L, n_kv_heads=self.cfg.num_key_value_heads,
                           head_dim=self.cfg.head_dim, ctx=self.ctx)
-        # RoPE inverse frequencies, stacked [L, head_dim/2] (Gemma's local and global layers differ)
-        freqs = np.stack([np.asarray(self.arch.layer_inv_freq(self.cfg, i), np.float32) for i in range(L)])
+        # RoPE inverse frequencies, stacked [L, rotary_dim/2] (Gemma's local and global layers differ;
+        # longrope's factor set depends on the context)
+        freqs = np.stack([np.asarray(self.arch.layer_inv_freq(self.cfg, i, ctx=self.ctx), np.float32)
+                          for i in range(L)])
         self.inv_freq = self.device.upload(freqs, "inv_freq")
         self._programs: dict = {}
         self._recorded: dict = {}
@@ -103,6 +104,8 @@ class Model(HarpPasses):
         self._last_logits: dict = {}
         self._reframed: KVCache | None = None      # HARP's scratch cache (engine/harp.py)
         self._reframed_key = None                  # (seed, delta) its positions were computed with
+        self._embed_kv: KVCache | None = None      # the embedding passes' cache (engine/embed/)
+        self.pooling: str | None = None            # default pooling of embed(); None: engine/embed's
         self._sampled_from = None                  # which logits buffer the sampler last read
         self._sio = None                           # buffers of the stand-alone sampling programs
         self._mixed_words = None                   # the two-stream step's draw from the mixed logits
@@ -151,6 +154,12 @@ class Model(HarpPasses):
     def _cache(self, which: str) -> KVCache:
         if which == MAIN:
             return self.kv
+        if which == EMBED:
+            if self._embed_kv is None:   # allocated on the first embedding
+                self._embed_kv = KVCache(self.device, n_layers=self.cfg.num_hidden_layers,
+                                         n_kv_heads=self.cfg.num_key_value_heads, head_dim=self.cfg.head_dim,
+                                         ctx=self.ctx)
+            return self._embed_kv
         if self._reframed is None:   # HARP's scratch cache, allocated on first use
             self._reframed = KVCache(self.device, n_layers=self.cfg.num_hidden_layers,
                                      n_kv_heads=self.cfg.num_key_value_heads, head_dim=self.cfg.head_dim, ctx=self.ctx)
@@ -179,6 +188,8 @@ class Model(HarpPasses):
                 ops.mix(rec, acts.logits, self._logits_buffer(MAIN), acts.logits, beta=beta)
             if readback in ("logits", "harp_logits"):
                 rec.download(acts.logits)
+            elif readback == "pooled":
+                rec.download(acts.pooled)
             elif readback in ("sample", "harp_sample"):
                 self._sample_work = ops.sample(rec, acts.sample_out, acts.logits, acts.sparams, acts.recent,
                                                vocab=self.cfg.vocab_size, work=self._sample_work)
@@ -310,6 +321,12 @@ class Model(HarpPasses):
         """Run the sampling stage again on the saved logits (other banned ids, another draw)."""
         return self._sample_buffer(SAVED, sampler_words, recent)
 
+    def embed(self, texts, pooling: str | None = None) -> np.ndarray:
+        """L2-normalised sentence vectors [len(texts), hidden] (engine/embed/vectors.py); runs in its
+        own KV cache, so the chat's cache and position are left as they are."""
+        from .embed import embed_texts
+        return embed_texts(self, texts, pooling)
+
     def decode_logits(self, token_id: int) -> np.ndarray:
         """One decode step (the N=1 program): feed one token, return the next-token logits."""
         self._check_ids([token_id])
@@ -320,6 +337,15 @@ class Model(HarpPasses):
         """Stream the continuation of prompt (text or ids) as Steps: engine/generate.py."""
         from .generate import generate
         return generate(self, prompt, settings, **changes)
+
+    def reuse_prefix(self, ids) -> int:
+        """Keep the longest prefix of `ids` the cache already holds and forget the rest; returns its
+        length, at most len(ids) - 1 (generation feeds at least one token, for its next-token logits).
+        The chat's next turn and the server's next request feed only ids[n:]: a shared history (or
+        system prompt) costs nothing again."""
+        n = max(0, min(self.kv.common_prefix(ids), len(ids) - 1))
+        self.truncate(n)
+        return n
 
     def truncate(self, n: int) -> None:
         """Forget every position from n on (rollback, /undo, a new chat turn): a position move."""

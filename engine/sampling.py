@@ -84,8 +84,10 @@ SP_WORDS = 24
 # | 8    | path        | u32  | diagnostics: 0 greedy, 1 list draw, 2 full-pass draw, 3 none   |
 # | 9    | passes      | u32  | diagnostics: passes over the vocabulary (1 greedy, 3 typical)   |
 # | 10   | listed      | u32  | diagnostics: tokens gathered into shared-memory lists           |
+# | 11   | nonfinite   | u32  | logits that were NaN or +inf after the bans                     |
+# | 12   | argmax      | u32  | the most likely token of the model distribution (p_max is its)  |
 OUT_FIELDS = ("token", "p_final", "p_model", "h_model", "h_final", "p_max", "temperature", "n_kept", "path",
-              "passes", "listed", "nonfinite")
+              "passes", "listed", "nonfinite", "argmax")
 OUT_WORDS = 16
 PATH_GREEDY, PATH_LIST, PATH_FULL, PATH_NONE = 0, 1, 2, 3
 NO_TOKEN = 0xFFFFFFFF
@@ -218,6 +220,7 @@ class SampleResult:
     passes: int = -1
     listed: int = -1
     nonfinite: int = 0   # logits that were NaN or +inf (after the bans): a broken model, never a draw
+    argmax: int = -1     # the model distribution's most likely token (lowest id on ties; p_max is its)
 
 
 def unpack_result(words) -> SampleResult:
@@ -225,4 +228,4 @@ def unpack_result(words) -> SampleResult:
     w = np.asarray(words).reshape(-1)[:OUT_WORDS].view(np.uint32)
     f = w.view(np.float32)
     return SampleResult(int(w[0]), float(f[1]), float(f[2]), float(f[3]), float(f[4]), float(f[5]),
-                        float(f[6]), int(w[7]), int(w[8]), int(w[9]), int(w[10]), int(w[11]))
+                        float(f[6]), int(w[7]), int(w[8]), int(w[9]), int(w[10]), int(w[11]), int(w[12]))

@@ -151,6 +151,16 @@ def _add(dev, rng):
     return rec.finish(), lambda: out.read().reshape(7, 576), a + b
 
 
+@case("softcap 30, 1x1001 logits in place", 1e-6)
+def _softcap(dev, rng):
+    from .ops.elementwise import softcap
+    x = _rand(rng, 1, 1001) * 40.0
+    xb = dev.buffer(x)
+    rec = dev.recorder()
+    softcap(rec, xb, xb, cap=30.0)
+    return rec.finish(), lambda: xb.read().reshape(x.shape), reference.elementwise.softcap(x, cap=30.0)
+
+
 @case("rope half 9+3 heads x64 at 300", 1e-5)
 def _rope(dev, rng):
     from .ops.rope import rope

@@ -10,6 +10,10 @@ Conventions every architecture shares (so the runtime has one code path):
   w - 1 (they compute x * (1 + w)); the converter adds 1 (`norm_offset`).
 - RoPE is HF's half-split form (rotate_half) for every architecture: the converter undoes
   llama.cpp's Q/K row permutation when reading `llama` GGUFs.
+- Fused projections (Phi-3's qkv_proj, gate_up_proj) are split at conversion into the q/k/v and
+  gate/up names every architecture shares (`fused_splits`); the runtime fuses again at load on its own.
+- A layer without RoPE (SmolLM3's NoPE layers) gets a row of zero frequencies: rotating by the angle 0
+  multiplies by cos 0 = 1 and sin 0 = 0 exactly, so the vector passes bit for bit.
 - A sliding window W means a query at position p sees keys at positions p-W+1 .. p (HF's and
   llama.cpp's meaning); window 0 means global attention.
 """
@@ -18,15 +22,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from engine.errors import VkharpError
 
 from .config import ModelConfig
-from .rope import inv_freq
+from .rope import attention_factor, inv_freq
 
 # HF activation names → ours.
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 # RoPE scaling types the runtime implements (models/rope.py); "default" = none.
-ROPE_TYPES = ("default", "linear", "llama3")
+ROPE_TYPES = ("default", "linear", "llama3", "longrope")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Architecture:
     scaled_embedding: bool = False    # embeddings multiplied by sqrt(hidden_size) (gemma)
     gguf_qk_permuted: bool = False    # llama.cpp permutes Q/K rows of this arch in GGUF files
     gguf_arch: str = ""               # general.architecture in GGUF files
+    fused_projections: bool = False   # checkpoints hold qkv_proj and gate_up_proj (phi3): split at conversion
+    partial_rotary: bool = False      # transformers rotates only partial_rotary_factor of each head (phi3)
 
     # ---- per-model numbers -------------------------------------------------------------------
     def validate(self, cfg: ModelConfig) -> None:
@@ -54,6 +62,9 @@ class Architecture:
             if s is not None and s.get("rope_type") not in ROPE_TYPES:
                 raise VkharpError(f"{cfg.model_type}: RoPE scaling {s.get('rope_type')!r} is not supported "
                                   f"(supported: {', '.join(ROPE_TYPES)})")
+        if cfg.partial_rotary_factor != 1.0 and not self.partial_rotary:
+            raise VkharpError(f"{cfg.model_type}: partial_rotary_factor {cfg.partial_rotary_factor} is not supported "
+                              f"for this architecture (only phi3 rotates part of each head)")
         if cfg.raw.get("mlp_bias"):
             raise VkharpError(f"{cfg.model_type}: mlp_bias=true is not supported")
         if cfg.attention_bias and not self.qkv_bias:
@@ -65,6 +76,22 @@ class Architecture:
     def attn_scale(self, cfg: ModelConfig) -> float:
         """Multiplier of q·k: query_pre_attn_scalar**-0.5 where the config has it, else head_dim**-0.5."""
         return float(cfg.query_pre_attn_scalar or cfg.head_dim) ** -0.5
+
+    def rope_q_scale(self, cfg: ModelConfig, i: int) -> float:
+        """Multiplier of q's rotated dims after RoPE: longrope's attention factor squared. HF multiplies
+        cos and sin by the factor, i.e. the rotated dims of both q and k; with partial rotary the other
+        dims are not scaled, so it cannot go into the attention scale. Scaling q alone by its square
+        gives the same scores and keeps the cached keys plain."""
+        af = attention_factor(self.layer_rope_scaling(cfg, i), cfg.max_position_embeddings)
+        return af * af
+
+    def attn_softcap(self, cfg: ModelConfig) -> float:
+        """Attention logit soft-cap (0 = none): s = cap * tanh(s / cap) after scaling (Gemma 2)."""
+        return float(cfg.attn_logit_softcapping or 0.0)
+
+    def final_softcap(self, cfg: ModelConfig) -> float:
+        """Final logit soft-cap (0 = none): logits = cap * tanh(logits / cap) (Gemma 2)."""
+        return float(cfg.final_logit_softcapping or 0.0)
 
     def layer_type(self, cfg: ModelConfig, i: int) -> str:
         return cfg.layer_types[i] if cfg.layer_types else "full_attention"
@@ -86,9 +113,14 @@ class Architecture:
             return None
         return cfg.rope_scaling
 
-    def layer_inv_freq(self, cfg: ModelConfig, i: int):
-        """f32[head_dim/2] RoPE inverse frequencies of layer i, as transformers computes them."""
-        return inv_freq(cfg.head_dim, self.layer_rope_theta(cfg, i), self.layer_rope_scaling(cfg, i))
+    def layer_inv_freq(self, cfg: ModelConfig, i: int, ctx: int | None = None):
+        """f32[rotary_dim/2] RoPE inverse frequencies of layer i, as transformers computes them; zeros
+        for a layer without RoPE. ctx (the loaded context) picks longrope's factor set (models/rope.py)."""
+        f = inv_freq(cfg.head_dim, self.layer_rope_theta(cfg, i), self.layer_rope_scaling(cfg, i),
+                     partial_rotary_factor=cfg.partial_rotary_factor, ctx=ctx)
+        if cfg.no_rope_layers is not None and not cfg.no_rope_layers[i]:
+            return np.zeros_like(f)
+        return f
 
     # ---- tensors -----------------------------------------------------------------------------
     def layer_tensor_shapes(self, cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -124,6 +156,18 @@ class Architecture:
         if not cfg.tie_word_embeddings:
             out["lm_head.weight"] = (cfg.vocab_size, cfg.hidden_size)
         return out
+
+    def fused_splits(self, cfg: ModelConfig) -> dict[str, list[tuple[str, int, int]]]:
+        """Fused tensor (relative to model.layers.{i}) → [(part's name, first row, end row)]: the rows
+        of each part, in the order transformers slices them (q, k, v; gate, up)."""
+        if not self.fused_projections:
+            return {}
+        q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
+        f = cfg.intermediate_size
+        return {"self_attn.qkv_proj.weight": [("self_attn.q_proj.weight", 0, q),
+                                              ("self_attn.k_proj.weight", q, q + kv),
+                                              ("self_attn.v_proj.weight", q + kv, q + 2 * kv)],
+                "mlp.gate_up_proj.weight": [("mlp.gate_proj.weight", 0, f), ("mlp.up_proj.weight", f, 2 * f)]}
 
     def is_norm(self, hf_name: str) -> bool:
         return hf_name.endswith("norm.weight")

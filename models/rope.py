@@ -1,9 +1,17 @@
-"""RoPE inverse frequencies exactly as transformers computes them (default, linear, llama3 scaling).
+"""RoPE inverse frequencies exactly as transformers computes them (default, linear, llama3, longrope).
 
 The values are reproduced bit for bit where possible (f32 arithmetic in the same order, including
 torch's `scalar / tensor` = `reciprocal(tensor) * scalar`), because the model was trained with those
 exact values: at position 8192 one ulp of a frequency moves the angle by up to 5e-4 rad. The runtime
 uploads them (f32) and rotates with shaders/rope.comp; tests compare them with transformers.
+
+longrope (Phi-3, Phi-4-mini) has two factor sets; transformers switches between them with the length
+of the sequence it is given (long once a position passes original_max_position_embeddings, for every
+position of that call). A recorded program cannot switch, so the set is chosen once from the loaded
+context, as llama.cpp does (long when ctx > original_max_position_embeddings): the same numbers as
+transformers for every sequence when ctx fits the original window, and for sequences longer than it
+otherwise. Its attention factor multiplies HF's cos and sin, so q·k by its square: `attention_factor`
+returns it and the runtime folds the square into the attention scale (exact up to one rounding).
 """
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ import numpy as np
 
 from engine.errors import VkharpError
 
-SUPPORTED_TYPES = ("default", "linear", "llama3")
+SUPPORTED_TYPES = ("default", "linear", "llama3", "longrope")
 
 
 def rotary_dim(head_dim: int, partial_rotary_factor: float = 1.0) -> int:
@@ -53,12 +61,39 @@ def _llama3(inv: np.ndarray, scaling: dict) -> np.ndarray:
     return np.where(medium, smoothed, scaled).astype(np.float32)
 
 
+def _longrope_factors(scaling: dict, dim: int, ctx: int | None) -> np.ndarray:
+    try:
+        orig = int(scaling["original_max_position_embeddings"])
+        which = "long_factor" if ctx is not None and ctx > orig else "short_factor"
+        factors = np.asarray(scaling[which], dtype=np.float32)
+    except KeyError as exc:
+        raise VkharpError(f"rope scaling 'longrope' needs {exc.args[0]!r} (have {sorted(scaling)})") from None
+    if factors.shape != (dim // 2,):
+        raise VkharpError(f"rope scaling 'longrope': {which} has {factors.size} entries, the rotary dims "
+                          f"({dim}) need {dim // 2}")
+    return factors
+
+
+def attention_factor(scaling: dict | None, max_position_embeddings: int) -> float:
+    """longrope's multiplier of cos and sin (1.0 for every other type), as transformers computes it."""
+    if not scaling or scaling.get("rope_type") != "longrope":
+        return 1.0
+    if scaling.get("attention_factor") is not None:
+        return float(scaling["attention_factor"])
+    orig = int(scaling["original_max_position_embeddings"])
+    factor = scaling.get("factor")
+    if factor is None:
+        factor = max_position_embeddings / orig
+    return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+
+
 def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None, *,
-                  partial_rotary_factor: float | None = None) -> np.ndarray:
-    """f32[rotary_dim / 2] inverse frequencies for HF rope types 'default', 'linear' and 'llama3'.
+                  partial_rotary_factor: float | None = None, ctx: int | None = None) -> np.ndarray:
+    """f32[rotary_dim / 2] inverse frequencies for HF rope types 'default', 'linear', 'llama3', 'longrope'.
 
     `scaling` is HF's `rope_scaling` / `rope_parameters` dict (key `rope_type` or legacy `type`; its
     `rope_theta` is ignored in favour of `theta`). `partial_rotary_factor` may come from either place.
+    ctx: the loaded context, which picks longrope's factor set (module docstring).
     """
     scaling = dict(scaling or {})
     rope_type = scaling.get("rope_type", scaling.get("type", "default")) or "default"
@@ -68,7 +103,13 @@ def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None, *,
         partial_rotary_factor = scaling.get("partial_rotary_factor", 1.0)
     if not theta > 0:
         raise VkharpError(f"rope theta must be positive, got {theta}")
-    inv = _default_inv_freq(rotary_dim(head_dim, partial_rotary_factor), theta)
+    dim = rotary_dim(head_dim, partial_rotary_factor)
+    if rope_type == "longrope":
+        # HF: 1.0 / (ext_factors * base**(arange(0, dim, 2) / dim)), f32 throughout
+        exponent = np.arange(0, dim, 2).astype(np.float32) / np.float32(dim)
+        power = np.power(np.float64(theta), exponent.astype(np.float64)).astype(np.float32)
+        return (np.float32(1.0) / (_longrope_factors(scaling, dim, ctx) * power)).astype(np.float32)
+    inv = _default_inv_freq(dim, theta)
     if rope_type == "linear":
         if "factor" not in scaling:
             raise VkharpError("rope scaling 'linear' needs 'factor'")

@@ -17,6 +17,9 @@
 // error 2^-11) and angles reach ~1e5. Cody-Waite reduction by pi/2 in four parts of which the first
 // three have 8 significant bits (k*part exact for k < 2^16, i.e. angles below ~1e5), then Cephes sinf /
 // cosf polynomials on [-pi/4, pi/4]: |error| <= 1.5e-7 measured for positions up to 131072.
+// QSCALE multiplies q's rotated dims (longrope's attention factor, squared: HF scales cos and sin,
+//   so both q's and k's rotated dims; scaling q alone by its square gives the same scores, and leaves
+//   the cached keys plain). 1.0 elsewhere, which changes nothing.
 // Grid: one invocation per (row, pair): ceil(N*(HQ+HK)*ROT/2 / WG) groups.  Twin: reference.rope.
 // APPEND = 1 (`_append`): the KV append fused in. Bindings 4 v f32[N,HK,D] (r), 5 k_cache, 6 v_cache
 //   f32[L,CTX,HK,D] (w) [, 7 k_cache2, 8 v_cache2 (w): TWO_CACHES, HARP's two streams, row 1 there];
@@ -33,6 +36,7 @@ layout(constant_id = 3) const uint HK = 1;    // key heads
 layout(constant_id = 4) const uint D = 2;     // head dim
 layout(constant_id = 5) const uint ROT = 2;   // rotated dims (even, <= D)
 layout(constant_id = 6) const uint DUAL = 0;  // 1: every row is at position P_POS (HARP's two streams)
+layout(constant_id = 7) const float QSCALE = 1.0;  // multiplies q's rotated dims (longrope attention factor^2)
 layout(local_size_x_id = 0) in;
 #ifndef APPEND
   #define APPEND 0
@@ -41,7 +45,7 @@ layout(local_size_x_id = 0) in;
   #define TWO_CACHES 0
 #endif
 #if APPEND
-layout(constant_id = 7) const uint CTX = 1;   // cache positions per layer
+layout(constant_id = 8) const uint CTX = 1;   // cache positions per layer (after QSCALE: ids stay contiguous)
 layout(push_constant) uniform Push { uint layer; uint kv_layer; } pc;
 #else
 layout(push_constant) uniform Push { uint layer; } pc;   // inv_freq stacks layers: [L, ROT/2]
@@ -114,8 +118,8 @@ void main() {
     uint base = (is_q ? row : row - N * HQ) * D;
     if (is_q) {
         float x0 = q[base + i0], x1 = q[base + i1];
-        q[base + i0] = x0 * sc.y - x1 * sc.x;
-        q[base + i1] = x1 * sc.y + x0 * sc.x;
+        q[base + i0] = (x0 * sc.y - x1 * sc.x) * QSCALE;
+        q[base + i1] = (x1 * sc.y + x0 * sc.x) * QSCALE;
     } else {
         float x0 = k[base + i0], x1 = k[base + i1];
         float y0 = x0 * sc.y - x1 * sc.x, y1 = x1 * sc.y + x0 * sc.x;

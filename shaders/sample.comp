@@ -62,6 +62,7 @@
 #define O_PASSES   9u   // passes over the vocabulary (diagnostics: 1 greedy, 3 typical, more when refining)
 #define O_LISTED  10u   // tokens gathered into shared memory, all lists together (diagnostics)
 #define O_NONFINITE 11u // logits that are NaN or +inf after the bans: the model is broken, not the draw
+#define O_ARGMAX  12u   // the most likely token (its model probability is p_max): logprobs' top entry
 #define OUT_WORDS 16u
 #define PATH_GREEDY 0u
 #define PATH_LIST   1u
@@ -504,14 +505,15 @@ void draw_full(uint tau, float u) {
 }
 
 // ---- main ----------------------------------------------------------------------------------------
+uint argmax;                                             // of the model distribution (stage 3)
 void write_out(uint tok, float p_final, float p_model, float h_model, float h_final, float p_max, float T,
                uint kept, uint path) {
     if (t != 0u) return;
     o[O_TOKEN] = tok; o[O_P_FINAL] = f2u(p_final); o[O_P_MODEL] = f2u(p_model);
     o[O_H_MODEL] = f2u(h_model); o[O_H_FINAL] = f2u(h_final); o[O_P_MAX] = f2u(p_max);
     o[O_TEMP] = f2u(T); o[O_N_KEPT] = kept; o[O_PATH] = path; o[O_PASSES] = passes; o[O_LISTED] = listed;
-    o[O_NONFINITE] = nonfinite;
-    for (uint i = O_NONFINITE + 1u; i < OUT_WORDS; i++) o[i] = 0u;
+    o[O_NONFINITE] = nonfinite; o[O_ARGMAX] = argmax;
+    for (uint i = O_ARGMAX + 1u; i < OUT_WORDS; i++) o[i] = 0u;
 }
 
 // P1, per invocation: running max, s = sum exp(z - max), ws = sum exp(z - max) (z - max), argmax, count.
@@ -560,7 +562,7 @@ float pow_safe(float x, float y) { return x > 0.0 ? exp2(y * log2(x)) : (y == 0.
 void main() {
     t = gl_LocalInvocationID.x;
     penalty = u2f(prm[SP_PENALTY]);
-    passes = 1u; listed = 0u; nonfinite = 0u;
+    passes = 1u; listed = 0u; nonfinite = 0u; argmax = NONE;
 
     // 1-2: the override list, then P1: model statistics at temperature 1 (online softmax).
     ov_build();
@@ -579,7 +581,7 @@ void main() {
         }
         sync();
     }
-    float M = u2f(sm[RA]); uint argmax = sm[RB];
+    float M = u2f(sm[RA]); argmax = sm[RB];
     sync();
     float e = (s > 0.0) ? exp(m - M) : 0.0;
     acc[0] = na; acc[1] = p1_bad; acc[2] = f2u(s * e); acc[3] = f2u(s > 0.0 ? e * (ws + (m - M) * s) : 0.0);

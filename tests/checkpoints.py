@@ -34,6 +34,15 @@ BASE = {
                    num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32, sliding_window=8,
                    layer_types=["sliding_attention", "sliding_attention", "full_attention"],
                    tie_word_embeddings=True, max_position_embeddings=256),
+    "gemma2": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=2,
+                   num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32, sliding_window=8,
+                   tie_word_embeddings=True, max_position_embeddings=256),
+    "qwen3": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, tie_word_embeddings=False, rope_theta=1_000_000.0),
+    "phi3": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, tie_word_embeddings=False),
+    "smollm3": dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                    num_key_value_heads=2, no_rope_layer_interval=2, tie_word_embeddings=True),
 }
 
 
@@ -50,8 +59,10 @@ def make_tokenizer():
 
 
 def hf_config(arch: str, vocab_size: int, **overrides):
-    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config
-    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "gemma3": Gemma3TextConfig}[arch]
+    from transformers import (Gemma2Config, Gemma3TextConfig, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config,
+                              Qwen3Config, SmolLM3Config)
+    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "gemma3": Gemma3TextConfig,
+           "gemma2": Gemma2Config, "qwen3": Qwen3Config, "phi3": Phi3Config, "smollm3": SmolLM3Config}[arch]
     kw = {**BASE[arch], "vocab_size": vocab_size, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **overrides}
     return cls(**kw)
 
@@ -73,7 +84,7 @@ def make_hf_model(arch: str, seed: int = 0, **overrides):
 
 def make_hf_checkpoint(tmpdir, arch: str, *, dtype: str = "f32", max_shard_size: str | None = None,
                        seed: int = 0, **overrides) -> Path:
-    """Write a tiny checkpoint of `arch` (llama, mistral, qwen2, gemma3) into tmpdir/arch; returns the path.
+    """Write a tiny checkpoint of `arch` (llama, mistral, qwen2, gemma3, gemma2, qwen3, phi3, smollm3) into tmpdir/arch; returns the path.
 
     dtype: f32 | f16 | bf16 (the safetensors dtype); max_shard_size: e.g. "40KB" to force sharding;
     overrides: HF config fields (tie_word_embeddings=..., num_attention_heads=3, ...).
@@ -121,7 +132,8 @@ def write_gguf(path: Path, arch: str, model, cfg, types: dict | None = None, tok
     from gguf.quants import quantize as gguf_quantize
     T = gguf.GGMLQuantizationType
     types = types or {}
-    garch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma3": "gemma3"}[arch]
+    garch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma3": "gemma3", "gemma2": "gemma2",
+             "qwen3": "qwen3", "phi3": "phi3", "smollm3": "smollm3"}[arch]
     w = gguf.GGUFWriter(str(path), gguf_arch_name or garch)
     w.add_block_count(cfg.num_hidden_layers)
     w.add_context_length(cfg.max_position_embeddings)
@@ -139,8 +151,26 @@ def write_gguf(path: Path, arch: str, model, cfg, types: dict | None = None, tok
         w.add_rope_freq_base(cfg.rope_parameters["full_attention"]["rope_theta"])
         w.add_rope_freq_base_swa(cfg.rope_parameters["sliding_attention"]["rope_theta"])
     else:
-        w.add_rope_dimension_count(head_dim)
-        w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+        rope = cfg.rope_parameters
+        w.add_rope_dimension_count(int(head_dim * rope.get("partial_rotary_factor", 1.0)))
+        w.add_rope_freq_base(rope["rope_theta"])
+    if garch in ("gemma2", "qwen3"):
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    if garch == "gemma2":
+        w.add_sliding_window(cfg.sliding_window)
+        w.add_attn_logit_softcapping(cfg.attn_logit_softcapping)
+        w.add_final_logit_softcapping(cfg.final_logit_softcapping)
+    if garch == "phi3":   # convert_hf_to_gguf.py's Phi3MiniModel: factors as tensors, the rest as metadata
+        import math
+        rope, orig = cfg.rope_parameters, cfg.original_max_position_embeddings
+        w.add_rope_scaling_orig_ctx_len(orig)
+        w.add_sliding_window(cfg.sliding_window or 0)
+        if rope.get("rope_type") == "longrope":
+            scale = cfg.max_position_embeddings / orig
+            w.add_rope_scaling_attn_factors(1.0 if scale <= 1.0 else math.sqrt(1 + math.log(scale) / math.log(orig)))
+            w.add_tensor("rope_factors_long.weight", np.asarray(rope["long_factor"], dtype=np.float32))
+            w.add_tensor("rope_factors_short.weight", np.asarray(rope["short_factor"], dtype=np.float32))
     if tokenizer_dir is not None:
         _add_gpt2_tokenizer(w, tokenizer_dir)
     tmap = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, garch.upper()), cfg.num_hidden_layers)
@@ -151,11 +181,11 @@ def write_gguf(path: Path, arch: str, model, cfg, types: dict | None = None, tok
         a = t.float().numpy()
         base, suffix = name.rsplit(".", 1)
         gname = f"{tmap.get_name(base)}.{suffix}"
-        if garch == "llama" and name.endswith("q_proj.weight"):
+        if garch in ("llama", "smollm3") and name.endswith("q_proj.weight"):
             a = llama_cpp_permute(a, cfg.num_attention_heads)
-        if garch == "llama" and name.endswith("k_proj.weight"):
+        if garch in ("llama", "smollm3") and name.endswith("k_proj.weight"):
             a = llama_cpp_permute(a, cfg.num_attention_heads, cfg.num_key_value_heads)
-        if garch == "gemma3" and name.endswith("norm.weight"):
+        if garch in ("gemma3", "gemma2") and name.endswith("norm.weight"):
             a = a + np.float32(1.0)
         qt = types.get(name, T.F32)
         if raw_blocks and name in raw_blocks:

@@ -100,6 +100,11 @@ def test_softcap(device, rng, variant):
     Case(device, rng, 3, *LIGHT, CTX).check(device, 40, 3, softcap=2.0, variant=variant)
 
 
+def test_softcap_with_decode_split_over_keys(device, rng):
+    # each key slice caps its own scores before its online softmax: the merge must not care (Gemma 2)
+    Case(device, rng, 1, *LIGHT, CTX).check(device, 40, 1, softcap=2.0, variant="decode", splits=3)
+
+
 @pytest.mark.parametrize("hpg,team,wg", [(1, 1, 32), (3, 1, 32), (3, 2, 64), (3, 4, 32), (1, 16, 64),
                                          (3, 16, 16)])
 def test_decode_layouts(device, rng, hpg, team, wg):

@@ -185,7 +185,7 @@ def rewrite(src: Path, edit):
     ("missing", "missing tensor.*model.layers.1.mlp.up_proj.weight"),
     ("extra", "no place in a llama model.*model.layers.0.mlp.extra.weight"),
     ("shape", r"model.layers.0.self_attn.k_proj.weight has shape \[16, 64\], the config implies \[32, 64\]"),
-    ("arch", "unsupported model_type 'gpt_neox'; supported: gemma3"),
+    ("arch", "unsupported model_type 'gpt_neox'; supported: gemma2, gemma3"),
     ("int", "only float tensors"),
 ])
 def test_checkpoint_errors(tmp_path, case, match):

@@ -217,7 +217,7 @@ def test_gguf_errors(tmp_path):
     model, cfg, _ = _tiny("llama")
     bad = tmp_path / "phi.gguf"
     write_gguf(bad, "llama", model, cfg, gguf_arch_name="phi2")
-    with pytest.raises(VkharpError, match="GGUF architecture 'phi2' is not supported; supported: gemma3, llama, qwen2"):
+    with pytest.raises(VkharpError, match="GGUF architecture 'phi2' is not supported; supported: gemma2, gemma3, llama, phi3, qwen2, qwen3, smollm3"):
         convert(bad, tmp_path / "o", progress=False)
     good = tmp_path / "l.gguf"
     write_gguf(good, "llama", model, cfg)

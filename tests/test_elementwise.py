@@ -110,3 +110,30 @@ def test_copy_bw_copies_exactly(device, rng):
         copy_bw(rec, out, device.buffer(x), run=run, wg=32)
         rec.finish().run()
         np.testing.assert_array_equal(out.read(), ref_copy(x))
+
+
+# softcap: x / cap and cap * t are one rounding each (6e-8 relative) and Cephes tanhf errs by ~1.3e-7
+# relative; tanh' <= 1, so the result is within ~3e-7 of its own size; 1e-6 leaves margin. A wrong
+# formula (no cap, tanh(x) * cap) is off by O(1).
+SOFTCAP_TOL = 1e-6
+
+
+@pytest.mark.parametrize("n", [1, 333, 10007])
+@pytest.mark.parametrize("cap", [30.0, 2.5])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_softcap(device, rng, n, cap, inplace):
+    # spread over the small-|x| polynomial, the exp branch and saturation (|x| / cap up to ~20)
+    x = rand(rng, n, scale=cap) * np.exp(rng.uniform(-6, 3, n)).astype(np.float32)
+    xb = device.buffer(x)
+    out = xb if inplace else device.buffer(np.zeros_like(x))
+    _run(device, lambda rec: ops.softcap(rec, out, xb, cap=cap))
+    got, want = out.read().reshape(-1), ref.softcap(x, cap=cap)
+    err = np.abs(got.astype(np.float64) - want) / np.maximum(np.abs(want), 1e-30)
+    assert err.max() < SOFTCAP_TOL, err.max()
+    assert np.all(np.abs(got) <= cap)
+
+
+def test_softcap_refuses_bad_cap(device):
+    x = device.buffer(np.ones(4, np.float32))
+    with pytest.raises(VkharpError, match="positive finite"):
+        ops.softcap(device.recorder(), x, x, cap=0.0)

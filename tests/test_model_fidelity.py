@@ -1,7 +1,8 @@
 """Model-level fidelity: our logits equal transformers' on the same random-init checkpoint.
 
 For each architecture a tiny checkpoint is built by transformers (small but non-trivial shapes: GQA,
-odd head counts, tied and untied embeddings, biases, sliding windows), converted by our tool, loaded
+odd head counts, tied and untied embeddings, biases, sliding windows, soft-caps that bite, RoPE scaled
+so that every regime of its formula is used), converted by our tool, loaded
 and run: a prefill through several chunks, then 64 greedy decode steps through the N=1 program.
 NMSE = ‖ours − hf‖² / ‖hf‖² over each row of logits; f32 must be ≤ 1e-6, greedy tokens identical.
 The runtime stacks q/k/v and gate/up at load and computes each group in one dispatch; "-unfused"
@@ -16,6 +17,13 @@ from checkpoints import make_hf_checkpoint, make_hf_model  # noqa: E402
 from engine.convert import convert  # noqa: E402
 from engine.model import Model  # noqa: E402
 
+# longrope factors (head_dim 16: 8 per set; Phi-4-mini-like partial rotary 0.75: 6)
+SHORT = [1.0, 1.1, 1.3, 1.7, 2.0, 2.9, 3.5, 4.0]
+LONG = [1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 12.0, 16.0]
+# llama3 scaling with a short original context, so that low, medium and high frequencies all occur
+LLAMA3 = dict(rope_type="llama3", rope_theta=500000.0, factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+              original_max_position_embeddings=64)
+
 CASES = {
     "llama-gqa-tied": ("llama", dict(num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=True)),
     "llama-odd-heads-untied": ("llama", dict(hidden_size=96, num_attention_heads=3, num_key_value_heads=1,
@@ -23,6 +31,21 @@ CASES = {
     "qwen2-bias": ("qwen2", {}),
     "mistral-window": ("mistral", dict(sliding_window=12)),
     "gemma3": ("gemma3", {}),
+    "llama3.2-tied-llama3-rope": ("llama", dict(tie_word_embeddings=True, rope_parameters=LLAMA3)),
+    "qwen3-qk-norm": ("qwen3", {}),
+    # ctx 128 > original 16: the long factors (HF too: the prompt alone passes 16 positions); window 12
+    "phi3-longrope-long": ("phi3", dict(rope_parameters=dict(rope_type="longrope", rope_theta=10000.0,
+                                                             short_factor=SHORT, long_factor=LONG),
+                                        original_max_position_embeddings=16, max_position_embeddings=64,
+                                        sliding_window=12)),
+    # Phi-4-mini-like: partial rotary 0.75, tied; ctx 128 = original 128: the short factors
+    "phi4mini-longrope-short-partial": ("phi3", dict(rope_parameters=dict(
+        rope_type="longrope", rope_theta=10000.0, partial_rotary_factor=0.75, short_factor=SHORT[:6],
+        long_factor=LONG[:6]), original_max_position_embeddings=128, max_position_embeddings=4096,
+        tie_word_embeddings=True)),
+    # caps small enough to bite (scores and logits of this tiny model are O(1))
+    "gemma2-softcaps": ("gemma2", dict(attn_logit_softcapping=0.5, final_logit_softcapping=1.0)),
+    "smollm3-nope-layers": ("smollm3", {}),
 }
 UNFUSED = {"qwen2-bias-unfused": "qwen2-bias", "gemma3-unfused": "gemma3"}
 
@@ -80,3 +103,4 @@ def test_prefill_and_decode_match_transformers(device, converted, case, monkeypa
         past, hf_last = o.past_key_values, o.logits[0, -1].numpy()
         worst = max(worst, nmse(last[None], hf_last[None]))
     assert worst <= 1e-6, worst
+    print(f"{case}: prefill NMSE {nmse(got, want):.1e}, 64 greedy steps worst NMSE {worst:.1e}")

@@ -11,7 +11,17 @@ from models.rope import inv_freq
 
 from checkpoints import hf_config, make_hf_model
 
-ARCHS = ["llama", "mistral", "qwen2", "gemma3"]
+ARCHS = ["llama", "mistral", "qwen2", "gemma3", "gemma2", "qwen3", "phi3", "smollm3"]
+
+
+def split_state(a, cfg, state: dict) -> dict:
+    """HF's shapes with fused tensors (Phi-3) replaced by their parts, as the converter splits them."""
+    out = dict(state)
+    for i in range(cfg.num_hidden_layers):
+        for fused, parts in a.fused_splits(cfg).items():
+            cols = out.pop(f"model.layers.{i}.{fused}")[1]
+            out.update({f"model.layers.{i}.{n}": (r1 - r0, cols) for n, r0, r1 in parts})
+    return out
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -20,8 +30,9 @@ def test_tensor_shapes_match_transformers(arch, tied):
     # The declaration must name every parameter transformers creates, with its shape, and nothing else.
     model, hf_cfg = make_hf_model(arch, tie_word_embeddings=tied)
     cfg = ModelConfig.from_hf(hf_cfg.to_dict())
-    shapes = get_architecture(cfg.model_type).tensor_shapes(cfg)
-    state = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    a = get_architecture(cfg.model_type)
+    shapes = a.tensor_shapes(cfg)
+    state = split_state(a, cfg, {k: tuple(v.shape) for k, v in model.state_dict().items()})
     if tied:
         assert state.pop("lm_head.weight") == shapes["model.embed_tokens.weight"]
     assert shapes == state
@@ -36,14 +47,20 @@ def test_odd_heads_shapes():
     assert shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("arch,gguf_arch", [("llama", "LLAMA"), ("qwen2", "QWEN2"), ("gemma3", "GEMMA3")])
+@pytest.mark.parametrize("arch,gguf_arch", [("llama", "LLAMA"), ("qwen2", "QWEN2"), ("gemma3", "GEMMA3"),
+                                            ("gemma2", "GEMMA2"), ("qwen3", "QWEN3"), ("phi3", "PHI3"),
+                                            ("smollm3", "SMOLLM3")])
 def test_gguf_names_match_gguf_py(arch, gguf_arch):
-    # gguf-py's TensorNameMap is llama.cpp's own HF → GGUF naming: ours must agree for every tensor.
+    # gguf-py's TensorNameMap is llama.cpp's own HF → GGUF naming: ours must agree for every tensor
+    # (Phi-3's GGUFs hold the fused tensors, as its HF checkpoints do; llama.cpp's gemma2 is always tied).
     import gguf
-    cfg = ModelConfig.from_hf(hf_config(arch, 300, tie_word_embeddings=False).to_dict())
+    tied = arch == "gemma2"
+    model, hf_cfg = make_hf_model(arch, tie_word_embeddings=tied)
+    cfg = ModelConfig.from_hf(hf_cfg.to_dict())
     a = get_architecture(cfg.model_type)
     names = a.gguf_names(cfg)
-    assert sorted(names.values()) == sorted(a.tensor_shapes(cfg))
+    assert sorted(names.values()) == sorted(n for n in model.state_dict() if not (tied and n == "lm_head.weight"))
+    assert split_state(a, cfg, {n: (0, 1) for n in names.values()}).keys() == a.tensor_shapes(cfg).keys()
     tmap = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, gguf_arch), cfg.num_hidden_layers)
     for g, h in names.items():
         base, suffix = h.rsplit(".", 1)
@@ -140,6 +157,72 @@ def test_inv_freq_matches_transformers(scaling):
         assert not np.allclose(got, inv_freq(64, 5000.0))
 
 
+def _longrope_config(**kw):
+    from transformers import Phi3Config
+    rope = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": list(np.linspace(1, 3, 32)),
+            "long_factor": list(np.linspace(1, 40, 32)), **kw.pop("rope", {})}
+    return Phi3Config(hidden_size=256, num_attention_heads=4, max_position_embeddings=131072,
+                      original_max_position_embeddings=4096, rope_parameters=rope, **kw)
+
+
+@pytest.mark.parametrize("partial", [1.0, 0.75])
+@pytest.mark.parametrize("seq", [100, 4096, 4097])
+def test_longrope_matches_transformers(partial, seq):
+    # transformers picks the factor set from the sequence it is given; we from the loaded context:
+    # the same numbers for ctx = seq. The attention factor is transformers' (sqrt(1 + ln 32 / ln 4096)).
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    c = _longrope_config(rope={"partial_rotary_factor": partial, "short_factor": list(np.linspace(1, 3, int(32 * partial))),
+                               "long_factor": list(np.linspace(1, 40, int(32 * partial)))})
+    want, want_af = ROPE_INIT_FUNCTIONS["longrope"](c, "cpu", seq_len=seq)
+    cfg = ModelConfig.from_hf(c.to_dict())
+    a = get_architecture("phi3")
+    a.validate(cfg)
+    got = a.layer_inv_freq(cfg, 0, ctx=seq)
+    assert got.shape == (int(64 * partial) // 2,)
+    np.testing.assert_array_max_ulp(got, want.numpy(), maxulp=1)
+    assert math.isclose(a.rope_q_scale(cfg, 0), want_af ** 2, rel_tol=1e-12)
+    assert a.attn_scale(cfg) == 64 ** -0.5                         # the factor is not also in the scale
+
+
+def test_phi3_transformers4_config():
+    # Phi-3-mini-128k's config.json (transformers 4): rope_scaling with "type", the original context at
+    # the top level, a sliding window for every layer; "su" is longrope's old name.
+    d = {"model_type": "phi3", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96,
+         "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 131072,
+         "original_max_position_embeddings": 4096, "sliding_window": 262144, "partial_rotary_factor": 0.75,
+         "rope_scaling": {"type": "su", "short_factor": [1.0] * 6, "long_factor": [2.0] * 6}}
+    cfg = ModelConfig.from_hf(d)
+    a = get_architecture("phi3")
+    a.validate(cfg)
+    assert cfg.rope_scaling["rope_type"] == "longrope" and cfg.rope_scaling["original_max_position_embeddings"] == 4096
+    assert cfg.partial_rotary_factor == 0.75 and cfg.rms_norm_eps == 1e-5 and cfg.eos_token_id == 32000
+    assert [a.layer_window(cfg, i) for i in range(2)] == [262144, 262144]
+    np.testing.assert_array_equal(a.layer_inv_freq(cfg, 0, ctx=4096) * 2, a.layer_inv_freq(cfg, 0, ctx=8192) * 4)
+    assert a.fused_splits(cfg)["mlp.gate_up_proj.weight"][1] == ("mlp.up_proj.weight", 96, 192)
+
+
+def test_newer_families_defaults_and_layers():
+    q3 = ModelConfig.from_hf({"model_type": "qwen3", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96,
+                              "num_hidden_layers": 2, "num_attention_heads": 32, "sliding_window": None})
+    assert q3.head_dim == 128 and q3.num_key_value_heads == 32 and q3.layer_types == ("full_attention",) * 2
+    assert get_architecture("qwen3").qk_norm and not get_architecture("qwen3").qkv_bias
+    g2 = ModelConfig.from_hf({"model_type": "gemma2", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96,
+                              "num_hidden_layers": 4, "num_attention_heads": 8})
+    a = get_architecture("gemma2")
+    assert [a.layer_window(g2, i) for i in range(4)] == [4096, 0, 4096, 0]           # Gemma2Config defaults
+    assert (a.attn_softcap(g2), a.final_softcap(g2), g2.head_dim, a.attn_scale(g2)) == (50.0, 30.0, 256, 256 ** -0.5)
+    assert a.sandwich_norms and a.norm_offset == 1.0 and not a.qk_norm and g2.num_key_value_heads == 4
+    s3 = ModelConfig.from_hf({"model_type": "smollm3", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96,
+                              "num_hidden_layers": 8, "num_attention_heads": 4})
+    a = get_architecture("smollm3")
+    assert s3.no_rope_layers == (1, 1, 1, 0, 1, 1, 1, 0) and s3.rope_theta == 2e6 and s3.tie_word_embeddings
+    assert not a.layer_inv_freq(s3, 3).any() and a.layer_inv_freq(s3, 2).all()
+    slid = ModelConfig.from_hf({**s3.raw, "use_sliding_window": True, "sliding_window": 16})
+    assert [a.layer_window(slid, i) for i in range(4)] == [0, 0, 0, 16]     # HF: NoPE layers slide
+    with pytest.raises(VkharpError, match="no_rope_layers must list 8"):
+        ModelConfig.from_hf({**s3.raw, "no_rope_layers": [1, 0]})
+
+
 def test_unknown_architecture_names_supported_ones():
     with pytest.raises(VkharpError, match="unsupported model_type 'gpt2'.*gemma3.*llama.*mistral.*qwen2"):
         get_architecture("gpt2")
@@ -163,3 +246,12 @@ def test_bad_configs():
         get_architecture("llama").validate(ModelConfig.from_hf({**base, "mlp_bias": True}))
     with pytest.raises(VkharpError, match="layer_types"):
         ModelConfig.from_hf({**base, "layer_types": ["full_attention"]})
+    with pytest.raises(VkharpError, match="partial_rotary_factor 0.5 is not supported"):
+        get_architecture("llama").validate(ModelConfig.from_hf({**base, "partial_rotary_factor": 0.5}))
+    with pytest.raises(VkharpError, match="longrope.*short_factor has 3 entries"):
+        d = _longrope_config().to_dict()
+        d["rope_parameters"]["short_factor"] = [1.0] * 3
+        get_architecture("phi3").layer_inv_freq(ModelConfig.from_hf(d), 0, ctx=10)
+    with pytest.raises(VkharpError, match="attention_bias=true"):
+        get_architecture("qwen3").validate(ModelConfig.from_hf({**hf_config("qwen3", 300).to_dict(),
+                                                                 "attention_bias": True}))

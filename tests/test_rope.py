@@ -47,6 +47,34 @@ def test_rope_matches_twin(device, rng, style, n_tok, n_valid, hq, hk, d, partia
     np.testing.assert_array_equal(got_q[..., len(inv) * 2:], q[..., len(inv) * 2:])
 
 
+@pytest.mark.parametrize("append", [False, True])
+def test_rope_q_scale_and_zero_frequencies(device, rng, append):
+    """longrope's attention factor (squared) scales q's rotated dims only; a NoPE layer's zero
+    frequencies leave q and k bit for bit (cos 0 = 1, sin 0 = 0 exactly in the shader's polynomials)."""
+    n, hq, hk, d = 5, 3, 1, 16
+    q, k, v = rand(rng, n, hq, d), rand(rng, n, hk, d), rand(rng, n, hk, d)
+    inv = np.stack([rope_inv_freq(d, 10000.0, partial_rotary_factor=0.75), np.zeros(6, np.float32)])
+    for layer, q_scale in ((0, 1.5), (1, 1.0)):
+        qb, kb = device.buffer(q), device.buffer(k)
+        step = device.buffer(pack_step(pos=9, n_tokens=n))
+        rec = device.recorder()
+        kc, vc = (device.buffer(np.zeros((32, hk, d), np.float32)) for _ in range(2))   # act: readable here
+        append_args = dict(append=(device.buffer(v), kc, vc)) if append else {}
+        rope(rec, qb, kb, device.buffer(inv, kind="const"), step, layer=layer, q_scale=q_scale, **append_args)
+        rec.finish().run()
+        got_q, got_k = qb.read().reshape(q.shape), kb.read().reshape(k.shape)
+        want_q, want_k = ref_rope(q, k, inv[layer], 9, n, q_scale=q_scale)
+        if layer == 1:
+            np.testing.assert_array_equal(got_q, q)
+            np.testing.assert_array_equal(got_k, k)
+        else:
+            assert max_rel_err(got_q, want_q) < TOL and max_rel_err(got_k, want_k) < TOL
+            np.testing.assert_array_equal(got_q[..., 12:], q[..., 12:])     # unrotated dims: not scaled
+            assert abs(np.linalg.norm(got_q[..., :12]) / np.linalg.norm(q[..., :12]) - 1.5) < 1e-5
+        if append:
+            np.testing.assert_array_equal(kc.read().reshape(32, hk, d)[9:9 + n], got_k)
+
+
 @pytest.mark.parametrize("pos", [4090, 8185, 65530, 131065])
 def test_rope_large_positions(device, rng, pos):
     """The angle reduction keeps f32 sin/cos accurate where GLSL's own are unspecified (|a| > pi)."""

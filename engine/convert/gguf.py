@@ -8,8 +8,10 @@
   ‖GGUF-decoded‖). A type gguf cannot decode, a tensor that is not whole blocks (256-column
   super-blocks for the k-quants) or whose data is shorter or longer than its shape needs are refused
   when the file is opened, before anything is written.
-- llama.cpp permutes the rows of Q and K for `llama` files (its RoPE rotates interleaved pairs); the
-  permutation is undone here, so the runtime uses HF's half-split RoPE for every architecture.
+- llama.cpp permutes the rows of Q and K for `llama` and `smollm3` files (its RoPE rotates interleaved
+  pairs); the permutation is undone here, so the runtime uses HF's half-split RoPE for every architecture.
+- Phi-3's fused attn_qkv and ffn_up (gate and up) are split into row slices of the stored blocks, so a
+  kept type stays lossless; longrope's factor tensors go back into config.json's rope_scaling.
 - Gemma files already hold norm weights as 1 + w (llama.cpp adds the 1 at conversion): kept as stored.
 """
 from __future__ import annotations
@@ -21,13 +23,17 @@ import numpy as np
 
 from ..errors import VkharpError
 from ..quant import FORMATS, from_gguf_blocks
-from .source import Converted, Source, SourceTensor, pack_rows
+from .source import Converted, Source, SourceTensor, pack_rows, resolve, split_fused
 
 NATIVE = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")   # kept as they are
-SKIPPED = {"rope_freqs.weight": "llama3 RoPE factors, rebuilt into config.json rope_scaling"}
+SKIPPED = {"rope_freqs.weight": "llama3 RoPE factors, rebuilt into config.json rope_scaling",
+           "rope_factors_long.weight": "longrope long factors, rebuilt into config.json rope_scaling",
+           "rope_factors_short.weight": "longrope short factors, rebuilt into config.json rope_scaling"}
 
 _HF_CLASS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-             "gemma3_text": "Gemma3ForCausalLM"}
+             "gemma3_text": "Gemma3ForCausalLM", "qwen3": "Qwen3ForCausalLM", "phi3": "Phi3ForCausalLM",
+             "gemma2": "Gemma2ForCausalLM", "smollm3": "SmolLM3ForCausalLM"}
+GGUF_ARCHS = ("gemma2", "gemma3", "llama", "phi3", "qwen2", "qwen3", "smollm3")
 
 
 def field_value(field):
@@ -91,8 +97,9 @@ class GGUFSource(Source):
                 shape = tuple(int(x) for x in reversed(t.shape.tolist()))
                 check_tensor_data(gname, t, shape)
                 self.tensors[name] = SourceTensor(name, shape, t.tensor_type.name.lower(), t)
+        split_fused(self.tensors, self.arch.fused_splits(self.cfg), self.cfg.num_hidden_layers)
         self._permuted = {}
-        if self.arch.gguf_qk_permuted and self.gguf_arch == "llama":
+        if self.arch.gguf_qk_permuted:          # llama, mistral (gguf "llama") and smollm3 files
             for i in range(self.cfg.num_hidden_layers):
                 for proj, heads in (("q_proj", self.cfg.num_attention_heads), ("k_proj", self.cfg.num_key_value_heads)):
                     for kind in ("weight", "bias"):
@@ -102,8 +109,11 @@ class GGUFSource(Source):
         return t.source_format if t.source_format in NATIVE else "f16"
 
     def read(self, t: SourceTensor, fmt: str) -> Converted:
-        gt = t.ref
+        stored, rows = resolve(t)
+        gt = stored.ref
         raw = np.asarray(gt.data)
+        if rows is not None:     # a part of a fused tensor: whole rows of blocks, kept as they are
+            raw = raw[rows]
         if t.name in self._permuted:
             raw = unpermute_rows(raw, self._permuted[t.name])
         if len(t.shape) == 1:
@@ -175,10 +185,11 @@ def check_tensor_data(gname: str, t, shape: tuple[int, ...]) -> None:
 
 def _dequantize(t: SourceTensor, raw: np.ndarray) -> np.ndarray:
     from gguf.quants import dequantize
+    gt = resolve(t)[0].ref
     try:
-        return dequantize(raw, t.ref.tensor_type).astype(np.float32, copy=False)
+        return dequantize(raw, gt.tensor_type).astype(np.float32, copy=False)
     except NotImplementedError:
-        raise VkharpError(f"{t.name}: GGUF type {t.ref.tensor_type.name} cannot be decoded by the installed gguf "
+        raise VkharpError(f"{t.name}: GGUF type {gt.tensor_type.name} cannot be decoded by the installed gguf "
                           f"package; upgrade it (pip install -U gguf) or use a file with another quantization") from None
 
 
@@ -197,8 +208,8 @@ def _f(x):
 def hf_config(meta: dict, tensors: dict) -> dict:
     """An HF config.json dict for the model a GGUF file describes."""
     arch = meta.get("general.architecture")
-    if arch not in ("llama", "qwen2", "gemma3"):
-        raise VkharpError(f"GGUF architecture {arch!r} is not supported; supported: gemma3, llama, qwen2")
+    if arch not in GGUF_ARCHS:
+        raise VkharpError(f"GGUF architecture {arch!r} is not supported; supported: {', '.join(GGUF_ARCHS)}")
 
     def a(key, default=None):
         return meta.get(f"{arch}.{key}", default)
@@ -209,9 +220,9 @@ def hf_config(meta: dict, tensors: dict) -> dict:
     hidden = int(a("embedding_length"))
     head_dim = int(a("attention.key_length") or hidden // n_head)
     rot = a("rope.dimension_count")
-    if rot is not None and int(rot) != head_dim:
+    if rot is not None and int(rot) != head_dim and arch != "phi3":
         raise VkharpError(f"partial rotary embeddings (rope.dimension_count {rot} < head_dim {head_dim}) "
-                          f"are not supported")
+                          f"are supported for phi3 GGUF files only, not {arch}")
     if "token_embd.weight" not in tensors:
         raise VkharpError("the GGUF file has no token_embd.weight tensor")
     vocab = int(tensors["token_embd.weight"].shape[-1])
@@ -228,13 +239,31 @@ def hf_config(meta: dict, tensors: dict) -> dict:
         "bos_token_id": meta.get("tokenizer.ggml.bos_token_id"),
         "eos_token_id": meta.get("tokenizer.ggml.eos_token_id"),
     }
+    if rot is not None and int(rot) != head_dim:
+        cfg["partial_rotary_factor"] = int(rot) / head_dim          # Phi-4-mini: 96 of 128
     scaling = _rope_scaling(meta, arch, tensors, head_dim, cfg["rope_theta"])
     if scaling:
         cfg["rope_scaling"] = scaling
+    if arch == "phi3":
+        if scaling and scaling["rope_type"] == "longrope":
+            cfg["original_max_position_embeddings"] = scaling["original_max_position_embeddings"]
+        if a("attention.sliding_window"):
+            cfg["sliding_window"] = int(a("attention.sliding_window"))
+    if arch == "smollm3":
+        cfg["no_rope_layer_interval"] = 4     # llama.cpp hard-codes it (n_no_rope_layer_step); no metadata
     if arch == "llama" and a("attention.sliding_window"):
         cfg.update(model_type="mistral", sliding_window=int(a("attention.sliding_window")))
-    if arch == "qwen2":
+    if arch in ("qwen2", "qwen3"):
         cfg["use_sliding_window"] = False
+    if arch == "gemma2":
+        del cfg["hidden_act"]
+        cfg.update(hidden_activation="gelu_pytorch_tanh",
+                   # llama.cpp: 27B (46 layers) scales by hidden/heads, the others by head_dim
+                   query_pre_attn_scalar=hidden // int(n_head) if layers == 46 else head_dim,
+                   sliding_window=int(a("attention.sliding_window", 4096)),
+                   layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
+                   attn_logit_softcapping=a("attn_logit_softcapping"),
+                   final_logit_softcapping=a("final_logit_softcapping"))
     if arch == "gemma3":
         del cfg["hidden_act"]
         pattern = a("attention.sliding_window_pattern", 6)   # llama.cpp's gemma3 default: every 6th layer global
@@ -255,6 +284,8 @@ def hf_config(meta: dict, tensors: dict) -> dict:
 
 
 def _rope_scaling(meta: dict, arch: str, tensors: dict, head_dim: int, theta: float) -> dict | None:
+    if "rope_factors_long.weight" in tensors or "rope_factors_short.weight" in tensors:
+        return _longrope(meta, arch, tensors)
     kind = meta.get(f"{arch}.rope.scaling.type")
     if kind and kind != "none":
         out = {"rope_type": kind, "factor": _f(meta.get(f"{arch}.rope.scaling.factor", 1.0))}
@@ -265,6 +296,22 @@ def _rope_scaling(meta: dict, arch: str, tensors: dict, head_dim: int, theta: fl
     if "rope_freqs.weight" in tensors:
         return _llama3_from_factors(np.asarray(tensors["rope_freqs.weight"].data, dtype=np.float32), head_dim, theta)
     return None
+
+
+def _longrope(meta: dict, arch: str, tensors: dict) -> dict:
+    """Phi-3's longrope: llama.cpp keeps both factor sets as tensors, the original context and the
+    attention factor (computed as transformers does) as metadata."""
+    missing = [n for n in ("rope_factors_long.weight", "rope_factors_short.weight") if n not in tensors]
+    orig = meta.get(f"{arch}.rope.scaling.original_context_length")
+    if missing or not orig:
+        raise VkharpError(f"this GGUF's longrope scaling is incomplete: "
+                          f"{', '.join(missing) or f'{arch}.rope.scaling.original_context_length'} is missing")
+    out = {"rope_type": "longrope", "original_max_position_embeddings": int(orig),
+           "long_factor": [float(x) for x in np.asarray(tensors["rope_factors_long.weight"].data, np.float32)],
+           "short_factor": [float(x) for x in np.asarray(tensors["rope_factors_short.weight"].data, np.float32)]}
+    if meta.get(f"{arch}.rope.scaling.attn_factor") is not None:
+        out["attention_factor"] = float(meta[f"{arch}.rope.scaling.attn_factor"])
+    return out
 
 
 def _llama3_from_factors(factors: np.ndarray, head_dim: int, theta: float) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import VkharpError
 from .format import SIDE_FILES
 from .safetensors_io import read_header, read_tensor, to_float32
-from .source import Converted, Source, SourceTensor, pack_rows
+from .source import Converted, Source, SourceTensor, pack_rows, resolve, split_fused
 
 # Buffers some checkpoints carry that the runtime recomputes: skipped by name suffix.
 SKIP_SUFFIXES = ("rotary_emb.inv_freq", "self_attn.rotary_emb.cos_cached", "self_attn.rotary_emb.sin_cached")
@@ -86,6 +86,7 @@ class HFSource(Source):
                     self.tensors[name] = SourceTensor(name, entry.shape, FLOAT_CODES[entry.dtype], (path, entry))
                     if entry.dtype != "F32" and len(entry.shape) == 2:
                         self._all_float32 = False
+        split_fused(self.tensors, self._arch.fused_splits(cfg), cfg.num_hidden_layers)
 
     def _weight_files(self) -> list[Path]:
         index = self.src / "model.safetensors.index.json"
@@ -114,8 +115,11 @@ class HFSource(Source):
         return "f32" if self._all_float32 else "f16"
 
     def read(self, t: SourceTensor, fmt: str) -> Converted:
-        path, entry = t.ref
+        stored, rows = resolve(t)
+        path, entry = stored.ref
         data = read_tensor(path, entry)
+        if rows is not None:
+            data = data[rows]
         if data.ndim == 1:
             w = np.array(to_float32(data, entry.dtype), dtype=np.float32)
             if self._arch.norm_offset and self._arch.is_norm(t.name):

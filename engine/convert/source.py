@@ -23,6 +23,39 @@ class Converted:
     rel_error: float | None = None   # ‖stored − source‖ / ‖source‖ when the conversion was lossy
 
 
+@dataclass
+class RowSlice:
+    """Rows [r0, r1) of a fused source tensor (Phi-3's qkv_proj, gate_up_proj), read as a tensor of its own."""
+    parent: SourceTensor
+    r0: int
+    r1: int
+
+
+def resolve(t: SourceTensor) -> tuple[SourceTensor, slice | None]:
+    """(the tensor stored in the file, the rows of it that t is; None = all)."""
+    if isinstance(t.ref, RowSlice):
+        return t.ref.parent, slice(t.ref.r0, t.ref.r1)
+    return t, None
+
+
+def split_fused(tensors: dict[str, SourceTensor], splits: dict[str, list[tuple[str, int, int]]],
+                layers: int) -> None:
+    """Replace each layer's fused tensor (Architecture.fused_splits) by its parts, as row slices; a
+    fused tensor whose rows do not add up to its parts' is refused, naming both."""
+    for i in range(layers):
+        for fused, parts in splits.items():
+            t = tensors.pop(f"model.layers.{i}.{fused}", None)
+            if t is None:
+                continue
+            want = parts[-1][2]
+            if len(t.shape) != 2 or t.shape[0] != want:
+                sizes = ", ".join(f"{n.split('.')[1]} {r1 - r0}" for n, r0, r1 in parts)
+                raise VkharpError(f"{t.name} has shape {list(t.shape)}; the config implies {want} rows ({sizes})")
+            for name, r0, r1 in parts:
+                full = f"model.layers.{i}.{name}"
+                tensors[full] = SourceTensor(full, (r1 - r0, t.shape[1]), t.source_format, RowSlice(t, r0, r1))
+
+
 class Source:
     """Base class: config dict, tensors by HF name, side files; `read` converts one tensor."""
     kind = "?"

@@ -41,6 +41,17 @@ def scale(rec: Recorder, out: Buffer, x: Buffer, *, s: float, wg: int = 256):
         _go(rec, "scale", [out, x], out.size, {"CA": s}, wg)
 
 
+def softcap(rec: Recorder, out: Buffer, x: Buffer, *, cap: float, wg: int = 256):
+    """out = cap * tanh(x / cap) (Gemma 2's final logits; `out` may be `x`)."""
+    _check_f32("softcap", out=out, x=x)
+    if not (np.isfinite(cap) and cap > 0):
+        raise VkharpError(f"softcap: the cap must be a positive finite number, got {cap}")
+    if out is x:
+        _go(rec, "softcap_inplace", [out], out.size, {"CA": float(cap)}, wg)
+    else:
+        _go(rec, "softcap", [out, x], out.size, {"CA": float(cap)}, wg)
+
+
 def mix(rec: Recorder, out: Buffer, a: Buffer, b: Buffer, *, beta: float, wg: int = 256):
     """out = beta * a + (1 - beta) * b: HARP's logit mix (beta on the original logits, as its code).
     `out` may be `a` or `b`."""

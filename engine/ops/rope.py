@@ -34,14 +34,16 @@ def check_step(step: Buffer, what: str) -> None:
 
 def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *, style: str = "half",
          head_dim: int | None = None, layer: int = 0, wg: int = 64, dual: bool = False,
-         append: tuple | None = None, kv_layer: int = 0, second: tuple[Buffer, Buffer] | None = None):
+         append: tuple | None = None, kv_layer: int = 0, second: tuple[Buffer, Buffer] | None = None,
+         q_scale: float = 1.0):
     """Rotate q f32[N, HQ, D] and k f32[N, HK, D] in place (positions P_POS + t, rows t < P_NTOK;
     dual=True: every row at P_POS, HARP's two streams of one token).
 
     inv_freq is f32[ROT/2], or f32[L, ROT/2] stacking the layers' tables (`layer` picks one).
     append=(v, k_cache, v_cache): the KV append fused in (one dispatch instead of two, and no barrier
     between them): the rotated k and v go to cache rows P_POS + t of cache layer `kv_layer`;
-    second=(k_cache2, v_cache2) with dual: row 1 goes there (HARP's two streams)."""
+    second=(k_cache2, v_cache2) with dual: row 1 goes there (HARP's two streams).
+    q_scale multiplies q's rotated dims (longrope's attention factor squared; models/rope.py)."""
     if style not in STYLES:
         raise VkharpError(f"rope style {style!r} is unknown; use one of {', '.join(STYLES)}")
     n, hq, d = heads_view(q, head_dim, "rope q")
@@ -57,7 +59,11 @@ def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *,
     check_step(step, "rope")
     pairs = n * (hq + hk) * (rot // 2)
     bufs, name = [q, k, inv_freq, step], STYLES[style]
+    if not (np.isfinite(q_scale) and q_scale > 0):
+        raise VkharpError(f"rope: q_scale must be a positive finite number, got {q_scale}")
     consts = {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot, "DUAL": int(dual)}
+    if q_scale != 1.0:
+        consts["QSCALE"] = float(q_scale)
     push = {"layer": layer}
     if append is not None:
         from .attention import check_cache_pair

@@ -7,10 +7,11 @@ from .elementwise import add, fill_u32, mix, rand_uniform, scale
 from .embed import embed
 from .local1d import local1d
 from .norm import layernorm, rmsnorm
+from .pool import pool_sum
 from .probe import chain_step
 from .rope import rope
 from .rows import select_row
 from .sample import sample
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix", "rand_uniform",
-           "scale", "embed", "local1d", "layernorm", "rmsnorm", "chain_step", "rope", "select_row", "sample"]
+           "scale", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]

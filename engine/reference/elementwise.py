@@ -21,6 +21,11 @@ def mix(a, b, *, beta: float) -> np.ndarray:
     return (beta * np.asarray(a, np.float64) + (1.0 - beta) * np.asarray(b, np.float64)).astype(np.float32)
 
 
+def softcap(x, *, cap: float) -> np.ndarray:
+    """cap * tanh(x / cap): Gemma 2's final-logit soft-capping."""
+    return (cap * np.tanh(np.asarray(x, np.float64) / cap)).astype(np.float32)
+
+
 def split_mix(x, *, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """(x[0], mix(x[0], x[1])) of x [2, N]: HARP's two streams' original and mixed logits."""
     x = np.asarray(x, np.float32).reshape(2, -1)

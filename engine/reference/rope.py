@@ -9,14 +9,15 @@ def rope_angles(positions: np.ndarray, inv_freq: np.ndarray) -> np.ndarray:
 
 
 def rope(q: np.ndarray, k: np.ndarray, inv_freq: np.ndarray, pos: int, n: int, *, style: str = "half",
-         dual: bool = False):
+         dual: bool = False, q_scale: float = 1.0):
     """Return rotated copies of q [N, HQ, D] and k [N, HK, D]; rows t >= n are unchanged.
-    dual=True: every row at position pos (HARP's two streams of one token)."""
+    dual=True: every row at position pos (HARP's two streams of one token); q_scale multiplies q's
+    rotated dims (longrope's attention factor squared)."""
     rot = 2 * len(inv_freq)
     a = rope_angles(pos + (0 * np.arange(n) if dual else np.arange(n)), inv_freq).astype(np.float64)[:, None, :]  # [n, 1, ROT/2]
     cos, sin = np.cos(a), np.sin(a)
     out = []
-    for x in (q, k):
+    for x, f in ((q, q_scale), (k, 1.0)):
         y = np.array(x, dtype=np.float32, copy=True)
         x64 = x[:n].astype(np.float64)
         if style == "half":
@@ -26,7 +27,7 @@ def rope(q: np.ndarray, k: np.ndarray, inv_freq: np.ndarray, pos: int, n: int, *
         else:
             raise ValueError(style)
         x0, x1 = x64[..., i0], x64[..., i1]
-        y[:n, :, i0] = (x0 * cos - x1 * sin).astype(np.float32)
-        y[:n, :, i1] = (x1 * cos + x0 * sin).astype(np.float32)
+        y[:n, :, i0] = (f * (x0 * cos - x1 * sin)).astype(np.float32)
+        y[:n, :, i1] = (f * (x1 * cos + x0 * sin)).astype(np.float32)
         out.append(y)
     return out[0], out[1]

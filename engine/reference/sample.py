@@ -86,7 +86,7 @@ def _sample(logits, params, recent=(0,), *, return_margin: bool = False, **pack_
     allowed = z > -np.inf
     n_allowed = int(allowed.sum())
     if n_allowed == 0:
-        res = SampleResult(NO_TOKEN, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+        res = SampleResult(NO_TOKEN, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0, argmax=NO_TOKEN)
         return (res, math.inf) if return_margin else res
     # stage 3: model statistics at temperature 1
     m = float(z[allowed].max())
@@ -100,7 +100,7 @@ def _sample(logits, params, recent=(0,), *, return_margin: bool = False, **pack_
     # stage 4
     t = temperature(p["rule"], p, h_nats, n_allowed)
     if t < GREEDY_T:
-        res = SampleResult(arg, 1.0, p_model_of(arg), h_model, 0.0, p_max, 0.0, 1)
+        res = SampleResult(arg, 1.0, p_model_of(arg), h_model, 0.0, p_max, 0.0, 1, argmax=arg)
         return (res, math.inf) if return_margin else res
     # stage 5: unnormalised weights, f32 as the shader keeps them
     w = np.where(allowed, np.exp(d / np.float32(t).astype(np.float64)), 0.0).astype(np.float32)
@@ -145,5 +145,5 @@ def _sample(logits, params, recent=(0,), *, return_margin: bool = False, **pack_
     q = w64[kept] / mass
     h_final = float(-(q * np.log(q)).sum()) / LN2
     res = SampleResult(tok, float(w64[tok] / mass), p_model_of(tok), h_model, h_final, p_max, float(np.float32(t)),
-                       int(kept.sum()))
+                       int(kept.sum()), argmax=arg)
     return (res, margin) if return_margin else res
