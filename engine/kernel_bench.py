@@ -17,6 +17,7 @@ import numpy as np
 
 from . import ops
 from .device import Device
+from .quant import block_cols
 
 BENCHES: list[tuple[str, Callable]] = []
 
@@ -111,10 +112,16 @@ def _matvec_bench(fmt: str, rows: int, cols: int):
     return fn
 
 
-for _fmt in ("f16", "q8_0", "q4_1"):
+# Every quantized format next to q4_1 (GB/s of its own bytes) at 4096x4096, at the default model's
+# shapes, and at Gemma-3-270M's (whose Q4_K_M mixes Q5_0, Q4_K, Q6_K and Q8_0); the k-quants only
+# where the rows are whole 256-column super-blocks.
+KQ_COMPARE = ("q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+for _fmt in ("f16", "q8_0") + KQ_COMPARE:
     bench(f"matvec {_fmt} 4096x4096")(_matvec_bench(_fmt, 4096, 4096))
-for _shape in ((576, 576), (1536, 576), (576, 1536), (49152, 576)):
-    bench(f"matvec q4_1 {_shape[0]}x{_shape[1]}")(_matvec_bench("q4_1", *_shape))
+for _shape in ((576, 576), (1536, 576), (576, 1536), (49152, 576), (2048, 640), (640, 2048)):
+    for _fmt in KQ_COMPARE:
+        if _shape[1] % block_cols(_fmt) == 0 and (_fmt == "q4_1" or _shape != (49152, 576)):
+            bench(f"matvec {_fmt} {_shape[0]}x{_shape[1]}")(_matvec_bench(_fmt, *_shape))
 
 
 @bench("attention decode 9/3 heads x64, ctx 1024")

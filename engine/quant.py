@@ -10,6 +10,7 @@ shader. Semantics are GGUF's (a weight decodes to the same float), the layout is
 | q8_0   | 8 words per 32-block: int8 j at byte j                 | one f16 d per block, 2 per word       | d*q                 |
 | q4_0   | 4 words per 32-block: byte j = q[j] | q[j+16] << 4     | one f16 d per block, 2 per word       | d*(q-8)             |
 | q4_1   | same as q4_0                                           | one word per block: packHalf2x16(d,m) | d*q + m             |
+| q5_0 q5_1 q4_k q5_k q6_k | engine/kquant.py (GGUF's 5-bit and k-quant types, permuted losslessly)          |
 
 Quants are kept apart from scales so that the quant words of a row are contiguous and 16-byte
 aligned (vectorisable loads); scales are indexed flat by block: block b of row r is r*nb + b, and
@@ -23,10 +24,29 @@ import numpy as np
 
 from .errors import VkharpError
 
-FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1")
+from . import kquant
+
+FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
 BLOCK = 32
 # Bytes per weight as stored (quants + scales), for bandwidth figures.
-BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32}
+BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
+                    **{f: bb / bc for f, (bc, bb) in kquant.GGUF_BLOCK.items()}}
+
+
+def block_cols(fmt: str) -> int:
+    """Columns of one GGUF block: rows of a q format must be whole blocks (256 for the k-quants)."""
+    return kquant.block_cols(fmt) if fmt in kquant.KFORMATS else (BLOCK if fmt.startswith("q") else 1)
+
+
+def scale_layout(fmt: str, cols: int) -> tuple[int, type] | None:
+    """(entries per row, dtype) of a format's scales array, or None (f32, f16)."""
+    if fmt in kquant.KFORMATS:
+        return kquant.scale_layout(fmt, cols)
+    if fmt in ("q8_0", "q4_0"):
+        return cols // BLOCK, np.uint16
+    if fmt == "q4_1":
+        return cols // BLOCK, np.uint32
+    return None
 
 
 def check_format(fmt: str) -> str:
@@ -41,6 +61,8 @@ def words_per_row(fmt: str, cols: int) -> int:
         return cols
     if fmt == "f16":
         return (cols + 1) // 2
+    if fmt in kquant.KFORMATS:
+        return kquant.words_per_row(fmt, cols)
     nb = cols // BLOCK
     return nb * (8 if fmt == "q8_0" else 4)
 
@@ -52,7 +74,7 @@ class Packed:
     rows: int
     cols: int
     qs: np.ndarray                 # uint32 [rows, words_per_row]
-    scales: np.ndarray | None      # uint16 [rows, nb] (q8_0, q4_0), uint32 [rows, nb] (q4_1), else None
+    scales: np.ndarray | None      # scale_layout(format, cols): uint16 [rows, nb] (q8_0, q4_0), ..., None (f32/f16)
 
     @property
     def nbytes(self) -> int:
@@ -81,8 +103,9 @@ def _check_matrix(w: np.ndarray, fmt: str):
     check_format(fmt)
     if w.ndim != 2:
         raise VkharpError(f"a weight matrix must be 2-D, got shape {w.shape}")
-    if fmt.startswith("q") and w.shape[1] % BLOCK:
-        raise VkharpError(f"format {fmt} needs the column count to be a multiple of {BLOCK}, got {w.shape[1]}")
+    if w.shape[1] % block_cols(fmt):
+        raise VkharpError(f"format {fmt} needs the column count to be a multiple of {block_cols(fmt)}, "
+                          f"got {w.shape[1]}")
 
 
 def quantize(w: np.ndarray, fmt: str) -> Packed:
@@ -97,18 +120,24 @@ def quantize(w: np.ndarray, fmt: str) -> Packed:
         if cols % 2:
             h = np.concatenate([h, np.zeros((rows, 1), np.float16)], axis=1)
         return Packed(fmt, rows, cols, np.ascontiguousarray(h).view(np.uint32), None)
+    if fmt in ("q4_k", "q5_k", "q6_k"):
+        return from_gguf_blocks(kquant.quantize_k(w, fmt), fmt, rows, cols)
     from gguf.quants import quantize as gguf_quantize
     return from_gguf_blocks(gguf_quantize(w, _gguf_type(fmt)), fmt, rows, cols)
 
 
 def _gguf_type(fmt: str):
     from gguf import GGMLQuantizationType as T
-    return {"f32": T.F32, "f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1}[fmt]
+    return {"f32": T.F32, "f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0,
+            "q5_1": T.Q5_1, "q4_k": T.Q4_K, "q5_k": T.Q5_K, "q6_k": T.Q6_K}[fmt]
 
 
 def from_gguf_blocks(raw: np.ndarray, fmt: str, rows: int, cols: int) -> Packed:
-    """Lossless repack of GGUF Q8_0 / Q4_0 / Q4_1 / F16 / F32 data ([rows, row_bytes] uint8 or typed)."""
+    """Lossless repack of GGUF data of any of our formats ([rows, row_bytes] uint8 or typed)."""
     check_format(fmt)
+    if fmt in kquant.KFORMATS:
+        qs, scales = kquant.from_gguf(raw, fmt, rows, cols)
+        return Packed(fmt, rows, cols, qs, scales)
     if fmt in ("f32", "f16"):
         arr = np.asarray(raw).reshape(-1).view(np.float32 if fmt == "f32" else np.float16).reshape(rows, cols)
         return quantize(arr.astype(np.float32), fmt) if fmt == "f32" else _pack_f16(arr)
@@ -139,6 +168,8 @@ def to_gguf_blocks(p: Packed) -> np.ndarray:
     """Inverse of from_gguf_blocks for quantized formats: [rows, nb * block_bytes] uint8."""
     if not p.format.startswith("q"):
         raise VkharpError("to_gguf_blocks is for quantized formats")
+    if p.format in kquant.KFORMATS:
+        return kquant.to_gguf(p.qs, p.scales, p.format, p.rows, p.cols)
     nb = p.cols // BLOCK
     quants = p.qs.view(np.uint8).reshape(p.rows, nb, -1)
     scales = p.scales.view(np.uint8).reshape(p.rows, nb, -1)
@@ -151,6 +182,8 @@ def dequantize(p: Packed) -> np.ndarray:
         return p.qs.view(np.float32).reshape(p.rows, p.cols).copy()
     if p.format == "f16":
         return p.qs.view(np.float16).reshape(p.rows, -1)[:, :p.cols].astype(np.float32)
+    if p.format in kquant.KFORMATS:
+        return kquant.dequantize(p.qs, p.scales, p.format, p.rows, p.cols)
     nb = p.cols // BLOCK
     if p.format == "q8_0":
         q = p.qs.view(np.int8).reshape(p.rows, nb, BLOCK).astype(np.float32)

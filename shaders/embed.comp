@@ -9,6 +9,16 @@
 // @variant embed_q8_0_drop  WFMT=2 DROPOUT=1
 // @variant embed_q4_0_drop  WFMT=3 DROPOUT=1
 // @variant embed_q4_1_drop  WFMT=4 DROPOUT=1
+// @variant embed_q5_0       WFMT=5 DROPOUT=0
+// @variant embed_q5_0_drop  WFMT=5 DROPOUT=1
+// @variant embed_q5_1       WFMT=6 DROPOUT=0
+// @variant embed_q5_1_drop  WFMT=6 DROPOUT=1
+// @variant embed_q4_k       WFMT=7 DROPOUT=0
+// @variant embed_q4_k_drop  WFMT=7 DROPOUT=1
+// @variant embed_q5_k       WFMT=8 DROPOUT=0
+// @variant embed_q5_k_drop  WFMT=8 DROPOUT=1
+// @variant embed_q6_k       WFMT=9 DROPOUT=0
+// @variant embed_q6_k_drop  WFMT=9 DROPOUT=1
 // Embedding gather for one row part [ROW0, ROW0 + PROWS) of a table [vocab, COLS]:
 //   o[t, d] = table[ids[t], d] * SCALE     for t < NTOK whose id falls in this part's rows,
 //   o[t, d] = 0                            if LAST != 0 and ids[t] >= ROW0 + PROWS (= vocab: no

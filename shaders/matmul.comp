@@ -110,6 +110,146 @@
 // @variant matmul_q4_1_r2_sg_bias_norm  WFMT=4 RUN=2 BIAS=1 SGR=1 NORM=1
 // @variant matmul_q4_1_r4_norm          WFMT=4 RUN=4 BIAS=0 NORM=1
 // @variant matmul_q4_1_r4_bias_norm     WFMT=4 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q5_0_r1                       WFMT=5 RUN=1 BIAS=0
+// @variant matmul_q5_0_r1_bias                  WFMT=5 RUN=1 BIAS=1
+// @variant matmul_q5_0_r1_res                   WFMT=5 RUN=1 BIAS=0 RES=1
+// @variant matmul_q5_0_r1_norm                  WFMT=5 RUN=1 BIAS=0 NORM=1
+// @variant matmul_q5_0_r1_bias_norm             WFMT=5 RUN=1 BIAS=1 NORM=1
+// @variant matmul_q5_0_r2                       WFMT=5 RUN=2 BIAS=0
+// @variant matmul_q5_0_r2_bias                  WFMT=5 RUN=2 BIAS=1
+// @variant matmul_q5_0_r2_res                   WFMT=5 RUN=2 BIAS=0 RES=1
+// @variant matmul_q5_0_r2_norm                  WFMT=5 RUN=2 BIAS=0 NORM=1
+// @variant matmul_q5_0_r2_bias_norm             WFMT=5 RUN=2 BIAS=1 NORM=1
+// @variant matmul_q5_0_r4                       WFMT=5 RUN=4 BIAS=0
+// @variant matmul_q5_0_r4_bias                  WFMT=5 RUN=4 BIAS=1
+// @variant matmul_q5_0_r4_res                   WFMT=5 RUN=4 BIAS=0 RES=1
+// @variant matmul_q5_0_r4_norm                  WFMT=5 RUN=4 BIAS=0 NORM=1
+// @variant matmul_q5_0_r4_bias_norm             WFMT=5 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q5_0_r1_sg                    WFMT=5 RUN=1 BIAS=0 SGR=1
+// @variant matmul_q5_0_r1_sg_bias               WFMT=5 RUN=1 BIAS=1 SGR=1
+// @variant matmul_q5_0_r1_sg_res                WFMT=5 RUN=1 BIAS=0 RES=1 SGR=1
+// @variant matmul_q5_0_r1_sg_norm               WFMT=5 RUN=1 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q5_0_r1_sg_bias_norm          WFMT=5 RUN=1 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q5_0_r2_sg                    WFMT=5 RUN=2 BIAS=0 SGR=1
+// @variant matmul_q5_0_r2_sg_bias               WFMT=5 RUN=2 BIAS=1 SGR=1
+// @variant matmul_q5_0_r2_sg_res                WFMT=5 RUN=2 BIAS=0 RES=1 SGR=1
+// @variant matmul_q5_0_r2_sg_norm               WFMT=5 RUN=2 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q5_0_r2_sg_bias_norm          WFMT=5 RUN=2 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q5_1_r1                       WFMT=6 RUN=1 BIAS=0
+// @variant matmul_q5_1_r1_bias                  WFMT=6 RUN=1 BIAS=1
+// @variant matmul_q5_1_r1_res                   WFMT=6 RUN=1 BIAS=0 RES=1
+// @variant matmul_q5_1_r1_norm                  WFMT=6 RUN=1 BIAS=0 NORM=1
+// @variant matmul_q5_1_r1_bias_norm             WFMT=6 RUN=1 BIAS=1 NORM=1
+// @variant matmul_q5_1_r2                       WFMT=6 RUN=2 BIAS=0
+// @variant matmul_q5_1_r2_bias                  WFMT=6 RUN=2 BIAS=1
+// @variant matmul_q5_1_r2_res                   WFMT=6 RUN=2 BIAS=0 RES=1
+// @variant matmul_q5_1_r2_norm                  WFMT=6 RUN=2 BIAS=0 NORM=1
+// @variant matmul_q5_1_r2_bias_norm             WFMT=6 RUN=2 BIAS=1 NORM=1
+// @variant matmul_q5_1_r4                       WFMT=6 RUN=4 BIAS=0
+// @variant matmul_q5_1_r4_bias                  WFMT=6 RUN=4 BIAS=1
+// @variant matmul_q5_1_r4_res                   WFMT=6 RUN=4 BIAS=0 RES=1
+// @variant matmul_q5_1_r4_norm                  WFMT=6 RUN=4 BIAS=0 NORM=1
+// @variant matmul_q5_1_r4_bias_norm             WFMT=6 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q5_1_r1_sg                    WFMT=6 RUN=1 BIAS=0 SGR=1
+// @variant matmul_q5_1_r1_sg_bias               WFMT=6 RUN=1 BIAS=1 SGR=1
+// @variant matmul_q5_1_r1_sg_res                WFMT=6 RUN=1 BIAS=0 RES=1 SGR=1
+// @variant matmul_q5_1_r1_sg_norm               WFMT=6 RUN=1 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q5_1_r1_sg_bias_norm          WFMT=6 RUN=1 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q5_1_r2_sg                    WFMT=6 RUN=2 BIAS=0 SGR=1
+// @variant matmul_q5_1_r2_sg_bias               WFMT=6 RUN=2 BIAS=1 SGR=1
+// @variant matmul_q5_1_r2_sg_res                WFMT=6 RUN=2 BIAS=0 RES=1 SGR=1
+// @variant matmul_q5_1_r2_sg_norm               WFMT=6 RUN=2 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q5_1_r2_sg_bias_norm          WFMT=6 RUN=2 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q4_k_r1                       WFMT=7 RUN=1 BIAS=0
+// @variant matmul_q4_k_r1_bias                  WFMT=7 RUN=1 BIAS=1
+// @variant matmul_q4_k_r1_res                   WFMT=7 RUN=1 BIAS=0 RES=1
+// @variant matmul_q4_k_r1_norm                  WFMT=7 RUN=1 BIAS=0 NORM=1
+// @variant matmul_q4_k_r1_bias_norm             WFMT=7 RUN=1 BIAS=1 NORM=1
+// @variant matmul_q4_k_r2                       WFMT=7 RUN=2 BIAS=0
+// @variant matmul_q4_k_r2_bias                  WFMT=7 RUN=2 BIAS=1
+// @variant matmul_q4_k_r2_res                   WFMT=7 RUN=2 BIAS=0 RES=1
+// @variant matmul_q4_k_r2_norm                  WFMT=7 RUN=2 BIAS=0 NORM=1
+// @variant matmul_q4_k_r2_bias_norm             WFMT=7 RUN=2 BIAS=1 NORM=1
+// @variant matmul_q4_k_r4                       WFMT=7 RUN=4 BIAS=0
+// @variant matmul_q4_k_r4_bias                  WFMT=7 RUN=4 BIAS=1
+// @variant matmul_q4_k_r4_res                   WFMT=7 RUN=4 BIAS=0 RES=1
+// @variant matmul_q4_k_r4_norm                  WFMT=7 RUN=4 BIAS=0 NORM=1
+// @variant matmul_q4_k_r4_bias_norm             WFMT=7 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q4_k_r8                       WFMT=7 RUN=8 BIAS=0
+// @variant matmul_q4_k_r8_bias                  WFMT=7 RUN=8 BIAS=1
+// @variant matmul_q4_k_r8_res                   WFMT=7 RUN=8 BIAS=0 RES=1
+// @variant matmul_q4_k_r8_norm                  WFMT=7 RUN=8 BIAS=0 NORM=1
+// @variant matmul_q4_k_r8_bias_norm             WFMT=7 RUN=8 BIAS=1 NORM=1
+// @variant matmul_q4_k_r1_sg                    WFMT=7 RUN=1 BIAS=0 SGR=1
+// @variant matmul_q4_k_r1_sg_bias               WFMT=7 RUN=1 BIAS=1 SGR=1
+// @variant matmul_q4_k_r1_sg_res                WFMT=7 RUN=1 BIAS=0 RES=1 SGR=1
+// @variant matmul_q4_k_r1_sg_norm               WFMT=7 RUN=1 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q4_k_r1_sg_bias_norm          WFMT=7 RUN=1 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q4_k_r2_sg                    WFMT=7 RUN=2 BIAS=0 SGR=1
+// @variant matmul_q4_k_r2_sg_bias               WFMT=7 RUN=2 BIAS=1 SGR=1
+// @variant matmul_q4_k_r2_sg_res                WFMT=7 RUN=2 BIAS=0 RES=1 SGR=1
+// @variant matmul_q4_k_r2_sg_norm               WFMT=7 RUN=2 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q4_k_r2_sg_bias_norm          WFMT=7 RUN=2 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q5_k_r1                       WFMT=8 RUN=1 BIAS=0
+// @variant matmul_q5_k_r1_bias                  WFMT=8 RUN=1 BIAS=1
+// @variant matmul_q5_k_r1_res                   WFMT=8 RUN=1 BIAS=0 RES=1
+// @variant matmul_q5_k_r1_norm                  WFMT=8 RUN=1 BIAS=0 NORM=1
+// @variant matmul_q5_k_r1_bias_norm             WFMT=8 RUN=1 BIAS=1 NORM=1
+// @variant matmul_q5_k_r2                       WFMT=8 RUN=2 BIAS=0
+// @variant matmul_q5_k_r2_bias                  WFMT=8 RUN=2 BIAS=1
+// @variant matmul_q5_k_r2_res                   WFMT=8 RUN=2 BIAS=0 RES=1
+// @variant matmul_q5_k_r2_norm                  WFMT=8 RUN=2 BIAS=0 NORM=1
+// @variant matmul_q5_k_r2_bias_norm             WFMT=8 RUN=2 BIAS=1 NORM=1
+// @variant matmul_q5_k_r4                       WFMT=8 RUN=4 BIAS=0
+// @variant matmul_q5_k_r4_bias                  WFMT=8 RUN=4 BIAS=1
+// @variant matmul_q5_k_r4_res                   WFMT=8 RUN=4 BIAS=0 RES=1
+// @variant matmul_q5_k_r4_norm                  WFMT=8 RUN=4 BIAS=0 NORM=1
+// @variant matmul_q5_k_r4_bias_norm             WFMT=8 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q5_k_r8                       WFMT=8 RUN=8 BIAS=0
+// @variant matmul_q5_k_r8_bias                  WFMT=8 RUN=8 BIAS=1
+// @variant matmul_q5_k_r8_res                   WFMT=8 RUN=8 BIAS=0 RES=1
+// @variant matmul_q5_k_r8_norm                  WFMT=8 RUN=8 BIAS=0 NORM=1
+// @variant matmul_q5_k_r8_bias_norm             WFMT=8 RUN=8 BIAS=1 NORM=1
+// @variant matmul_q5_k_r1_sg                    WFMT=8 RUN=1 BIAS=0 SGR=1
+// @variant matmul_q5_k_r1_sg_bias               WFMT=8 RUN=1 BIAS=1 SGR=1
+// @variant matmul_q5_k_r1_sg_res                WFMT=8 RUN=1 BIAS=0 RES=1 SGR=1
+// @variant matmul_q5_k_r1_sg_norm               WFMT=8 RUN=1 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q5_k_r1_sg_bias_norm          WFMT=8 RUN=1 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q5_k_r2_sg                    WFMT=8 RUN=2 BIAS=0 SGR=1
+// @variant matmul_q5_k_r2_sg_bias               WFMT=8 RUN=2 BIAS=1 SGR=1
+// @variant matmul_q5_k_r2_sg_res                WFMT=8 RUN=2 BIAS=0 RES=1 SGR=1
+// @variant matmul_q5_k_r2_sg_norm               WFMT=8 RUN=2 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q5_k_r2_sg_bias_norm          WFMT=8 RUN=2 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q6_k_r1                       WFMT=9 RUN=1 BIAS=0
+// @variant matmul_q6_k_r1_bias                  WFMT=9 RUN=1 BIAS=1
+// @variant matmul_q6_k_r1_res                   WFMT=9 RUN=1 BIAS=0 RES=1
+// @variant matmul_q6_k_r1_norm                  WFMT=9 RUN=1 BIAS=0 NORM=1
+// @variant matmul_q6_k_r1_bias_norm             WFMT=9 RUN=1 BIAS=1 NORM=1
+// @variant matmul_q6_k_r2                       WFMT=9 RUN=2 BIAS=0
+// @variant matmul_q6_k_r2_bias                  WFMT=9 RUN=2 BIAS=1
+// @variant matmul_q6_k_r2_res                   WFMT=9 RUN=2 BIAS=0 RES=1
+// @variant matmul_q6_k_r2_norm                  WFMT=9 RUN=2 BIAS=0 NORM=1
+// @variant matmul_q6_k_r2_bias_norm             WFMT=9 RUN=2 BIAS=1 NORM=1
+// @variant matmul_q6_k_r4                       WFMT=9 RUN=4 BIAS=0
+// @variant matmul_q6_k_r4_bias                  WFMT=9 RUN=4 BIAS=1
+// @variant matmul_q6_k_r4_res                   WFMT=9 RUN=4 BIAS=0 RES=1
+// @variant matmul_q6_k_r4_norm                  WFMT=9 RUN=4 BIAS=0 NORM=1
+// @variant matmul_q6_k_r4_bias_norm             WFMT=9 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q6_k_r8                       WFMT=9 RUN=8 BIAS=0
+// @variant matmul_q6_k_r8_bias                  WFMT=9 RUN=8 BIAS=1
+// @variant matmul_q6_k_r8_res                   WFMT=9 RUN=8 BIAS=0 RES=1
+// @variant matmul_q6_k_r8_norm                  WFMT=9 RUN=8 BIAS=0 NORM=1
+// @variant matmul_q6_k_r8_bias_norm             WFMT=9 RUN=8 BIAS=1 NORM=1
+// @variant matmul_q6_k_r1_sg                    WFMT=9 RUN=1 BIAS=0 SGR=1
+// @variant matmul_q6_k_r1_sg_bias               WFMT=9 RUN=1 BIAS=1 SGR=1
+// @variant matmul_q6_k_r1_sg_res                WFMT=9 RUN=1 BIAS=0 RES=1 SGR=1
+// @variant matmul_q6_k_r1_sg_norm               WFMT=9 RUN=1 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q6_k_r1_sg_bias_norm          WFMT=9 RUN=1 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q6_k_r2_sg                    WFMT=9 RUN=2 BIAS=0 SGR=1
+// @variant matmul_q6_k_r2_sg_bias               WFMT=9 RUN=2 BIAS=1 SGR=1
+// @variant matmul_q6_k_r2_sg_res                WFMT=9 RUN=2 BIAS=0 RES=1 SGR=1
+// @variant matmul_q6_k_r2_sg_norm               WFMT=9 RUN=2 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q6_k_r2_sg_bias_norm          WFMT=9 RUN=2 BIAS=1 NORM=1 SGR=1
 // Matrix x matrix (prefill): o[n, r] = sum_c x[n, c] * W[r, c] (+ bias[r]) for n < NTOK tokens, one
 // weight part. Tiled over tokens: a work group keeps the activations of TN tokens in registers and
 // reads each weight word once for all of them (once per tile of TN tokens, not once per token).

@@ -19,7 +19,10 @@ from checkpoints import CHAT_TEMPLATE, hf_state, make_hf_checkpoint
 # Relative error ‖decoded − w‖/‖w‖ each format must stay under for N(0, σ) weights: f16 half an ulp
 # (2^-11 ≈ 4.9e-4); q8_0 step amax/127 over 32 values (~3.5σ) → ~0.8% RMS; q4_0 step amax/8 → ~13%;
 # q4_1 step range/15 → ~8%. Bounds sit above the measured values with some margin.
-TOL = {"f32": 0.0, "f16": 5e-4, "q8_0": 0.012, "q4_0": 0.15, "q4_1": 0.1}
+# q5_0 step amax/16 → ~6.5%; q5_1 step range/31 → ~4%; our simple k-quant quantizer: q4_k ~8%
+# (range/15 per 32, scales on a 6-bit grid), q6_k ~2% (amax/31 per 16, int8 scales).
+TOL = {"f32": 0.0, "f16": 5e-4, "q8_0": 0.012, "q4_0": 0.15, "q4_1": 0.1, "q5_0": 0.075, "q5_1": 0.05,
+       "q4_k": 0.11, "q6_k": 0.03}
 ARCHS = ["llama", "mistral", "qwen2", "gemma3"]
 
 
@@ -63,13 +66,39 @@ def check_converted(dst: Path, src: Path, arch: str, dtype):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype", [None, "f32", "f16", "q8_0", "q4_0", "q4_1"])
+@pytest.mark.parametrize("dtype", [None, "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])
 def test_convert_every_arch_and_dtype(tmp_path, ckpts, arch, dtype):
     dst = convert(ckpts[arch], tmp_path / "out", dtype=dtype, progress=False)
     m = check_converted(dst, ckpts[arch], arch, dtype)
     assert m.manifest["dtype"] == (dtype or "auto")
     assert m.architecture.name == arch
     assert sorted(os.listdir(tmp_path)) == ["out"]       # no temporary directory left
+
+
+@pytest.mark.parametrize("dtype,fallback", [("q4_k", "q5_0"), ("q6_k", "q8_0")])
+def test_convert_to_k_quants(tmp_path, dtype, fallback):
+    """--dtype q4_k / q6_k: rows of whole 256-column super-blocks get the k-quant (our quantizer, the
+    same blocks quant.quantize writes, its error against f32 recorded per tensor), narrower rows
+    llama.cpp's fallback for that type, with a note."""
+    src = make_hf_checkpoint(tmp_path, "llama", hidden_size=256, intermediate_size=320, num_attention_heads=4,
+                             num_key_value_heads=2)
+    m = open_model_dir(convert(src, tmp_path / "out", dtype=dtype, progress=False), verify=True)
+    state = hf_state(src)
+    seen = set()
+    for name in m.tensor_names:
+        if len(m.shape(name)) != 2:
+            continue
+        want, got, info = state[name], m.load(name), m.info(name)
+        fmt = dtype if want.shape[1] % 256 == 0 else fallback
+        assert info["format"] == fmt, name
+        assert ("note" in info) == (fmt == fallback)
+        ref = quant.quantize(want, fmt)
+        np.testing.assert_array_equal(got.qs, ref.qs, err_msg=name)
+        np.testing.assert_array_equal(got.scales, ref.scales, err_msg=name)
+        err = np.linalg.norm(quant.dequantize(got) - want) / np.linalg.norm(want)
+        assert 0 < err <= TOL[fmt] and info["rel_error"] == pytest.approx(err, rel=1e-2), (name, err)
+        seen.add(fmt)
+    assert seen == {dtype, fallback}     # down_proj's 320 columns fall back
 
 
 def test_gemma_norms_are_one_plus_w(tmp_path, ckpts):

@@ -17,7 +17,8 @@ ULPS = 2 * 2.0 ** -23
 
 
 def _cols(fmt):
-    return 96 if fmt.startswith("q") else 75  # q formats need whole 32-blocks; f32/f16 get an odd width
+    # q formats need whole blocks (k-quants: 256-column super-blocks); f32/f16 get an odd width
+    return (512 if fmt.endswith("_k") else 96) if fmt.startswith("q") else 75
 
 
 def _table(device, rng, fmt, split, vocab=VOCAB):
@@ -54,7 +55,8 @@ def _record(device, table, ids, step, **kw):
 @pytest.mark.parametrize("dropout", [False, True])
 def test_embed(device, rng, fmt, split, dropout):
     packed, table = _table(device, rng, fmt, split)
-    wg = {"f32": 32, "f16": 64, "q8_0": 256, "q4_0": 64, "q4_1": 32}[fmt]
+    wg = {"f32": 32, "f16": 64, "q8_0": 256, "q4_0": 64, "q4_1": 32, "q5_0": 64, "q5_1": 32, "q4_k": 128,
+          "q5_k": 64, "q6_k": 96}[fmt]
     scale = float(np.sqrt(_cols(fmt)))  # Gemma's sqrt(hidden)
     step = device.buffer(params.STEP_WORDS, np.uint32, name="step") if dropout else None
     values = dict(pos=41, seed=2024, drop_on=1, drop_p=0.3)

@@ -52,9 +52,12 @@ def _check(got, want, cols):
 
 
 # Shapes: rows not a multiple of anything; cols odd for f32/f16 (the scalar `_any` variant) and
-# whole 32-blocks otherwise; q formats: multiples of 32 that are not multiples of 64 or 128.
+# whole 32-blocks otherwise; q formats: multiples of 32 that are not multiples of 64 or 128 (the
+# 5-bit formats' high-bit tail then ends in a partly used uvec4); k-quants: 1 and 3 super-blocks.
 SHAPES = {"f32": [(37, 101), (45, 96)], "f16": [(37, 101), (45, 160)],
-          "q8_0": [(37, 96), (45, 288)], "q4_0": [(37, 96), (45, 288)], "q4_1": [(37, 96), (45, 288)]}
+          "q8_0": [(37, 96), (45, 288)], "q4_0": [(37, 96), (45, 288)], "q4_1": [(37, 96), (45, 288)],
+          "q5_0": [(37, 96), (45, 288)], "q5_1": [(37, 96), (45, 288)],
+          "q4_k": [(37, 256), (45, 768)], "q5_k": [(37, 256), (45, 768)], "q6_k": [(37, 256), (45, 768)]}
 
 
 @pytest.mark.parametrize("fmt", quant.FORMATS)
@@ -94,11 +97,24 @@ TILINGS = [
     ("q4_1", 96, Tiling(1, 3, 1, 9, 1)), ("q4_1", 288, Tiling(1, 9, 8, 2, 2)),
     ("q4_1", 320, Tiling(2, 5, 8, 3, 3)), ("q4_1", 384, Tiling(4, 3, 8, 4, 1)),
     ("q4_1", 768, Tiling(4, 4, 2, 5, 1)),
+    # 5-bit and k-quant formats: every RUN (k-quants: runs inside one super-block, 8 = a whole one),
+    # high-bit words shared by 2 (q6_k) or 4 (q5) blocks of a run, spare runs, token tiles.
+    ("q5_0", 96, Tiling(1, 3, 8, 4, 2)), ("q5_0", 320, Tiling(2, 5, 8, 2, 3)), ("q5_0", 384, Tiling(4, 2, 4, 3, 1, 1)),
+    ("q5_1", 288, Tiling(1, 9, 8, 2, 2)), ("q5_1", 320, Tiling(2, 3, 8, 3, 3)), ("q5_1", 640, Tiling(4, 2, 8, 4, 1)),
+    ("q4_k", 256, Tiling(1, 3, 8, 3, 1)), ("q4_k", 512, Tiling(2, 3, 8, 4, 2)), ("q4_k", 768, Tiling(4, 4, 2, 5, 3)),
+    ("q4_k", 768, Tiling(8, 2, 4, 3, 2)),
+    ("q5_k", 256, Tiling(2, 2, 8, 3, 2)), ("q5_k", 512, Tiling(4, 3, 1, 9, 1)), ("q5_k", 768, Tiling(8, 3, 8, 2, 1)),
+    ("q5_k", 768, Tiling(1, 7, 8, 2, 1, 1)),
+    ("q6_k", 256, Tiling(1, 3, 8, 4, 2)), ("q6_k", 512, Tiling(2, 5, 8, 3, 3)), ("q6_k", 768, Tiling(4, 3, 8, 2, 1, 1)),
+    ("q6_k", 768, Tiling(8, 2, 8, 3, 1)),
     # GPU subgroup tilings (`_sg`: subgroupAdd, then one partial per subgroup in shared memory): whole
     # groups of 1-3 subgroups on this device, spare lanes, several runs per lane, token tiles.
     ("f32", 160, Tiling(1, 8, 1, 3, 1, subgroup=True)), ("f16", 96, Tiling(1, 16, 1, 4, 3, subgroup=True)),
     ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)), ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)),
     ("q4_1", 576, Tiling(2, 16, 1, 4, 4, subgroup=True)), ("q4_1", 1536, Tiling(2, 8, 1, 2, 3, subgroup=True)),
+    ("q5_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("q5_1", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
+    ("q4_k", 768, Tiling(2, 16, 1, 4, 3, subgroup=True)), ("q5_k", 512, Tiling(1, 8, 1, 3, 1, subgroup=True)),
+    ("q6_k", 768, Tiling(2, 8, 1, 2, 3, subgroup=True)), ("q6_k", 1536, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)),
 ]
 
 
@@ -117,7 +133,9 @@ def test_explicit_tilings_on_parts(device, rng, fmt, cols, tiling):
 
 
 RESIDUAL = [("f32", 101, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
-            ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("f16", 96, Tiling(1, 2, 3, 5, 2))]
+            ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("f16", 96, Tiling(1, 2, 3, 5, 2)),
+            ("q5_0", 288, None), ("q5_1", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)), ("q4_k", 512, None),
+            ("q5_k", 768, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("q6_k", 512, None)]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", RESIDUAL, ids=[f"{f}-{c}-{t}" for f, c, t in RESIDUAL])
@@ -143,7 +161,9 @@ def test_residual_epilogue_adds_in_place(device, rng, fmt, cols, tiling):
 
 NORMED = [("f32", 96, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
           ("q4_0", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("f16", 160, Tiling(1, 5, 8, 2, 3)),
-          ("q4_1", 576, Tiling(2, 3, 3, 4, 2))]
+          ("q4_1", 576, Tiling(2, 3, 3, 4, 2)),
+          ("q5_0", 320, None), ("q5_1", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q4_k", 768, None),
+          ("q5_k", 512, Tiling(4, 3, 3, 4, 2)), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", NORMED, ids=[f"{f}-{c}-{t}" for f, c, t in NORMED])
@@ -176,7 +196,10 @@ def test_folded_rmsnorm_prologue(device, rng, fmt, cols, tiling):
         matvec(device.recorder(), device.buffer(rows), dw, device.buffer(cols), None, norm=Norm(nwb, eps, 3))
 
 
-@pytest.mark.parametrize("fmt,rows,cols", [("q4_1", 300, 576), ("q8_0", 130, 1536), ("f16", 70, 1024)])
+# The last four: Gemma-3-270M Q4_K_M's mix (q_proj / gate_proj Q5_0, o_proj Q4_K, down_proj Q6_K).
+@pytest.mark.parametrize("fmt,rows,cols", [("q4_1", 300, 576), ("q8_0", 130, 1536), ("f16", 70, 1024),
+                                           ("q5_0", 130, 640), ("q4_k", 70, 1024), ("q6_k", 70, 2048),
+                                           ("q5_1", 50, 640)])
 def test_model_like_shapes_default_tiling(device, rng, fmt, rows, cols):
     packed, dw = _weight(device, rng, fmt, rows, cols)
     x, xn = rand(rng, cols), rand(rng, 9, cols)
@@ -207,6 +230,26 @@ def test_layer_stacked_weights_share_a_pipeline(device, rng, fmt, split):
             assert device.n_pipelines == before
         _check(out1.read(), ref.matvec(packed[l], x1.read(), bias[l]), cols)
         _check(outn.read().reshape(4, rows), ref.matmul(packed[l], xn.read().reshape(4, cols), bias[l]), cols)
+
+
+KQ_FORMATS = ("q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+
+
+@pytest.mark.parametrize("fmt", KQ_FORMATS)
+def test_gpu_tilings_run_here(device, rng, fmt):
+    """The tilings GPUs get by default (`_gpu_tiling`: subgroup teams; without subgroup arithmetic,
+    column lanes meeting in shared memory), run on this device for decode and a prefill chunk."""
+    from dataclasses import replace
+    from engine.ops.matmul import _gpu_tiling
+    rows, cols = 45, (768 if fmt.endswith("_k") else 288)
+    packed, dw = _weight(device, rng, fmt, rows, cols)
+    for info in (replace(device.info, type="discrete"), replace(device.info, type="discrete", subgroup_ops=0)):
+        for n in (1, 6):
+            t = _gpu_tiling(info, fmt, cols // 32, n)
+            assert t.subgroup == info.subgroup_arithmetic
+            x = rand(rng, n, cols)
+            op = matvec if n == 1 else matmul
+            _check(_run(device, op, dw, x[0] if n == 1 else x, None, t).reshape(n, rows), ref.matmul(packed, x), cols)
 
 
 def test_choose_tiling_is_valid_for_every_device_kind(device):
@@ -245,8 +288,8 @@ def test_bad_inputs_raise_clear_errors(device, rng):
         matmul(rec, out, dw, device.buffer(128), None)
     with pytest.raises(VkharpError, match="must be f32"):
         matvec(rec, out, dw, device.buffer(64, np.uint32), None)
-    bogus = DeviceWeight("q5_k", dw.rows, dw.cols, dw.parts, "bogus")
-    with pytest.raises(VkharpError, match="unknown weight format 'q5_k'"):
+    bogus = DeviceWeight("q3_k", dw.rows, dw.cols, dw.parts, "bogus")
+    with pytest.raises(VkharpError, match="unknown weight format 'q3_k'"):
         matvec(rec, out, bogus, x, None)
     with pytest.raises(VkharpError, match="RUN=8 is not available for q4_1"):
         matvec(rec, out, dw, x, None, tiling=Tiling(8, 1, 8, 1, 1))
@@ -260,11 +303,36 @@ def test_bad_inputs_raise_clear_errors(device, rng):
     assert [s.kind for s in rec.steps] == ["barrier"]   # only the start: the failed calls recorded nothing
 
 
+def test_mixed_format_layers_dispatch_per_format(device, rng):
+    """A Q4_K_M-style role: the same matrix in a different format per layer (Gemma-3-270M's down_proj
+    alternates Q6_K and Q4_K, its v_proj Q8_0 and Q5_0). Consecutive layers of one format share a
+    part, a change of format starts one, and each layer runs its own format's pipeline."""
+    fmts = ["q4_k", "q6_k", "q6_k", "q5_0", "q8_0", "q4_k"]
+    rows, cols = 41, 512
+    packed = [quant.quantize(rand(rng, rows, cols), f) for f in fmts]
+    dw = upload_stacked(device, packed, len(fmts), "mixed")
+    assert [(p.format, p.layer0, p.layers) for p in dw.parts] == [
+        ("q4_k", 0, 1), ("q6_k", 1, 2), ("q5_0", 3, 1), ("q8_0", 4, 1), ("q4_k", 5, 1)]
+    assert dw.nbytes == sum(p.nbytes for p in packed)   # each format at its own size
+    bias = rand(rng, len(fmts), rows)
+    bb = device.buffer(bias, kind="const")
+    x1, xn = rand(rng, cols), rand(rng, 3, cols)
+    for layer in range(len(fmts)):
+        out1, outn = device.buffer(rows), device.buffer((3, rows))
+        rec = device.recorder()
+        matvec(rec, out1, dw, device.buffer(x1), bb, layer=layer)
+        matmul(rec, outn, dw, device.buffer(xn), bb, layer=layer)
+        rec.finish().run()
+        _check(out1.read(), ref.matvec(packed[layer], x1, bias[layer]), cols)
+        _check(outn.read().reshape(3, rows), ref.matmul(packed[layer], xn, bias[layer]), cols)
+
+
 # -- output modes: one sweep of a row-stacked matrix, several outputs (engine/model.py stacks them) ---
 SPLIT = [("f32", 101, None, False), ("q4_1", 288, None, False), ("q4_1", 288, None, True),
          ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True), False),
          ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True), True),
-         ("q4_0", 288, Tiling(1, 3, 3, 4, 3), True), ("f16", 160, Tiling(1, 5, 8, 2, 3), False)]
+         ("q4_0", 288, Tiling(1, 3, 3, 4, 3), True), ("f16", 160, Tiling(1, 5, 8, 2, 3), False),
+         ("q5_0", 288, None, True), ("q4_k", 512, None, False), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True), True)]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling,folded", SPLIT, ids=[f"{f}-{c}-{t}-{'norm' if n else 'plain'}"
@@ -299,7 +367,9 @@ GLU = [("f32", 101, None), ("f16", 160, None), ("q4_1", 288, None), ("q4_0", 96,
        ("q4_1", 576, Tiling(2, 3, 3, 5, 3)),                     # CL > 1, odd RPL (made even), TN 3
        ("q8_0", 320, Tiling(2, 8, 1, 3, 2, subgroup=True)),      # the GPU tiling: subgroup sums
        ("q4_0", 288, Tiling(1, 1, 8, 3, 4)),                     # CL = 1: the pair meets in one lane
-       ("f16", 96, Tiling(1, 3, 2, 4, 2, 3))]                    # RC 3 → 2 rows per reduction round
+       ("f16", 96, Tiling(1, 3, 2, 4, 2, 3)),                    # RC 3 → 2 rows per reduction round
+       ("q5_0", 640, None), ("q5_1", 320, Tiling(2, 3, 3, 5, 3)), ("q4_k", 512, None),   # Gemma's gate/up: Q5_0
+       ("q5_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True)), ("q6_k", 512, None)]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", GLU, ids=[f"{f}-{c}-{t}" for f, c, t in GLU])

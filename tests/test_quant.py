@@ -7,7 +7,7 @@ from engine import quant
 from engine.errors import VkharpError
 
 
-@pytest.mark.parametrize("fmt", ["q8_0", "q4_0", "q4_1"])
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])
 def test_repack_is_lossless(rng, fmt):
     w = rng.standard_normal((7, 96)).astype(np.float32)
     raw = gguf_quantize(w, quant._gguf_type(fmt))
@@ -16,10 +16,13 @@ def test_repack_is_lossless(rng, fmt):
     np.testing.assert_array_equal(quant.to_gguf_blocks(packed), raw)
 
 
-@pytest.mark.parametrize("fmt,tol", [("f32", 0), ("f16", 1e-3), ("q8_0", 1e-2), ("q4_0", 0.2), ("q4_1", 0.15)])
+@pytest.mark.parametrize("fmt,tol", [("f32", 0), ("f16", 1e-3), ("q8_0", 1e-2), ("q4_0", 0.2), ("q4_1", 0.15),
+                                     ("q5_0", 0.1), ("q5_1", 0.08), ("q4_k", 0.2), ("q5_k", 0.1), ("q6_k", 0.05)])
 def test_quantize_round_trip(rng, fmt, tol):
-    # Error bounds: half an f16 ulp (~5e-4 relative); q8_0 step = max/127; q4 steps = max/8, range/15.
-    w = rng.standard_normal((5, 64)).astype(np.float32)
+    # Error bounds: half an f16 ulp (~5e-4 relative); q8_0 step = max/127; q4 steps = max/8, range/15;
+    # q5: max/16, range/31; k-quants: the sub-block step (range/15, range/31, max/31) plus the
+    # rounding of the sub-block scale to the super-block's 6-bit (8-bit for q6_k) grid.
+    w = rng.standard_normal((5, 512)).astype(np.float32)
     back = quant.dequantize(quant.quantize(w, fmt))
     err = np.abs(back - w).max() / np.abs(w).max()
     assert err <= tol
@@ -36,8 +39,59 @@ def test_odd_width_f16_pads():
 
 def test_bad_inputs():
     with pytest.raises(VkharpError, match="unknown weight format"):
-        quant.quantize(np.zeros((2, 32), np.float32), "q5_k")
+        quant.quantize(np.zeros((2, 32), np.float32), "q3_k")
+    with pytest.raises(VkharpError, match="multiple of 256"):
+        quant.quantize(np.zeros((2, 288), np.float32), "q4_k")
     with pytest.raises(VkharpError, match="multiple of 32"):
         quant.quantize(np.zeros((2, 33), np.float32), "q8_0")
     with pytest.raises(VkharpError, match="2-D"):
         quant.quantize(np.zeros(32, np.float32), "q8_0")
+
+
+KQ = ["q5_0", "q5_1", "q4_k", "q5_k", "q6_k"]
+
+
+def _gguf_blocks(rng, fmt, rows, cols):
+    """GGUF blocks of fmt: gguf's own quantizer where it has one, else random bytes with finite f16
+    scales (every bit pattern of the quants and 6-bit/int8 scales is a valid block)."""
+    if fmt in ("q5_0", "q5_1"):
+        return gguf_quantize(rng.standard_normal((rows, cols)).astype(np.float32), quant._gguf_type(fmt))
+    from engine.kquant import GGUF_BLOCK
+    bc, bb = GGUF_BLOCK[fmt]
+    raw = rng.integers(0, 256, (rows, cols // bc, bb), dtype=np.uint8)
+    halves = [(0, 2), (2, 4)] if fmt != "q6_k" else [(208, 210)]
+    for a, b in halves:   # small finite f16 scales
+        raw[:, :, a:b] = (rng.uniform(0.001, 0.1, (rows, cols // bc)).astype(np.float16)
+                          * rng.choice([-1, 1], (rows, cols // bc))).astype(np.float16).view(np.uint8).reshape(rows, -1, 2)
+    return raw.reshape(rows, -1)
+
+
+@pytest.mark.parametrize("fmt", KQ)
+@pytest.mark.parametrize("rows,cols", [(7, 256), (3, 768)])
+def test_kquant_repack_bit_identical_to_gguf(rng, fmt, rows, cols):
+    """Arbitrary valid GGUF blocks (all high bits, all 6-bit scale/min codes, negative int8 scales)
+    repack losslessly into our layout, and our decoder gives gguf's floats bit for bit."""
+    raw = _gguf_blocks(rng, fmt, rows, cols)
+    packed = quant.from_gguf_blocks(raw, fmt, rows, cols)
+    assert packed.nbytes == raw.nbytes + (0 if fmt not in ("q5_0", "q5_1") else 4 * rows * (-(-cols // 128) * 4 - cols // 32))
+    want = gguf_dequantize(raw, quant._gguf_type(fmt)).reshape(rows, cols)
+    np.testing.assert_array_equal(quant.dequantize(packed), want)
+    np.testing.assert_array_equal(quant.to_gguf_blocks(packed), raw)
+
+
+@pytest.mark.parametrize("fmt", ["q4_k", "q5_k", "q6_k"])
+def test_kquant_quantizer_writes_valid_blocks(rng, fmt):
+    """Our simple k-quant quantizer's blocks decode in gguf's dequantizer to what our decoder gives."""
+    w = rng.standard_normal((4, 512)).astype(np.float32)
+    packed = quant.quantize(w, fmt)
+    raw = quant.to_gguf_blocks(packed)
+    np.testing.assert_array_equal(gguf_dequantize(raw, quant._gguf_type(fmt)).reshape(4, 512), quant.dequantize(packed))
+
+
+@pytest.mark.parametrize("fmt", KQ)
+def test_truncated_blocks_are_refused(rng, fmt):
+    raw = _gguf_blocks(rng, fmt, 2, 256).reshape(-1)
+    with pytest.raises(VkharpError, match="truncated"):
+        quant.from_gguf_blocks(raw[:-1], fmt, 2, 256)
+    with pytest.raises(VkharpError, match="truncated"):
+        quant.from_gguf_blocks(raw, fmt, 3, 256)   # a shape the data does not cover

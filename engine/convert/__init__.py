@@ -41,10 +41,13 @@ def cache_root() -> Path:
 
 
 def _fingerprint(src: Path, dtype: str | None) -> str:
-    """Path, size and mtime of the source's files (a changed checkpoint converts again), dtype, format version."""
+    """Path, size and mtime of the source's files (a changed checkpoint converts again), dtype, format
+    version, and the weight formats this converter writes (a GGUF's k-quants were f16 before they were
+    kept: engines of either kind share the cache without converting each other's copies over)."""
+    from ..quant import FORMATS
     src = src.resolve()
     files = sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
-    h = hashlib.sha256(f"{src}|{dtype}|v{FORMAT_VERSION}".encode())
+    h = hashlib.sha256(f"{src}|{dtype}|v{FORMAT_VERSION}|{','.join(FORMATS)}".encode())
     for p in files:
         st = p.stat()
         h.update(f"|{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())

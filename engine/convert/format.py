@@ -4,7 +4,7 @@
                          "architecture": "llama" | "mistral" | "qwen2" | "gemma3",
                          "dtype": the requested weight format, or "auto" (each tensor kept in its source's),
                          "source": {"kind": "hf" | "gguf", "path": ..., "bytes": ...},
-                         "tensors": {hf_name: {"format": f32|f16|q8_0|q4_0|q4_1,
+                         "tensors": {hf_name: {"format": f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k,
                                                "shape": [rows, cols] or [n],
                                                "file": "model.safetensors",
                                                "source_format": e.g. "bf16", "q4_k",
@@ -20,8 +20,10 @@
                         chat_template.jinja (the chat template always lands here when the source has one)
     DST/model.safetensors  (model-0000K-of-0000N.safetensors when split) ordinary safetensors files:
                         per 2-D weight W [rows, cols]: "W.qs" uint32 [rows, words_per_row] and, for q
-                        formats, "W.scales" uint16 [rows, cols/32] (q8_0, q4_0) or uint32 [rows, cols/32]
-                        (q4_1), exactly as engine.quant.Packed holds them; 1-D tensors (norms, biases)
+                        formats, "W.scales" (quant.scale_layout: uint16 [rows, cols/32] for q8_0, q4_0,
+                        q5_0; uint32 [rows, cols/32] for q4_1, q5_1; uint32 [rows, cols/64] for q4_k,
+                        q5_k; uint16 [rows, cols/256] for q6_k), exactly as engine.quant.Packed holds
+                        them (engine/kquant.py: the 5-bit and k-quant layouts); 1-D tensors (norms, biases)
                         as float32 "W" [n]. Tensor names are HF's, verbatim.
 
     DST/verified.json   the stamp of the last checksum verification (verify.py; not in "files")
@@ -43,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DamagedModelDir, VkharpError
-from ..quant import BLOCK, Packed, words_per_row
+from ..quant import Packed, scale_layout, words_per_row
 from .safetensors_io import read_header
 
 FORMAT_NAME = "vkharp"
@@ -60,8 +62,9 @@ def arrays_for(name: str, fmt: str, shape: tuple[int, ...]) -> list[tuple[str, n
         return [(name, np.dtype(np.float32), tuple(shape))]
     rows, cols = shape
     out = [(f"{name}.qs", np.dtype(np.uint32), (rows, words_per_row(fmt, cols)))]
-    if fmt.startswith("q"):
-        out.append((f"{name}.scales", np.dtype(np.uint32 if fmt == "q4_1" else np.uint16), (rows, cols // BLOCK)))
+    sl = scale_layout(fmt, cols)
+    if sl is not None:
+        out.append((f"{name}.scales", np.dtype(sl[1]), (rows, sl[0])))
     return out
 
 

@@ -1,9 +1,13 @@
 """GGUF files (llama.cpp): tensors repacked or dequantized, config.json and tokenizer rebuilt from metadata.
 
-- F32/F16/Q8_0/Q4_0/Q4_1 are repacked losslessly (quant.from_gguf_blocks) when kept; BF16 becomes f16
-  (exact for |w| in f16's normal range; the error is measured); other types (Q4_K, Q5_0, Q6_K, ...) are
-  dequantized with gguf.quants.dequantize and stored as f16 unless a dtype is asked for, with the
-  error of that step measured per tensor (‖stored − GGUF-decoded‖ / ‖GGUF-decoded‖).
+- F32/F16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K are repacked losslessly (quant.from_gguf_blocks)
+  when kept, so a mixed file (Q4_K_M: a type per layer and per matrix) keeps its size on the device;
+  BF16 becomes f16 (exact for |w| in f16's normal range; the error is measured); other types gguf can
+  decode (Q2_K, Q3_K, IQ4_NL, ...) are dequantized with gguf.quants.dequantize and stored as f16 unless
+  a dtype is asked for, with the error of that step measured per tensor (‖stored − GGUF-decoded‖ /
+  ‖GGUF-decoded‖). A type gguf cannot decode, a tensor that is not whole blocks (256-column
+  super-blocks for the k-quants) or whose data is shorter or longer than its shape needs are refused
+  when the file is opened, before anything is written.
 - llama.cpp permutes the rows of Q and K for `llama` and `smollm3` files (its RoPE rotates interleaved
   pairs); the permutation is undone here, so the runtime uses HF's half-split RoPE for every architecture.
 - Phi-3's fused attn_qkv and ffn_up (gate and up) are split into row slices of the stored blocks, so a
@@ -21,7 +25,7 @@ from ..errors import VkharpError
 from ..quant import FORMATS, from_gguf_blocks
 from .source import Converted, Source, SourceTensor, pack_rows, resolve, split_fused
 
-NATIVE = ("f32", "f16", "q8_0", "q4_0", "q4_1")     # GGUF types our layout holds as they are
+NATIVE = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")   # kept as they are
 SKIPPED = {"rope_freqs.weight": "llama3 RoPE factors, rebuilt into config.json rope_scaling",
            "rope_factors_long.weight": "longrope long factors, rebuilt into config.json rope_scaling",
            "rope_factors_short.weight": "longrope short factors, rebuilt into config.json rope_scaling"}
@@ -91,6 +95,7 @@ class GGUFSource(Source):
             else:
                 name = names[gname]
                 shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+                check_tensor_data(gname, t, shape)
                 self.tensors[name] = SourceTensor(name, shape, t.tensor_type.name.lower(), t)
         split_fused(self.tensors, self.arch.fused_splits(self.cfg), self.cfg.num_hidden_layers)
         self._permuted = {}
@@ -129,6 +134,53 @@ class GGUFSource(Source):
     def describe(self) -> dict:
         return {"kind": self.kind, "path": str(self.path.resolve()), "bytes": os.path.getsize(self.path),
                 "name": self.meta.get("general.name"), "file_type": self.meta.get("general.file_type")}
+
+
+_DECODABLE: dict = {}
+
+
+def _decodable(qtype) -> bool:
+    """Whether the installed gguf package decodes this type (tried on one zero block, once per type)."""
+    if qtype not in _DECODABLE:
+        from gguf import GGML_QUANT_SIZES
+        from gguf.quants import dequantize
+        try:
+            bc, bb = GGML_QUANT_SIZES[qtype]
+            dequantize(np.zeros((1, bb), np.uint8), qtype)
+            _DECODABLE[qtype] = True
+        except (NotImplementedError, KeyError, ValueError):
+            _DECODABLE[qtype] = False
+    return _DECODABLE[qtype]
+
+
+def supported_types_line() -> str:
+    from gguf import GGMLQuantizationType as T
+    decoded = [q.name for q in T if q.name.lower() not in NATIVE and q.name != "BF16" and _decodable(q)]
+    return (f"kept as they are: {', '.join(n.upper() for n in NATIVE)}; BF16 stored as f16; "
+            f"decoded to f16: {', '.join(decoded)}")
+
+
+def check_tensor_data(gname: str, t, shape: tuple[int, ...]) -> None:
+    """Refuse, before anything is written, a tensor whose type we cannot read, that is not whole
+    blocks, or whose data does not match its shape (a truncated super-block, a cut file)."""
+    from gguf import GGML_QUANT_SIZES
+    qtype = t.tensor_type
+    name = qtype.name
+    if name.lower() not in NATIVE and name != "BF16" and not _decodable(qtype):
+        raise VkharpError(f"GGUF tensor {gname} has type {name}, which vkharp does not support "
+                          f"({supported_types_line()})")
+    bc, bb = GGML_QUANT_SIZES[qtype]
+    cols = shape[-1] if shape else 1
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if cols % bc:
+        raise VkharpError(f"GGUF tensor {gname} ({name}, shape {list(shape)}): {cols} columns are not whole "
+                          f"{bc}-weight blocks of {name}; the file is damaged")
+    want = n // bc * bb
+    got = int(np.asarray(t.data).nbytes)
+    if got != want or int(t.n_bytes) != want:
+        raise VkharpError(f"GGUF tensor {gname} ({name}, shape {list(shape)}) holds {min(got, int(t.n_bytes))} "
+                          f"bytes of data, its shape needs {want} ({n // bc} blocks of {bb}): a truncated block "
+                          f"or a scale table that does not match the shape; download the file again")
 
 
 def _dequantize(t: SourceTensor, raw: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VkharpError, WriteError
-from ..quant import BLOCK, FORMATS
+from ..quant import FORMATS, block_cols
 from . import staging
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, arrays_for, arrays_of, replace_refusal, shard_names
 from .verify import tensor_digest, write_stamp
@@ -62,13 +62,22 @@ def check_tensors(source: Source, expected: dict[str, tuple[int, ...]], arch_nam
         raise VkharpError("the checkpoint does not match its config: " + "; ".join(problems))
 
 
+# Where rows are not whole 256-column super-blocks, a k-quant falls back as llama.cpp's quantizer does.
+K_FALLBACK = {"q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0"}
+
+
 def target_format(t: SourceTensor, dtype: str | None, source: Source) -> tuple[str, str | None]:
-    """(stored format, note) of one tensor: vectors f32; q formats need cols % 32 == 0 (else f16)."""
+    """(stored format, note) of one tensor: vectors f32; q formats need whole blocks of columns (32;
+    256 for the k-quants, else their 32-column fallback), else f16."""
     if len(t.shape) == 1:
         return "f32", None
     fmt = dtype or source.default_format(t)
-    if fmt.startswith("q") and t.shape[1] % BLOCK:
-        return "f16", f"{t.shape[1]} columns are not a multiple of {BLOCK}: stored f16 instead of {fmt}"
+    cols = t.shape[1]
+    if fmt in K_FALLBACK and cols % block_cols(fmt) and cols % block_cols(K_FALLBACK[fmt]) == 0:
+        return K_FALLBACK[fmt], (f"{cols} columns are not a multiple of {block_cols(fmt)}: stored "
+                                 f"{K_FALLBACK[fmt]} instead of {fmt}")
+    if cols % block_cols(fmt):
+        return "f16", f"{cols} columns are not a multiple of {block_cols(fmt)}: stored f16 instead of {fmt}"
     return fmt, None
 
 
@@ -89,7 +98,7 @@ def convert(src, dst, dtype: str | None = None, progress: bool = True, overwrite
             max_file_bytes: int = MAX_FILE_BYTES) -> Path:
     """Convert a HF directory or a .gguf file into vkharp's format at dst; returns dst.
 
-    dtype: f32|f16|q8_0|q4_0|q4_1 for 2-D weight matrices (norms and biases stay f32); None keeps f16
+    dtype: f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k for 2-D weight matrices (norms and biases stay f32); None keeps f16
     from HF checkpoints (f32 when the checkpoint is f32) and each tensor's own type from a GGUF.
     """
     from models import ModelConfig, get_architecture

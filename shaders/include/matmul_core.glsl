@@ -218,8 +218,12 @@ void main() {
 // ---------------------------------------------------------------------------------------------
 #define WEIGHTS_NO_SCALAR
 #include "weights.glsl"
-#if WFMT == FMT_Q4_1
+#if WFMT == FMT_Q4_1 || WFMT == FMT_Q5_1
   #define SCALE_WORDS RUN
+#elif WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
+  #define SCALE_WORDS 4                   // the super-block's head (RUN <= 8: a run is in one super-block)
+#elif WFMT == FMT_Q6_K
+  #define SCALE_WORDS 1                   // the word holding the super-block's f16 d
 #elif WFMT >= 2
   #define SCALE_WORDS (RUN / 2)
 #else
@@ -267,9 +271,15 @@ const uint TV = (TN + 3u) / 4u;            // vec4s holding one row's TN partial
 shared float red[CL > 1u && TN == 1u ? RL * RC * CL : 1u];
 shared vec4 red4[CL > 1u && TN > 1u ? RL * RC * TV * CL : 1u];
 
-// (d, m) of block b of a run whose first flat block is fb0 and whose scales are s.
+// (d, m) of block b of a run whose first flat block is fb0 and whose scales are s (q6_k: (d, 0); its
+// int8 sub-block scales are applied in the block loop).
 vec2 run_scale(SVEC s, uint b, uint fb0) {
-#if WFMT == FMT_Q4_1
+#if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
+    // runs are aligned to RUN inside a super-block: for RUN >= 4 the byte lane is the constant b & 3
+    return k_scale_min(s, RUN >= 4 ? (b & 3u) : ((fb0 + b) & 3u), ((fb0 + b) >> 2) & 1u);
+#elif WFMT == FMT_Q6_K
+    return vec2(unpackHalf2x16(((fb0 >> 3) & 1u) == 0u ? s : s >> 16).x, 0.0);
+#elif WFMT == FMT_Q4_1 || WFMT == FMT_Q5_1
   #if RUN == 1
     return unpackHalf2x16(s);
   #else
@@ -323,6 +333,9 @@ void main() {
     // Activations of this lane's columns for the group's tokens, kept for all its rows.
     vec4 xr[TN][CPL][RUN][8];
     float xs[TN][CPL][RUN];    // per-block sums of x (q4_0: the -8 offset, q4_1: the minimum m)
+#if WFMT == FMT_Q6_K
+    float xq[TN][CPL][RUN];    // q6_k: sums of each block's first 16 x (xs: of its last 16)
+#endif
     for (uint t = 0; t < TN; t++) {
         for (uint i = 0; i < CPL; i++) {
             uint run = c + i * CL;
@@ -335,8 +348,13 @@ void main() {
                     if (ok) v = (v * ninv[t]) * nw4[(pc.noff + (run * RUN + b) * 32u) / 4u + k];   // as rmsnorm rounds it
 #endif
                     s += (v.x + v.y) + (v.z + v.w);
-#if WFMT == FMT_Q4_0 || WFMT == FMT_Q4_1
+#if WFMT == FMT_Q6_K
+                    if (k == 3u) { xq[t][i][b] = s; s = 0.0; }
+#endif
+#if WFMT == FMT_Q4_0 || WFMT == FMT_Q4_1 || WFMT == FMT_Q4_K
                     v *= k < 4u ? Q4_LO_SCALE : Q4_HI_SCALE;
+#elif WFMT_HIGH
+                    v *= Q4_LO_SCALE;   // q5/q6 words decode both nibbles at 8k (q5_lo/q5_hi, ...)
 #endif
                     xr[t][i][b][k] = v;
                 }
@@ -361,14 +379,26 @@ void main() {
                     uint run = c + i * CL;
                     if (ALL_RUNS || run < NRUN) {
                         uint fb0 = (pc.wrow + weight_row(row)) * NB + run * RUN;   // flat index of the run's first block
-    #if WFMT >= 2
-      #if RUN == 1 && WFMT != FMT_Q4_1
+    #if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
+                        SVEC sc = ws[fb0 / 8u];
+    #elif WFMT == FMT_Q6_K
+                        SVEC sc = ws[fb0 / 16u];
+    #elif WFMT >= 2
+      #if RUN == 1 && WFMT != FMT_Q4_1 && WFMT != FMT_Q5_1
                         SVEC sc = ws[fb0 >> 1];
       #else
                         SVEC sc = ws[fb0 / RUN];
       #endif
     #else
                         SVEC sc = 0u;
+    #endif
+    #if WFMT_HIGH
+                        // rows with a high-bit tail: WROW_WORDS per row, low nibbles first (weights.glsl)
+                        uint rb4 = (pc.wrow + weight_row(row)) * (WROW_WORDS / 4u);
+                        uvec4 hq = uvec4(0u);
+      #if WFMT == FMT_Q6_K
+                        uvec4 s6 = wq4[rb4 + NB + NB / 2u + (run * RUN) / 8u];   // the int8 scales
+      #endif
     #endif
                         for (uint b = 0; b < RUN; b++) {
                             uint q0 = (fb0 + b) * U4;
@@ -394,12 +424,45 @@ void main() {
                             w0 = q8_top(a.x); w1 = q8_top(a.y); w2 = q8_top(a.z); w3 = q8_top(a.w);
                             w4 = q8_top(e.x); w5 = q8_top(e.y); w6 = q8_top(e.z); w7 = q8_top(e.w);
                             dm.x *= Q8_TOP_SCALE;
+    #elif WFMT == FMT_Q6_K
+                            uint blk = run * RUN + b;
+                            uvec4 a = wq4[rb4 + blk];
+                            if ((b & 1u) == 0u) hq = wq4[rb4 + NB + (blk >> 1)];   // 2 blocks' high bits (runs are aligned)
+                            bool odd = RUN >= 2 ? (b & 1u) == 1u : (blk & 1u) == 1u;
+                            uint h0 = odd ? hq.z : hq.x, h1 = odd ? hq.w : hq.y;
+                            w0 = q6_lo(a.x, h0, 0u); w1 = q6_lo(a.y, h0, 1u); w2 = q6_lo(a.z, h1, 2u); w3 = q6_lo(a.w, h1, 3u);
+                            w4 = q6_hi(a.x, h0, 0u); w5 = q6_hi(a.y, h0, 1u); w6 = q6_hi(a.z, h1, 2u); w7 = q6_hi(a.w, h1, 3u);
+                            // int8 scales 2j, 2j+1 of sub-block j = blk & 7: word j/2, bytes 2(j&1) and 2(j&1)+1
+                            uint sw = RUN >= 8 ? s6[b >> 1] : pick4(s6, (blk & 7u) >> 1);
+                            uint sh = odd ? 16u : 0u;
+                            float da = dm.x * float(int(sw << (24u - sh)) >> 24);
+                            float db = dm.x * float(int(sw << (16u - sh)) >> 24);
+    #elif WFMT_HIGH
+                            uint blk = run * RUN + b;
+                            uvec4 a = wq4[rb4 + blk];
+                            if ((b & 3u) == 0u) hq = wq4[rb4 + NB + (blk >> 2)];   // 4 blocks' high-bit words
+                            uint h = RUN >= 4 ? hq[b & 3u] : pick4(hq, blk & 3u);
+                            w0 = q5_lo(a.x, h, 0u); w1 = q5_lo(a.y, h, 1u); w2 = q5_lo(a.z, h, 2u); w3 = q5_lo(a.w, h, 3u);
+                            w4 = q5_hi(a.x, h, 0u); w5 = q5_hi(a.y, h, 1u); w6 = q5_hi(a.z, h, 2u); w7 = q5_hi(a.w, h, 3u);
     #else
                             uvec4 a = wq4[q0];
                             w0 = q4_lo(a.x); w1 = q4_lo(a.y); w2 = q4_lo(a.z); w3 = q4_lo(a.w);
                             w4 = q4_hi(a.x); w5 = q4_hi(a.y); w6 = q4_hi(a.z); w7 = q4_hi(a.w);
     #endif
                             for (uint t = 0; t < TN; t++) {
+    #if WFMT == FMT_Q6_K
+                                // two 16-weight sub-blocks, each (d*sc) * (q - 32)
+                                vec4 pa = w0 * xr[t][i][b][0];
+                                pa = fma(w1, xr[t][i][b][1], pa);
+                                pa = fma(w2, xr[t][i][b][2], pa);
+                                pa = fma(w3, xr[t][i][b][3], pa);
+                                vec4 pb = w4 * xr[t][i][b][4];
+                                pb = fma(w5, xr[t][i][b][5], pb);
+                                pb = fma(w6, xr[t][i][b][6], pb);
+                                pb = fma(w7, xr[t][i][b][7], pb);
+                                float sa = (pa.x + pa.y) + (pa.z + pa.w), sb = (pb.x + pb.y) + (pb.z + pb.w);
+                                acc[t] = fma(da, sa - 32.0 * xq[t][i][b], fma(db, sb - 32.0 * xs[t][i][b], acc[t]));
+    #else
                                 vec4 p = w0 * xr[t][i][b][0];
                                 p = fma(w1, xr[t][i][b][1], p);
                                 p = fma(w2, xr[t][i][b][2], p);
@@ -409,14 +472,17 @@ void main() {
                                 p = fma(w6, xr[t][i][b][6], p);
                                 p = fma(w7, xr[t][i][b][7], p);
                                 float s = (p.x + p.y) + (p.z + p.w);
-    #if WFMT == FMT_Q4_0
+      #if WFMT == FMT_Q4_0
                                 acc[t] = fma(dm.x, s - 8.0 * xs[t][i][b], acc[t]);
-    #elif WFMT == FMT_Q4_1
+      #elif WFMT == FMT_Q5_0
+                                acc[t] = fma(dm.x, s - 16.0 * xs[t][i][b], acc[t]);
+      #elif WFMT == FMT_Q4_1 || WFMT == FMT_Q5_1 || WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
                                 acc[t] = fma(dm.x, s, fma(dm.y, xs[t][i][b], acc[t]));
-    #elif WFMT == FMT_Q8_0
+      #elif WFMT == FMT_Q8_0
                                 acc[t] = fma(dm.x, s, acc[t]);
-    #else
+      #else
                                 acc[t] += s;
+      #endif
     #endif
                             }
                         }

@@ -1,5 +1,6 @@
 // Decoding the GPU weight layout (engine/quant.py documents it). Before including, define
-//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1
+//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1, 5 q5_0, 6 q5_1, 7 q4_k, 8 q5_k, 9 q6_k
+// (5..9 are GGUF's 5-bit and k-quant types in the layout of engine/kquant.py; RUN kernels only)
 // and declare `uint wq[]` (quants, one row = WROW_WORDS words) and, for q formats, `uint ws[]` (scales).
 // COLS must be a constant in scope. Block b of row r has flat index r * (COLS/32) + b.
 // Kernels that load whole 16-byte words themselves (matvec, matmul) define WEIGHTS_NO_SCALAR first:
@@ -9,6 +10,13 @@
 #define FMT_Q8_0 2
 #define FMT_Q4_0 3
 #define FMT_Q4_1 4
+#define FMT_Q5_0 5
+#define FMT_Q5_1 6
+#define FMT_Q4_K 7
+#define FMT_Q5_K 8
+#define FMT_Q6_K 9
+// quants with a high-bit tail after the row's low nibbles (engine/kquant.py)
+#define WFMT_HIGH (WFMT == FMT_Q5_0 || WFMT == FMT_Q5_1 || WFMT == FMT_Q5_K || WFMT == FMT_Q6_K)
 
 #if WFMT == FMT_F32
   #define WROW_WORDS (COLS)
@@ -16,10 +24,29 @@
   #define WROW_WORDS ((COLS + 1u) / 2u)
 #elif WFMT == FMT_Q8_0
   #define WROW_WORDS ((COLS / 32u) * 8u)
+#elif WFMT == FMT_Q5_0 || WFMT == FMT_Q5_1
+  #define WROW_WORDS ((COLS / 32u) * 4u + ((COLS / 32u + 3u) / 4u) * 4u)
+#elif WFMT == FMT_Q5_K
+  #define WROW_WORDS ((COLS / 32u) * 5u)
+#elif WFMT == FMT_Q6_K
+  #define WROW_WORDS ((COLS / 32u) * 6u + COLS / 64u)
 #else
   #define WROW_WORDS ((COLS / 32u) * 4u)
 #endif
 
+// Q4_K / Q5_K: (d*sc, -(dmin*m)) of sub-block j = 4h + jj (0..7) from the super-block's head words
+// s = (d | dmin << 16, 12 bytes of packed 6-bit scales and mins), unpacked as ggml's get_scale_min_k4;
+// the products in float32, as gguf.quants computes them. Selects and shifts only: a vector indexed
+// by a per-lane value becomes a gather through the stack on lavapipe (callers pass jj as a constant
+// where the run's alignment makes it one).
+vec2 k_scale_min(uvec4 s, uint jj, uint h) {
+    vec2 dd = unpackHalf2x16(s.x);
+    uint y = s.y >> (8u * jj), z = s.z >> (8u * jj), w = s.w >> (8u * jj);
+    uint sc = h == 0u ? (y & 63u) : ((w & 15u) | ((y >> 2) & 48u));
+    uint m = h == 0u ? (z & 63u) : (((w >> 4) & 15u) | ((z >> 2) & 48u));
+    return vec2(dd.x * float(sc), -(dd.y * float(m)));
+}
+uint pick4(uvec4 s, uint i) { return i == 0u ? s.x : (i == 1u ? s.y : (i == 2u ? s.z : s.w)); }
 #ifndef WEIGHTS_NO_SCALAR
 // d (and m for q4_1) of flat block index `blk`.
 vec2 block_scale(uint blk) {
@@ -40,6 +67,35 @@ float weight_at(uint row, uint col) {
 #elif WFMT == FMT_F16
     vec2 h = unpackHalf2x16(wq[row * WROW_WORDS + (col >> 1)]);
     return (col & 1u) == 0u ? h.x : h.y;
+#elif WFMT >= FMT_Q5_0
+    // engine/kquant.py's layout; `precise`: one rounding per product, as gguf's numpy decoder
+    const uint NBR = COLS / 32u;
+    uint b = col >> 5, j = col & 31u, wi = (j & 15u) >> 2, k = j & 3u, hi = j >= 16u ? 4u : 0u;
+    uint rb = row * WROW_WORDS;
+    uint q = (wq[rb + b * 4u + wi] >> (8u * k + hi)) & 15u;
+  #if WFMT == FMT_Q6_K
+    q |= ((wq[rb + NBR * 4u + b * 2u + (wi >> 1)] >> (8u * k + hi + 2u * (wi & 1u))) & 3u) << 4;
+  #elif WFMT != FMT_Q4_K
+    q |= ((wq[rb + NBR * 4u + b] >> (8u * k + hi + wi)) & 1u) << 4;
+  #endif
+  #if WFMT == FMT_Q5_0
+    uint f = row * NBR + b;
+    precise float v = unpackHalf2x16((f & 1u) == 0u ? ws[f >> 1] : ws[f >> 1] >> 16).x * (float(q) - 16.0);
+  #elif WFMT == FMT_Q5_1
+    vec2 dm = unpackHalf2x16(ws[row * NBR + b]);
+    precise float v = dm.x * float(q) + dm.y;
+  #elif WFMT == FMT_Q6_K
+    uint sb = row * (COLS / 256u) + (b >> 3), i16 = (b & 7u) * 2u + (j >> 4);
+    uint sw = wq[rb + NBR * 6u + (b >> 3) * 4u + (i16 >> 2)];
+    float sc = float(int(sw << (24u - 8u * (i16 & 3u))) >> 24);
+    precise float dsc = unpackHalf2x16((sb & 1u) == 0u ? ws[sb >> 1] : ws[sb >> 1] >> 16).x * sc;
+    precise float v = dsc * (float(q) - 32.0);
+  #else
+    uint sb = (row * (COLS / 256u) + (b >> 3)) * 4u;
+    vec2 dm = k_scale_min(uvec4(ws[sb], ws[sb + 1u], ws[sb + 2u], ws[sb + 3u]), b & 3u, (b >> 2) & 1u);
+    precise float v = dm.x * float(q) + dm.y;
+  #endif
+    return v;
 #else
     uint b = col >> 5, j = col & 31u;
     vec2 dm = block_scale(row * (COLS / 32u) + b);
@@ -77,3 +133,18 @@ const float Q8_TOP_SCALE = 1.0 / 16777216.0;
 vec4 q8_top(uint w) {
     return vec4(ivec4(uvec4(w << 24, (w << 16) & 0xFF000000u, (w << 8) & 0xFF000000u, w & 0xFF000000u)));
 }
+
+// 5- and 6-bit quants (engine/kquant.py): the high bits of the 8 weights of quant word `w` (word wi
+// of its block) OR'd next to their nibbles, so one mask per lane gives q * 2^(8k) for both the low
+// and the high nibbles (the activations are pre-scaled by Q4_LO_SCALE for all 8 vec4s).
+//   q5: h = the block's high-bit word (weight 4wi+k's bit at 8k+wi, 16+4wi+k's at 8k+4+wi).
+//   q6: h = word wi/2 of the block's pair (2-bit fields at 8k+2(wi%2) and 8k+4+2(wi%2)).
+const uvec4 Q5_MASK = uvec4(0x1Fu, 0x1F00u, 0x1F0000u, 0x1F000000u);
+const uvec4 Q6_MASK = uvec4(0x3Fu, 0x3F00u, 0x3F0000u, 0x3F000000u);
+vec4 q5_lo(uint w, uint h, uint wi) { return vec4(uvec4((w & 0x0F0F0F0Fu) | ((h << (4u - wi)) & 0x10101010u)) & Q5_MASK); }
+vec4 q5_hi(uint w, uint h, uint wi) { return vec4(uvec4(((w >> 4) & 0x0F0F0F0Fu) | ((h >> wi) & 0x10101010u)) & Q5_MASK); }
+vec4 q6_lo(uint w, uint h, uint wi) { return vec4(uvec4((w & 0x0F0F0F0Fu) | ((h << (4u - 2u * (wi & 1u))) & 0x30303030u)) & Q6_MASK); }
+vec4 q6_hi(uint w, uint h, uint wi) { return vec4(uvec4(((w >> 4) & 0x0F0F0F0Fu) | ((h >> (2u * (wi & 1u))) & 0x30303030u)) & Q6_MASK); }
+
+// Q6_K: int8 scale `i` (0..15) of a super-block's 16, held in one uvec4.
+float q6_scale(uvec4 s, uint i) { return float(int(pick4(s, i >> 2) << (24u - 8u * (i & 3u))) >> 24); }
