@@ -280,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alias", default=None, metavar="NAME", help="the model's id in /v1/models and answers")
     s.add_argument("--drain-seconds", type=float, default=60.0, metavar="S",
                    help="on SIGTERM, how long in-flight requests may take to finish (default 60)")
+    s.add_argument("--memory", metavar="STORE", default=None,
+                   help="chats that outgrow the context keep going: the oldest exchanges go into this vector store "
+                        "and the most similar come back in front of each new message (one memory for every client)")
+    s.add_argument("--prompt-log", metavar="FILE", default=None,
+                   help="with --memory: append each fitted chat prompt as a JSON line (default: $VKHARP_PROMPT_LOG)")
     s.set_defaults(func=cmd_serve)
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)

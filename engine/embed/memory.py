@@ -71,6 +71,7 @@ class Memory:
         self.pooling = resolve_pooling(model, pooling or store_pooling)
         self.store = VectorStore.open(path, Embedder.of(model, self.pooling), create=True)
         self.session = f"{time.time():.6f}"
+        self._stored: set[str] = set()   # exchanges stored by this process (a server's clients resend them)
 
     def _embeddable(self, text: str) -> str:
         """The text cut to what one embedding pass holds (the PromptEOL wrapper needs ~16 tokens)."""
@@ -82,7 +83,11 @@ class Memory:
         if not exchanges:
             return []
         from .vectors import embed_texts
+        exchanges = [(u, a) for u, a in exchanges if exchange_text(u, a) not in self._stored]
+        if not exchanges:
+            return []
         texts = [exchange_text(u, a) for u, a in exchanges]
+        self._stored.update(texts)
         vecs = embed_texts(self.model, [self._embeddable(t) for t in texts], self.pooling)
         metas = [{"kind": "exchange", "user": u, "assistant": a, "session": self.session} for u, a in exchanges]
         return self.store.add(texts, vecs, metas)

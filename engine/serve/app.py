@@ -26,7 +26,7 @@ from . import sse
 from .answers import Answer
 from .errors import ApiError, bad_request, loading
 from .guards import ApiKeyCheck, read_body
-from .prompts import chat_ids, check_fits, completion_ids, embedding_texts
+from .prompts import chat_ids, check_fits, completion_ids, conversation, embedding_texts
 from .protocol import (ChatRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, TokenizeRequest, parse,
                        refuse_unhonourable, settings_for)
 from .worker import Job, Worker
@@ -41,6 +41,7 @@ class ServeOptions:
     max_body: int                       # bytes
     api_key: str | None = None
     drain_s: float = 60.0               # how long shutdown waits for the worker after the connections closed
+    memory: bool = False                # --memory: chats that outgrow the context evict into a store
 
 
 def _embed(model, texts: list[str], pooling: str | None):
@@ -122,11 +123,13 @@ def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
         m = model()
         req = parse(ChatRequest, await read_body(request, opts.max_body))
         refuse_unhonourable(req)
-        ids = await run_in_threadpool(chat_ids, req, m.tokenizer)   # a template may take a while: off the loop
-        check_fits(ids, m.ctx, "messages")
+        conv = conversation(req) if opts.memory else None
+        ids = [] if conv else await run_in_threadpool(chat_ids, req, m.tokenizer)   # a template may take a while
+        if not conv:
+            check_fits(ids, m.ctx, "messages")
         answer = Answer(chat=True, model_id=opts.model_id, tokenizer=m.tokenizer, prompt_tokens=len(ids),
                         logprobs=(req.top_logprobs or 0) if req.logprobs else None, token_data=req.token_data)
-        return await _answer(request, req, ids, m, answer)
+        return await _answer(request, req, ids, m, answer, conv)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -139,13 +142,20 @@ def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
                         logprobs=req.logprobs, token_data=req.token_data)
         return await _answer(request, req, ids, m, answer)
 
-    async def _answer(request, req, ids, m, answer: Answer):
-        settings = settings_for(req, opts.defaults, m.ctx - len(ids))
-        job = Job(asyncio.get_running_loop(), ids=ids, settings=settings)
+    async def _answer(request, req, ids, m, answer: Answer, conv=None):
+        if conv:   # the window keeps the answer's room free, as the chat does: max_tokens, up to ctx/4
+            wanted = getattr(req, "max_completion_tokens", None) or req.max_tokens or opts.defaults.max_tokens
+            reserve = max(1, min(wanted, m.ctx // 4))
+            job = Job(asyncio.get_running_loop(), settings=settings_for(req, opts.defaults, reserve),
+                      conversation=conv, reserve=reserve)
+        else:
+            job = Job(asyncio.get_running_loop(), ids=ids, settings=settings_for(req, opts.defaults, m.ctx - len(ids)))
         worker.submit(job)                       # 503 now when the queue is full
         if not req.stream:
             async for ev in job.events(request):
-                if ev.kind == "start":
+                if ev.kind == "prompt":
+                    answer.prompt_tokens = ev.payload
+                elif ev.kind == "start":
                     answer.cached = ev.payload
                 elif ev.kind == "step":
                     answer.add(ev.payload)
@@ -162,7 +172,9 @@ def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
             if first is not None:
                 yield sse.event(first)
             async for ev in job.events(request):
-                if ev.kind == "start":
+                if ev.kind == "prompt":
+                    answer.prompt_tokens = ev.payload
+                elif ev.kind == "start":
                     answer.cached = ev.payload
                 elif ev.kind == "step":
                     answer.add(ev.payload)

@@ -20,6 +20,19 @@ def chat_ids(req: ChatRequest, tokenizer) -> list[int]:
     return ids
 
 
+def conversation(req: ChatRequest) -> tuple[str | None, list[tuple[str, str]], str] | None:
+    """(system, [(user, assistant), ...], the new user message) when the messages alternate as a chat
+    does (what --memory's window evicts and recalls, engine/embed/memory.py); None for any other shape."""
+    msgs = [("system" if m.role == "developer" else m.role, m.text()) for m in req.messages]
+    system = msgs.pop(0)[1] if msgs and msgs[0][0] == "system" else None
+    if not msgs or len(msgs) % 2 == 0 or msgs[-1][0] != "user":
+        return None
+    pairs = list(zip(msgs[:-1:2], msgs[1:-1:2]))
+    if any(u[0] != "user" or a[0] != "assistant" for u, a in pairs):
+        return None
+    return system, [(u[1], a[1]) for u, a in pairs], msgs[-1][1]
+
+
 def completion_ids(req: CompletionRequest, tokenizer, vocab_size: int) -> list[int]:
     """A prompt given as text, token ids, or a batch of one of them (batches of more are refused)."""
     p = req.prompt

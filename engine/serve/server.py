@@ -9,6 +9,7 @@ stops the server with that error (exit status 2).
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 from pathlib import Path
@@ -62,7 +63,7 @@ def run(args, defaults) -> int:
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
     opts = ServeOptions(model_id=model_id(args), defaults=defaults, max_body=args.max_body, api_key=args.api_key,
-                        drain_s=args.drain_seconds)
+                        drain_s=args.drain_seconds, memory=args.memory is not None)
     server: uvicorn.Server | None = None
 
     def stop_on_failure(exc):
@@ -71,7 +72,8 @@ def run(args, defaults) -> int:
             server.should_exit = True
 
     worker = Worker(lambda: load(args.model, args.device, ctx=args.ctx_size), queue_size=args.queue,
-                    on_fatal=stop_on_failure)
+                    on_fatal=stop_on_failure, memory=args.memory,
+                    prompt_log=args.prompt_log or os.environ.get("VKHARP_PROMPT_LOG") or None)
     app = build_app(worker, opts)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=args.drain_seconds,
                             lifespan="on", proxy_headers=False, server_header=False)

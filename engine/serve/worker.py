@@ -10,13 +10,18 @@ is the thread-safe channel between the two.
   - a job whose client went away is cancelled: the worker checks after every token and stops there
     (and skips a cancelled job still waiting);
   - each generation keeps the KV-cache prefix it shares with the previous one (Model.reuse_prefix,
-    the chat's own rule), so a conversation or a common system prompt is not prefilled again.
+    the chat's own rule), so a conversation or a common system prompt is not prefilled again;
+  - with --memory STORE a chat job carries its conversation instead of ids: the window of
+    engine/embed/memory.py fits it to the context here (evicting the oldest exchanges into the store,
+    recalling the most similar ones in front of the new message), since that embeds on the model.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -39,8 +44,9 @@ class Job:
     """One request's work: a generation (ids, settings) or a call fn(model) (embeddings)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, ids: list[int] | None = None, settings=None,
-                 call: Callable | None = None):
+                 call: Callable | None = None, conversation=None, reserve: int = 0):
         self.loop, self.ids, self.settings, self.call = loop, ids, settings, call
+        self.conversation, self.reserve = conversation, reserve   # --memory: (system, pairs, text), answer room
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
 
@@ -73,8 +79,11 @@ class Job:
 
 
 class Worker:
-    def __init__(self, load: Callable[[], Any], *, queue_size: int, on_fatal: Callable[[BaseException], None]):
+    def __init__(self, load: Callable[[], Any], *, queue_size: int, on_fatal: Callable[[BaseException], None],
+                 memory: str | None = None, prompt_log: str | None = None):
         self._load, self._on_fatal = load, on_fatal
+        self._memory_path, self.window = memory, None
+        self.prompt_log = prompt_log                # each fitted conversation's prompt, as JSON lines
         self.queue_size = queue_size
         self._jobs: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -114,6 +123,9 @@ class Worker:
     def _main(self) -> None:
         try:
             self.model = self._load()
+            if self._memory_path is not None:
+                from ..embed.memory import ContextWindow, Memory
+                self.window = ContextWindow(self.model, Memory(self.model, self._memory_path))
         except BaseException as exc:          # noqa: BLE001 (reported to the server, which exits with it)
             self.error = exc
             self._on_fatal(exc)
@@ -146,8 +158,27 @@ class Worker:
                 self.running = None
                 self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - t0)
 
+    def _fit(self, job: Job) -> list[int]:
+        """A --memory chat's prompt: the conversation fitted to the context (VkharpError: a 400)."""
+        from .errors import bad_request
+        try:
+            turn = self.window.fit(*job.conversation, reserve=job.reserve)
+        except VkharpError as exc:
+            raise bad_request(str(exc), param="messages") from None
+        status = turn.status(stored=True)
+        if status:   # the chat's status line, on the server's stderr
+            print(f"vkharp serve: memory: {status}", file=sys.stderr, flush=True)
+        if self.prompt_log:
+            with open(self.prompt_log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"prompt": self.model.tokenizer.decode(turn.ids), "evicted": len(turn.evicted),
+                                    "recalled": len(turn.recalled)}, ensure_ascii=False) + "\n")
+        job.emit("prompt", len(turn.ids))
+        return turn.ids
+
     def _generate(self, job: Job) -> None:
         m = self.model
+        if job.conversation is not None:
+            job.ids = self._fit(job)
         n = m.reuse_prefix(job.ids)
         self.counts["prompt_tokens"] += len(job.ids)
         self.counts["cached_tokens"] += n
