@@ -49,6 +49,18 @@ class Answer:
         self._lp_from = self._data_from = 0        # entries not yet sent in a chunk
 
     # -- feeding -------------------------------------------------------------------------------
+    def take(self, ev) -> bool:
+        """Book a worker event (engine/serve/worker.py): the fitted prompt's size, the reused cache
+        prefix, or a step (added). True for a step."""
+        if ev.kind == "prompt":
+            self.prompt_tokens = ev.payload
+        elif ev.kind == "start":
+            self.cached = ev.payload
+        elif ev.kind == "step":
+            self.add(ev.payload)
+            return True
+        return False
+
     def add(self, step) -> None:
         if step.token >= 0:
             self.tokens += 1

@@ -153,13 +153,8 @@ def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
         worker.submit(job)                       # 503 now when the queue is full
         if not req.stream:
             async for ev in job.events(request):
-                if ev.kind == "prompt":
-                    answer.prompt_tokens = ev.payload
-                elif ev.kind == "start":
-                    answer.cached = ev.payload
-                elif ev.kind == "step":
-                    answer.add(ev.payload)
-                elif ev.kind == "error":
+                answer.take(ev)
+                if ev.kind == "error":
                     raise ev.payload
             return JSONResponse(answer.response())
         usage = req.stream_options is not None and req.stream_options.include_usage
@@ -172,12 +167,7 @@ def build_app(worker: Worker, opts: ServeOptions) -> FastAPI:
             if first is not None:
                 yield sse.event(first)
             async for ev in job.events(request):
-                if ev.kind == "prompt":
-                    answer.prompt_tokens = ev.payload
-                elif ev.kind == "start":
-                    answer.cached = ev.payload
-                elif ev.kind == "step":
-                    answer.add(ev.payload)
+                if answer.take(ev):
                     chunk = answer.chunk(ev.payload)
                     if chunk is not None:
                         yield sse.event(chunk)
