@@ -25,7 +25,7 @@ from .kv_cache import KVCache
 from . import ops
 from .params import write_step
 from .tokenizer import Tokenizer
-from .weights import rows_per_part, stack_rows, upload_stacked
+from .weights import rows_fitting, stack_rows, upload_stacked
 
 DEFAULT_CHUNK = 32
 SAVED = "saved"     # logits kept on the device for a rollback's new draw (MAIN, REFRAMED: engine/harp.py)
@@ -119,20 +119,19 @@ class Model(HarpPasses):
         import os
         if os.environ.get("VKHARP_FUSE", "1") == "0":
             return {}
+        shapes = self.arch.layer_tensor_shapes(self.cfg)
         groups = {}
-        for fused, names in FUSED_ROLES.items():
-            group = tuple(n for n in names if n in roles)
-            mats = [n for n in group if n.endswith(".weight")]
-            if len(mats) < 2 or len(mats) != sum(n.endswith(".weight") for n in names):
+        for fused, mats in FUSED_ROLES.items():
+            if not all(m in roles for m in mats):
                 continue
-            if any(len({reader.format(f"model.layers.{i}.{m}") for m in mats}) > 1 for i in range(n_layers)):
+            formats = [{reader.format(f"model.layers.{i}.{m}") for m in mats} for i in range(n_layers)]
+            if any(len(f) > 1 for f in formats):
                 continue
             if fused == "mlp.gate_up_proj.weight":
-                rows = sum(self.arch.layer_tensor_shapes(self.cfg)[m][0] for m in mats)
-                first = _stacked([reader.load(f"model.layers.0.{m}") for m in mats], fused)
-                if rows_per_part(first, self.device.max_buffer_bytes) < rows:
+                rows, cols = sum(shapes[m][0] for m in mats), shapes[mats[0]][1]
+                if any(rows_fitting(f.pop(), cols, self.device.max_buffer_bytes) < rows for f in formats):
                     continue
-            groups[fused] = tuple(m for m in mats)
+            groups[fused] = mats
             biases = tuple(m.replace(".weight", ".bias") for m in mats)
             if all(b in roles for b in biases):
                 groups[fused.replace(".weight", ".bias")] = biases

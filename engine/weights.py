@@ -21,6 +21,7 @@ import numpy as np
 
 from .device import Buffer, Device
 from .errors import DeviceLimitError, VkharpError
+from . import quant
 from .quant import Packed
 
 
@@ -55,17 +56,23 @@ class DeviceWeight:
         return [(p, (layer - p.layer0) * p.rows) for p in self.parts if p.layer0 <= layer < p.layer0 + p.layers]
 
 
-def rows_per_part(packed: Packed, max_bytes: int) -> int:
-    """Most rows whose quants and scales each fit in max_bytes (scale pairs may add one word)."""
-    q_row = packed.qs.shape[1] * 4
-    s_row = 0 if packed.scales is None else packed.scales.shape[1] * packed.scales.itemsize
+def rows_fitting(fmt: str, cols: int, max_bytes: int) -> int:
+    """Most rows of a fmt matrix of `cols` columns whose quants and scales each fit in max_bytes
+    (scale pairs may add one word)."""
+    q_row = quant.words_per_row(fmt, cols) * 4
+    layout = quant.scale_layout(fmt, cols)
+    s_row = 0 if layout is None else layout[0] * np.dtype(layout[1]).itemsize
     n = max_bytes // q_row
     if s_row:
         n = min(n, (max_bytes - 4) // s_row)
     if n < 1:
-        raise DeviceLimitError(f"one row of this {packed.format} matrix ({q_row} bytes) does not fit in a "
+        raise DeviceLimitError(f"one row of this {fmt} matrix ({q_row} bytes) does not fit in a "
                                f"{max_bytes}-byte storage buffer")
     return int(n)
+
+
+def rows_per_part(packed: Packed, max_bytes: int) -> int:
+    return rows_fitting(packed.format, packed.cols, max_bytes)
 
 
 def stack_rows(mats: Sequence[Packed], name: str = "") -> Packed:
