@@ -6,6 +6,7 @@ from .attention import attention, kv_append
 from .elementwise import add, fill_u32, mix, rand_uniform, scale
 from .embed import embed
 from .local1d import local1d
+from .loss import loss
 from .norm import layernorm, rmsnorm
 from .pool import pool_sum
 from .probe import chain_step
@@ -14,4 +15,4 @@ from .rows import select_row
 from .sample import sample
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix", "rand_uniform",
-           "scale", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
+           "scale", "embed", "local1d", "loss", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
