@@ -5,7 +5,7 @@ from .activation import geglu, gelu, silu, swiglu
 from .attention import attention, kv_append
 from .elementwise import add, fill_u32, mix, rand_uniform, scale
 from .embed import embed
-from .local1d import local1d
+from .local1d import local1d, local1d_back_w, local1d_back_x
 from .loss import loss
 from .norm import layernorm, rmsnorm
 from .pool import pool_sum
@@ -14,5 +14,6 @@ from .rope import rope
 from .rows import select_row
 from .sample import sample
 
-__all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix", "rand_uniform",
-           "scale", "embed", "local1d", "loss", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
+__all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix",
+           "rand_uniform", "scale", "embed", "local1d", "local1d_back_w", "local1d_back_x", "loss",
+           "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
