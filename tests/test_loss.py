@@ -203,6 +203,21 @@ def test_span_weights():
         R.span_weights(offsets, [(4, 2)], 2.0)
 
 
+def test_position_edit_targets_and_nonfinite_stats(run, rng):
+    """The seed's example: said 1 2 3 4 5, wanted 1 2 0 4 5 → rows "1", "2", "0" (wrong: "3"), no more."""
+    targets, edits = R.position_edit_targets([11, 12, 13, 14, 15], {2: 10})
+    np.testing.assert_array_equal(targets, [11, 12, 10])
+    np.testing.assert_array_equal(edits, [R.EDIT_NONE, R.EDIT_NONE, 13])
+    with pytest.raises(VkharpError, match="within the answer"):
+        R.position_edit_targets([1, 2], {2: 0})
+    z, y, w, b, ed = _case(rng, 7, 1001)
+    z[5, 9] = np.nan
+    _, st = run(z, y, w, "ce")
+    assert st.nonfinite == 1
+    with pytest.raises(VkharpError, match="hold NaN or \\+inf"):
+        st.check()
+
+
 # -- the twin against torch autograd -------------------------------------------------------------
 def _torch_loss(torch, z, y, w, rule, b, ed, margin):
     """The rule table written a second time, in torch; predictions and t* are constants."""
@@ -268,6 +283,21 @@ def test_twin_gradient_matches_torch_autograd(rng, rule, T, V):
     assert abs(st_ref.loss - Lv) <= 1e-9 * max(1.0, abs(Lv))
 
 
+def test_first_rows_of_larger_buffers(device, rng):
+    """rows=: the answer's rows at the start of buffers sized for a longer sequence."""
+    z, y, w, b, ed = _case(rng, 9, 301)
+    d = device
+    dz, st = d.buffer((9, 301)), d.buffer(R.STAT_WORDS + 5, np.uint32)
+    rec = d.recorder()
+    loss(rec, dz, st, d.buffer(z), d.buffer(y), d.buffer(w), rule="position-edit", base=d.buffer(b),
+         edits=d.buffer(ed), rows=5)
+    rec.finish().run()
+    g_ref, st_ref = _ref(z[:5], y[:5], w[:5], "position-edit", b[:5], ed[:5])
+    g = dz.read().reshape(9, 301)
+    assert _grad_err(g[:5], g_ref, z[:5], y[:5], w[:5], "position-edit", b[:5], ed[:5]) < TOL
+    _same_stats(R.unpack_stats(st.read(), 5), st_ref)
+
+
 def test_bad_inputs(device):
     rec = device.recorder()
     T, V = 3, 10
@@ -283,5 +313,7 @@ def test_bad_inputs(device):
         loss(rec, dz, device.buffer(9, np.uint32), z, y, w)
     with pytest.raises(VkharpError, match=r"dlogits .* holds 29 elements"):
         loss(rec, device.buffer(29), st, z, y, w)
+    with pytest.raises(VkharpError, match=r"rows must be an integer in \[1, 3\]"):
+        loss(rec, dz, st, z, y, w, rows=4)
     with pytest.raises(VkharpError, match="one entry per row"):
         R.loss(np.zeros((T, V)), [0, 1], [1, 1, 1], rule="ce")

@@ -16,7 +16,8 @@ def default_wg(device) -> int:
 
 def loss(rec: Recorder, dlogits: Buffer, stats: Buffer, logits: Buffer, targets: Buffer, weights: Buffer, *,
          rule: str = DEFAULT_RULE, base: Buffer | None = None, edits: Buffer | None = None,
-         margin: float = DEFAULT_MARGIN, work: Buffer | None = None, wg: int | None = None) -> Buffer:
+         margin: float = DEFAULT_MARGIN, rows: int | None = None, work: Buffer | None = None,
+         wg: int | None = None) -> Buffer:
     """Record loss + gradient: dlogits f32[T, V] = dL/dlogits and stats u32[STAT_WORDS (+ T)].
 
     logits f32[T, V] (row t predicts answer token t), targets u32[T], weights f32[T] (>= 0; 0 masks
@@ -24,12 +25,19 @@ def loss(rec: Recorder, dlogits: Buffer, stats: Buffer, logits: Buffer, targets:
     and edits u32[T] (the wrong token at an edited row, EDIT_NONE / EDIT_ARGMAX: see the rule table
     in engine/reference/loss.py; an id >= V counts as EDIT_NONE). When stats holds STAT_WORDS + T
     words, the per-row predictions follow the header (engine.reference.loss.unpack_stats).
+    rows: use only the first `rows` rows (the buffers may then hold more, e.g. a whole sequence's
+    logits of which a shorter answer uses the start).
     work: u32[T * ROW_WORDS] row records ('act' or 'store'), allocated here when not given; returned.
     """
     rid = rule_id(rule)
     if len(logits.shape) != 2:
         raise VkharpError(f"loss: logits ({logits.name!r}) must have shape [T, V], got {logits.shape}")
     T, V = logits.shape
+    exact = rows is None
+    if rows is not None:
+        if int(rows) != rows or not 1 <= rows <= T:
+            raise VkharpError(f"loss: rows must be an integer in [1, {T}] (the logits' rows), got {rows!r}")
+        T = int(rows)
     if T * V >= 2**32:
         raise VkharpError(f"loss: T * V = {T * V} must stay below 2^32; pass fewer rows at a time")
     checks = [("dlogits", dlogits, np.float32, T * V), ("logits", logits, np.float32, T * V),
@@ -43,7 +51,7 @@ def loss(rec: Recorder, dlogits: Buffer, stats: Buffer, logits: Buffer, targets:
     for name, b, dtype, size in checks:
         if b.dtype != dtype:
             raise VkharpError(f"loss: {name} ({b.name!r}) must be {np.dtype(dtype).name}, got {b.dtype}")
-        if size is not None and b.size != size:
+        if size is not None and (b.size != size if exact else b.size < size):
             raise VkharpError(f"loss: {name} ({b.name!r}) holds {b.size} elements; logits {logits.shape} need {size}")
     if stats.size not in (STAT_WORDS, STAT_WORDS + T):
         raise VkharpError(f"loss: stats ({stats.name!r}) must hold {STAT_WORDS} words, or {STAT_WORDS + T} "

@@ -39,6 +39,9 @@ EDIT_ARGMAX = 0xFFFFFFFE: the wrong token is argmax b_t, what the model said gre
     Z  = 1 - pi_y - [u != y] pi_u + Y     (the sum of pi' with pi'_y = Y)
     q_v = pi_v / Z (v not in {y, u}),  q_u = 0,  q_y = Y / Z.
   CE(q, p) = log S - sum_v q_v (z_v - m).
+  The seed's example: the model said 12345 where 12045 was wanted; the rows are those predicting
+  "1", "2" and the edited "0" (wrong token "3"): the prefix with the target changed, no EOS row
+  (position_edit_targets builds targets and edits from what was said and the changes).
 
 Stats (u32 words, floats as bits; STAT_FIELDS):
   0 loss f32 · 1 n_mismatch · 2 first (t*, T when none) · 3 norm f32 (W, N, T, or 1 for
@@ -71,6 +74,14 @@ class LossStats:
     counted: int           # rows with weight > 0
     nonfinite: int         # rows whose logits hold NaN or +inf
     pred: np.ndarray | None = None   # per-row prediction (argmax; argmin |z| for target-only)
+
+    def check(self) -> "LossStats":
+        """Raise a VkharpError that says what to do when the loss or the logits are not finite."""
+        if self.nonfinite or not np.isfinite(self.loss):
+            raise VkharpError(f"loss: the loss is {self.loss} and {self.nonfinite} rows of logits hold NaN or +inf: "
+                              f"training diverged (lower the learning rate, or drop the adapter with /unfix); "
+                              f"the base weights are untouched")
+        return self
 
 
 def rule_id(rule: str) -> int:
@@ -108,6 +119,23 @@ def span_weights(offsets, spans, weight: float, *, base: float = 1.0) -> np.ndar
         hit = np.where(off[:, 1] > off[:, 0], (off[:, 0] < e) & (s < off[:, 1]), (s <= off[:, 0]) & (off[:, 0] < e))
         w[hit] = weight
     return w
+
+
+def position_edit_targets(said, changes: dict) -> tuple[np.ndarray, np.ndarray]:
+    """targets and edits (u32, one per row) for position-edit: rows 0..max(changes) of the answer
+    the model `said` (token ids), with `changes` {position: wanted token} applied; each changed
+    row's wrong token is what was said there. Later rows (and the EOS) are left out."""
+    said = [int(t) for t in said]
+    if not changes:
+        raise VkharpError("position-edit: no positions to change")
+    last = max(changes)
+    if min(changes) < 0 or last >= len(said):
+        raise VkharpError(f"position-edit: positions {sorted(changes)} must lie within the answer's {len(said)} tokens")
+    targets = np.array(said[:last + 1], np.uint32)
+    edits = np.full(last + 1, EDIT_NONE, np.uint32)
+    for pos, tok in changes.items():
+        targets[pos], edits[pos] = int(tok), said[pos]
+    return targets, edits
 
 
 def _check(logits, targets, weights, rule, base, edits):
