@@ -41,6 +41,10 @@ HELP = """commands:
   /undo            remove the last exchange (the KV cache moves back, nothing is recomputed)
   /reset           clear the conversation and the KV cache (the system prompt stays)
   /stats           the last answer's and the session's figures
+  /fix TEXT        the last answer should have been TEXT: train the adapter until it says so, then answer
+                   again (PREFIX|TEXT: keep the answer up to PREFIX and continue with TEXT)
+  /fixes           the corrections in force, and whether each still holds
+  /unfix           drop the adapter: the base model again (its saved file stays)
   /help            this list
   /exit            quit (also Ctrl-D)
 Ctrl-C stops an answer (the partial answer is kept)."""
@@ -96,7 +100,8 @@ def use_color(mode: str, stream) -> bool:
 
 class Chat:
     def __init__(self, model, settings: GenerationSettings, *, out=None, err=None, color: bool = False,
-                 show_uncertainty: bool = False, memory=None, prompt_log: str | None = None):
+                 show_uncertainty: bool = False, memory=None, prompt_log: str | None = None, tuner=None,
+                 fix_steps: int = 60):
         from .embed.memory import ContextWindow
         self.model, self.settings = model, settings
         self.window = ContextWindow(model, memory)   # what stays in the context, leaves and comes back
@@ -109,6 +114,9 @@ class Chat:
         self.last: AnswerStats | None = None
         self.session = AnswerStats()        # totals (tokens, fed, cached, harp, rollbacks)
         self.answers = 0
+        self.tuner = tuner                  # engine/tune/fix.py: the corrections in force (made on the first /fix)
+        self.fix_steps = fix_steps
+        self.last_prompt_ids: list[int] | None = None   # what the model saw for the last answer (/fix trains on it)
 
     # -- one exchange ----------------------------------------------------------------------------
     def ask(self, text: str) -> None:
@@ -126,6 +134,7 @@ class Chat:
         if status:
             self._note(f"[{'memory' if self.window.memory is not None else 'window'}: {status}]")
         self._log_prompt(tok.decode(ids))
+        self.last_prompt_ids = list(ids)
         n = m.reuse_prefix(ids)
         st = AnswerStats(fed=len(ids) - n, cached=n)
         pieces = []
@@ -210,6 +219,16 @@ class Chat:
                 print(f"{mark} {k} = {v}", file=self.out)
         elif name == "/stats":
             self._stats()
+        elif name == "/fix":
+            self._fix(rest)
+        elif name == "/fixes":
+            self._fixes()
+        elif name == "/unfix":
+            if self.tuner is None or self.tuner.adapter is None:
+                self._note("no adapter in use")
+            else:
+                self.tuner.drop()
+                self._note("adapter dropped: the base model again (its saved file stays; --adapter loads it)")
         elif name == "/system":
             self.system = rest or None
             self._note("system prompt set" if rest else "system prompt: the template's default")
@@ -217,6 +236,67 @@ class Chat:
             self._note(f"unknown command {name}; /help lists them")
         self.out.flush()
         return True
+
+    def _fix(self, text: str) -> None:
+        from .tune.fix import Correction, Tuner, answer_ids, default_adapter_path
+        if not text:
+            self._note("usage: /fix TEXT  (the last answer should have been TEXT; PREFIX|TEXT keeps PREFIX)")
+            return
+        if not self.messages or self.last_prompt_ids is None:
+            self._note("nothing to fix yet: ask something first")
+            return
+        user, said = self.messages[-2]["content"], self.messages[-1]["content"]
+        prefix, sep, tail = text.partition("|")
+        keep = bool(sep) and said.startswith(prefix) and tail.strip() != ""
+        answer = prefix + tail if keep else text
+        msgs = ([{"role": "system", "content": self.system}] if self.system else []) + \
+               [{"role": "user", "content": user}]
+        try:
+            _, a_ids = answer_ids(self.model.tokenizer, msgs, answer, end_turn=not keep)
+        except VkharpError as exc:
+            self._note(f"error: {exc}")
+            return
+        if self.tuner is None:
+            self.tuner = Tuner(self.model)
+        if self.tuner.path is None:
+            self.tuner.path = default_adapter_path(self.model)
+        corr = Correction(user, answer, self.last_prompt_ids, a_ids)
+
+        def show(rep):
+            what = "reproduced" if not rep.mismatches else f"{rep.mismatches} token{'s' * (rep.mismatches != 1)} wrong"
+            self.err.write(f"\r[fix: step {rep.step}, loss {rep.loss:.3f}, {what}]   ")
+            self.err.flush()
+        try:
+            result = self.tuner.fix(corr, max_steps=self.fix_steps, on_step=show)
+        except KeyboardInterrupt:
+            self.err.write("\n")
+            self._note("fix interrupted: the adapter is as it was before it")
+            return
+        except VkharpError as exc:
+            self.err.write("\n")
+            self._note(f"error: {exc} (the adapter is as it was before this fix)")
+            return
+        self.err.write("\n")
+        path = self.tuner.save()
+        if result.success:
+            self._note(f"fixed in {result.steps} steps ({result.seconds:.1f} s); adapter saved to {path}")
+        else:
+            self._note(f"the correction does not hold after {result.steps} steps (the limit, --fix-steps): it is kept "
+                       f"and saved to {path}; /fix again trains more, /unfix drops the adapter")
+        # answer the same message again with the corrected model (the cache was reset)
+        del self.messages[-2:]
+        if self.starts:
+            self.starts.pop()
+        self.ask(user)
+
+    def _fixes(self) -> None:
+        if self.tuner is None or not self.tuner.corrections:
+            print("no corrections in force", file=self.out)
+            return
+        for i, (c, ok) in enumerate(self.tuner.check(), 1):
+            print(f"{i}. {c.prompt!r} -> {c.answer!r}  ({'holds' if ok else 'no longer holds'})", file=self.out)
+        if self.tuner.path is not None:
+            print(f"adapter: {self.tuner.path}", file=self.out)
 
     def _undo(self) -> None:
         if not self.starts:
@@ -325,8 +405,19 @@ def run(args, settings: GenerationSettings) -> int:
     if args.memory:
         from .embed.memory import Memory
         memory = Memory(model, args.memory, pooling=args.pooling)
+    tuner = None
+    if getattr(args, "adapter", None):
+        from .tune.fix import Tuner
+        from .tune.cli import settings_from
+        tuner = (Tuner.load(model, args.adapter, settings_from(args)) if Path(args.adapter).exists()
+                 else Tuner(model, settings_from(args), rank=args.rank, path=args.adapter))
+    elif getattr(args, "rule", None) is not None:
+        from .tune.fix import Tuner
+        from .tune.cli import settings_from
+        tuner = Tuner(model, settings_from(args), rank=args.rank)
     chat = Chat(model, settings, color=color, show_uncertainty=args.show_uncertainty, memory=memory,
-                prompt_log=args.prompt_log or os.environ.get("VKHARP_PROMPT_LOG") or None)
+                prompt_log=args.prompt_log or os.environ.get("VKHARP_PROMPT_LOG") or None, tuner=tuner,
+                fix_steps=getattr(args, "fix_steps", 60))
     chat.system = system
     save = lambda: None
     if interactive:

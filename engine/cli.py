@@ -174,6 +174,9 @@ def cmd_generate(args) -> int:
     else:
         prompt = text_input.read_all(sys.stdin, "the prompt on stdin")
     model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
+    if args.adapter:
+        from .tune.lora import Adapter
+        model.set_adapter(Adapter.load(model, args.adapter))
     if args.chat:
         prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
         ids = model.tokenizer.encode(prompt, add_bos=False)
@@ -259,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sentence vectors of --memory (default: the store's, else prompteol)")
     s.add_argument("--prompt-log", metavar="FILE", default=None,
                    help="append every rendered prompt to FILE as a JSON line (also $VKHARP_PROMPT_LOG)")
+    s.add_argument("--adapter", metavar="PATH", default=None,
+                   help="a LoRA adapter directory: loaded if it exists, and where /fix saves (default: "
+                        "MODEL_DIR/adapters/chat, written on the first /fix)")
+    s.add_argument("--fix-steps", type=_positive, default=60, metavar="N",
+                   help="optimizer steps one /fix may take (default 60)")
+    from .tune.cli import add_tune_flags
+    add_tune_flags(s)
     s.set_defaults(func=cmd_chat)
     s = sub.add_parser("generate", help="complete a prompt (text on stdout, statistics on stderr)")
     _add_generation_flags(s)
@@ -266,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chat", action="store_true", help="format the prompt as one user turn with the chat template")
     s.add_argument("--json", action="store_true",
                    help="one JSON object per step on stdout (token, text, prob, entropy, ..., rollbacks, finish)")
+    s.add_argument("--adapter", metavar="PATH", default=None, help="apply this LoRA adapter (vkharp tune, /fix)")
     s.set_defaults(func=cmd_generate)
     s = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, models, tokenize)")
     _add_generation_flags(s)
@@ -285,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and the most similar come back in front of each new message (one memory for every client)")
     s.add_argument("--prompt-log", metavar="FILE", default=None,
                    help="with --memory: append each fitted chat prompt as a JSON line (default: $VKHARP_PROMPT_LOG)")
+    s.add_argument("--adapter", metavar="PATH", default=None, help="apply this LoRA adapter (vkharp tune, /fix)")
     s.set_defaults(func=cmd_serve)
     s = sub.add_parser("selfcheck", help="run every kernel once against its numpy twin; print pass/fail and timings")
     _add_device(s)
@@ -317,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=evaluate.run)
     from .embed import cli as embed_cli
     embed_cli.add_parsers(sub, _add_device)
+    from .tune import cli as tune_cli
+    tune_cli.add_parsers(sub, _add_device)
     p.set_defaults(func=cmd_main)
     return p
 

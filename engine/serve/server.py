@@ -71,7 +71,17 @@ def run(args, defaults) -> int:
         if server is not None:
             server.should_exit = True
 
-    worker = Worker(lambda: load(args.model, args.device, ctx=args.ctx_size), queue_size=args.queue,
+    if getattr(args, "adapter", None) and not (Path(args.adapter) / "adapter_config.json").is_file():
+        raise VkharpError(f"{args.adapter} is not an adapter directory (vkharp tune and the chat's /fix write them)")
+
+    def load_model():
+        model = load(args.model, args.device, ctx=args.ctx_size)
+        if getattr(args, "adapter", None):   # every request is answered by the adapted model
+            from ..tune.lora import Adapter
+            model.set_adapter(Adapter.load(model, args.adapter))
+        return model
+
+    worker = Worker(load_model, queue_size=args.queue,
                     on_fatal=stop_on_failure, memory=args.memory,
                     prompt_log=args.prompt_log or os.environ.get("VKHARP_PROMPT_LOG") or None)
     app = build_app(worker, opts)
