@@ -2,16 +2,21 @@
 the outputs, which they return. They define what each shader must compute (float64 inside unless
 the shader's rounding is the point)."""
 from .activation import geglu, gelu, silu, swiglu
+from .adamw import adamw
 from .attention import attention, kv_append
 from .elementwise import add, fill_u32, mix, rand_uniform, scale
 from .embed import embed
+from .grad_weight import grad_weight
 from .local1d import local1d
+from .matmul_t import matmul_t
 from .norm import layernorm, rmsnorm
 from .pool import pool_sum
 from .probe import chain_step
 from .rope import rope
 from .rows import select_row
 from .sample import sample
+from .sum_squares import sum_squares
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix", "rand_uniform",
-           "scale", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
+           "scale", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample",
+           "adamw", "grad_weight", "matmul_t", "sum_squares"]
