@@ -1,0 +1,41 @@
+"""Launcher for shaders/grad_weight.comp: dw (+)= scale · dyᵀ·x, the weight gradient of x·Wᵀ.
+
+Used for LoRA's A and B (one side of the product is the rank, 8 or 16) and for the f32 weights of
+small models trained from scratch. Each output has one writer that sums the tokens in order, so
+the result is deterministic (no float atomics)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..device import Buffer, Recorder, grid1d
+from ..errors import VkharpError
+
+MAX_ROWS, MAX_COLS = 8, 8   # the shader's MAX_TR, MAX_TC (registers per lane)
+
+
+def grad_weight(rec: Recorder, dw: Buffer, dy: Buffer, x: Buffer, *, accumulate: bool = False, scale: float = 1.0,
+                wg: int = 64, rows_per_group: int = 8, cols_per_lane: int = 4):
+    """dw[r, c] (+)= scale * sum_n dy[n, r] * x[n, c]: dy f32[N, R], x f32[N, C], dw f32[R, C].
+
+    R and C come from dw's shape ([R, C]); N from dy. wg, rows_per_group and cols_per_lane set the
+    work split (see the shader's header)."""
+    for b, what in ((dw, "dw"), (dy, "dy"), (x, "x")):
+        if b.dtype != np.float32:
+            raise VkharpError(f"grad_weight: {what} buffer {b.name!r} must be f32, got {b.dtype}")
+    if len(dw.shape) != 2:
+        raise VkharpError(f"grad_weight: dw must have a 2-D shape [R, C], got {dw.shape}")
+    r, c = dw.shape
+    if dy.size % r or x.size % c or dy.size // r != x.size // c:
+        raise VkharpError(f"grad_weight: dy {dy.shape} and x {x.shape} must be [N, {r}] and [N, {c}] "
+                          f"for dw {dw.shape}")
+    if dw is dy or dw is x:
+        raise VkharpError("grad_weight: dw must be a buffer of its own")
+    if not np.isfinite(scale):
+        raise VkharpError(f"grad_weight: scale must be finite, got {scale}")
+    if not (1 <= rows_per_group <= MAX_ROWS and 1 <= cols_per_lane <= MAX_COLS):
+        raise VkharpError(f"grad_weight: rows_per_group must be 1..{MAX_ROWS} and cols_per_lane 1..{MAX_COLS}")
+    n = dy.size // r
+    groups = -(-r // rows_per_group) * -(-c // (wg * cols_per_lane))
+    rec.dispatch("grad_weight", [dw, dy, x], grid1d(rec.device, groups, 1),
+                 {"WG": wg, "R": r, "C": c, "N": n, "TR": rows_per_group, "TC": cols_per_lane,
+                  "ACC": int(accumulate), "SCALE": float(scale)})

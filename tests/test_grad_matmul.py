@@ -1,0 +1,284 @@
+"""The training kernels of issue 14 part 1 against their twins: shaders/matmul_t.comp (dx = dy·W through
+a frozen weight of any format), shaders/grad_weight.comp (dw = dyᵀ·x), shaders/adamw.comp (AdamW with
+the gradient threshold, also against torch.optim.AdamW) and shaders/sum_squares.comp (norm partials).
+
+Tolerances. matmul_t and grad_weight: the twins compute in float64 on the same float32 inputs (for
+matmul_t the same decoded weights: engine.quant.dequantize decodes the bits as `weight_at` does), so
+the only error is the shaders' float32 sums of K products (K = rows summed, or tokens), each addition
+rounding by at most 2^-24 relative. For random-sign terms the rounding errors add like a random walk,
+‖err‖/‖ref‖ ≈ 2^-24·sqrt(K) ≈ 6e-8·sqrt(K); TOL_PER_SQRT_K = 1e-6 per sqrt(K) leaves a 16x margin and
+stays far below a real bug (one missing row or token changes the result by > 1e-2).
+adamw: a few float32 roundings per element in both the shader and its float32 twin, in the same order
+(the GPU's sqrt and division are correctly rounded or within 1-3 ulp): 1e-6 relative to the parameters.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from engine import quant
+from engine.errors import VkharpError
+from engine.ops import adamw, grad_weight, matmul_t, pack_hyper, sum_squares, sum_squares_groups, zero_counts
+from engine.reference import adamw as ref_adamw
+from engine.reference import grad_weight as ref_grad_weight
+from engine.reference import matmul_t as ref_matmul_t
+from engine.reference import sum_squares as ref_sum_squares
+from engine.weights import upload_stacked, upload_weight
+from util import rand, rel_err
+
+TOL_PER_SQRT_K = 1e-6
+
+
+def _check(got, want, k):
+    tol = TOL_PER_SQRT_K * math.sqrt(k)
+    err = rel_err(got, want)
+    assert err < tol, f"relative error {err:.2e} >= {tol:.2e}"
+    # and no single output may be far off (one wrong column or token among many right ones)
+    worst = np.max(np.abs(got - want) / (np.abs(want) + np.linalg.norm(want) / math.sqrt(want.size)))
+    assert worst < 20 * tol, f"worst element error {worst:.2e}"
+
+
+def _part_bytes(packed, rows):
+    """A max_bytes that puts `rows` rows of `packed` in each part."""
+    q_row, s_row = packed.qs.shape[1] * 4, 0 if packed.scales is None else packed.scales[0].nbytes
+    return rows * max(q_row, s_row) + 4
+
+
+def _run_t(device, dw, dy, ntok, *, dx0=None, **kw):
+    dx = device.buffer(dx0 if dx0 is not None else (ntok, dw.cols))
+    rec = device.recorder()
+    matmul_t(rec, dx, dw, device.buffer(dy), **kw)
+    rec.finish().run()
+    return dx.read().reshape(ntok, dw.cols)
+
+
+# -- matmul_t -----------------------------------------------------------------------------------------
+# rows odd (not multiples of any lane count), f32/f16 columns odd (the last 32-column tile partly
+# outside the row), q formats whole blocks (k-quants: 256-column super-blocks), N odd (token tiles
+# that do not divide it), and N = 1.
+T_SHAPES = {"f32": (37, 101), "f16": (45, 101), "q8_0": (37, 96), "q4_0": (45, 160), "q4_1": (41, 96),
+            "q5_0": (37, 96), "q5_1": (45, 160), "q4_k": (37, 256), "q5_k": (45, 256), "q6_k": (41, 512)}
+
+
+@pytest.mark.parametrize("fmt", quant.FORMATS)
+def test_matmul_t_every_format(device, rng, fmt):
+    rows, cols = T_SHAPES[fmt]
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    dw = upload_weight(device, packed, f"w_{fmt}")
+    for ntok in (11, 1):
+        dy = rand(rng, ntok, rows)
+        _check(_run_t(device, dw, dy, ntok), ref_matmul_t(packed, dy), rows)
+
+
+@pytest.mark.parametrize("fmt", ["q4_1", "f16", "q6_k"])
+def test_matmul_t_row_range_and_accumulate(device, rng, fmt):
+    """rows=(row0, count) of a row-stacked matrix ([Wq; Wk; Wv]: the k rows), accumulate=True adds to dx."""
+    rows, cols = 53, T_SHAPES[fmt][1]
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    dw = upload_weight(device, packed, "w_qkv")
+    ntok, r0, count = 7, 23, 19
+    dy, dx0 = rand(rng, ntok, count), rand(rng, ntok, cols)
+    want = ref_matmul_t(packed, dy, rows=(r0, count))
+    _check(_run_t(device, dw, dy, ntok, rows=(r0, count)), want, count)
+    _check(_run_t(device, dw, dy, ntok, rows=(r0, count), dx0=dx0, accumulate=True), dx0 + want, count)
+
+
+@pytest.mark.parametrize("fmt", ["q8_0", "f32", "q5_0", "q4_k"])
+def test_matmul_t_on_weight_parts(device, rng, fmt):
+    """A weight split into parts of 9 rows (the last one short): every part adds to dx in turn; row
+    ranges that span several parts, start and end inside parts, or lie inside one part."""
+    rows, cols = 41, T_SHAPES[fmt][1]
+    packed = quant.quantize(rand(rng, rows, cols), fmt)
+    dw = upload_weight(device, packed, "w_parts", max_bytes=_part_bytes(packed, 9))
+    assert [p.rows for p in dw.parts] == [9, 9, 9, 9, 5]
+    ntok = 5
+    for rng_rows in (None, (4, 30), (10, 6)):
+        count = rows if rng_rows is None else rng_rows[1]
+        dy, dx0 = rand(rng, ntok, count), rand(rng, ntok, cols)
+        want = ref_matmul_t(packed, dy, rows=rng_rows)
+        _check(_run_t(device, dw, dy, ntok, rows=rng_rows), want, count)
+        _check(_run_t(device, dw, dy, ntok, rows=rng_rows, dx0=dx0, accumulate=True), dx0 + want, count)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_matmul_t_layer_stacked(device, rng, split):
+    """Layer l of a layer-stacked weight (whole layers per buffer, or each layer split in two parts),
+    through the same dx and dy buffers; a mixed-format stack dispatches each layer's own format."""
+    layers, rows, cols = 3, 29, 160
+    fmts = ["q4_1", "q8_0", "q8_0"] if not split else ["q8_0"] * 3
+    packed = [quant.quantize(rand(rng, rows, cols), f) for f in fmts]
+    row_bytes = packed[0].qs.shape[1] * 4
+    dw = upload_stacked(device, packed, layers, "stacked", max_bytes=(15 * row_bytes + 8) if split else None)
+    assert [(p.format, p.layer0, p.layers) for p in dw.parts] == (
+        [("q8_0", l, 1) for l in range(3) for _ in range(2)] if split else [("q4_1", 0, 1), ("q8_0", 1, 2)])
+    ntok = 6
+    dy, dx = device.buffer(rand(rng, ntok, rows)), device.buffer((ntok, cols))
+    for layer in (2, 1, 0):
+        rec = device.recorder()
+        matmul_t(rec, dx, dw, dy, layer=layer)
+        rec.finish().run()
+        _check(dx.read().reshape(ntok, cols), ref_matmul_t(packed[layer], dy.read().reshape(ntok, rows)), rows)
+
+
+@pytest.mark.parametrize("row_lanes,tokens", [(32, 4), (3, 8), (1, 1), (16, 5)])
+def test_matmul_t_work_splits(device, rng, row_lanes, tokens):
+    """Other work splits than this device's default (the GPU's 32 lanes x 4 tokens; lanes and token
+    tiles that divide nothing), on two parts and 13 tokens."""
+    rows, cols = 45, 96
+    packed = quant.quantize(rand(rng, rows, cols), "q4_0")
+    dw = upload_weight(device, packed, "w_split", max_bytes=_part_bytes(packed, 23))
+    dy = rand(rng, 13, rows)
+    _check(_run_t(device, dw, dy, 13, row_lanes=row_lanes, tokens=tokens), ref_matmul_t(packed, dy), rows)
+
+
+def test_matmul_t_bad_inputs(device, rng):
+    packed = quant.quantize(rand(rng, 10, 64), "q4_1")
+    dw = upload_weight(device, packed, "w")
+    rec = device.recorder()
+    with pytest.raises(VkharpError, match="not a range"):
+        matmul_t(rec, device.buffer((2, 64)), dw, device.buffer((2, 5)), rows=(6, 5))
+    with pytest.raises(VkharpError, match="dy has 21 values, expected 2 x 10"):
+        matmul_t(rec, device.buffer((2, 64)), dw, device.buffer(21))
+    with pytest.raises(VkharpError, match="not a multiple"):
+        matmul_t(rec, device.buffer(65), dw, device.buffer(10))
+    with pytest.raises(VkharpError, match="must be f32"):
+        matmul_t(rec, device.buffer(64, np.uint32), dw, device.buffer(10))
+    with pytest.raises(VkharpError, match="do not fit"):
+        matmul_t(rec, device.buffer(64), dw, device.buffer(10), row_lanes=64, tokens=4)
+    assert [s.kind for s in rec.steps] == ["barrier"]   # nothing recorded by the failed calls
+
+
+# -- grad_weight --------------------------------------------------------------------------------------
+# LoRA's A (rank rows x wide input) and B (wide rows x rank), a small dense weight, all odd sizes; the
+# default split and ones with other lanes / tiles; accumulate and scale.
+GW = [(8, 101, 13, {}), (99, 16, 21, {}), (37, 70, 5, dict(wg=8, rows_per_group=3, cols_per_lane=5)),
+      (16, 576, 1, dict(wg=32, rows_per_group=8, cols_per_lane=8))]
+
+
+@pytest.mark.parametrize("r,c,n,kw", GW, ids=[f"{r}x{c}-n{n}-{kw}" for r, c, n, kw in GW])
+def test_grad_weight(device, rng, r, c, n, kw):
+    dy, x, dw0 = rand(rng, n, r), rand(rng, n, c), rand(rng, r, c)
+    want = ref_grad_weight(dy, x)
+    for accumulate, scale in ((False, 1.0), (True, 0.25)):
+        dw = device.buffer(dw0)
+        rec = device.recorder()
+        grad_weight(rec, dw, device.buffer(dy), device.buffer(x), accumulate=accumulate, scale=scale, **kw)
+        rec.finish().run()
+        _check(dw.read().reshape(r, c), (dw0 if accumulate else 0) + scale * want, n)
+
+
+def test_grad_weight_bad_inputs(device):
+    rec = device.recorder()
+    with pytest.raises(VkharpError, match="must be"):
+        grad_weight(rec, device.buffer((4, 6)), device.buffer((3, 4)), device.buffer((2, 6)))
+    with pytest.raises(VkharpError, match="2-D"):
+        grad_weight(rec, device.buffer(24), device.buffer((3, 4)), device.buffer((3, 6)))
+
+
+# -- adamw --------------------------------------------------------------------------------------------
+def _adam_buffers(device, rng, n):
+    p, m, v = rand(rng, n), np.zeros(n, np.float32), np.zeros(n, np.float32)
+    return p, m, v, [device.buffer(a.copy()) for a in (p, m, v)]
+
+
+def test_adamw_matches_torch_for_several_steps(device, rng):
+    """threshold 0: torch.optim.AdamW (weight decay, bias corrections) over 4 steps of one recorded
+    program replayed with new gradients and hyperparameters; every element counted as updated."""
+    torch = pytest.importorskip("torch")
+    n, lr, betas, eps, wd = 1000, 1e-2, (0.9, 0.999), 1e-8, 0.1
+    p0, _, _, (pb, mb, vb) = _adam_buffers(device, rng, n)
+    gb, hyper, counts = device.buffer(n), device.buffer(pack_hyper(lr, *betas, eps, wd, 0.0, 1), kind="param"), \
+        device.buffer(2, np.uint32)
+    rec = device.recorder()
+    zero_counts(rec, counts)
+    adamw(rec, pb, gb, mb, vb, hyper, counts)
+    prog = rec.finish()
+    tp = torch.nn.Parameter(torch.tensor(p0))
+    opt = torch.optim.AdamW([tp], lr=lr, betas=betas, eps=eps, weight_decay=wd)
+    for step in range(1, 5):
+        g = rand(rng, n)
+        gb.write(g)
+        hyper.write(pack_hyper(lr, *betas, eps, wd, 0.0, step))
+        prog.run()
+        tp.grad = torch.tensor(g)
+        opt.step()
+        want = tp.detach().numpy()
+        assert rel_err(pb.read(), want) < 1e-6
+        st = opt.state[tp]
+        assert rel_err(mb.read(), st["exp_avg"].numpy()) < 1e-6
+        assert rel_err(vb.read(), st["exp_avg_sq"].numpy()) < 1e-6
+        assert counts.read().tolist() == [n, n]
+
+
+def test_adamw_threshold_and_counts(device, rng):
+    """|grad_scale·g| < threshold leaves param, m and v untouched; the rest match the float32 twin;
+    counts add [updated, seen] per slot; grad_scale scales before the threshold test."""
+    n, th = 3001, 0.6
+    p0, m0, v0 = rand(rng, n), rand(rng, n, scale=0.1), np.abs(rand(rng, n, scale=0.1))
+    bufs = [device.buffer(a.copy()) for a in (p0, m0, v0)]
+    g = rand(rng, n)
+    gb, counts = device.buffer(g), device.buffer(4, np.uint32)
+    h = pack_hyper(3e-3, 0.9, 0.95, 1e-6, 0.01, th, 3, grad_scale=0.8)
+    rec = device.recorder()
+    zero_counts(rec, counts)
+    adamw(rec, *bufs[:1], gb, *bufs[1:], device.buffer(h, kind="param"), counts, slot=1)
+    rec.finish().run()
+    got = [b.read() for b in bufs]
+    want_p, want_m, want_v, want_counts = ref_adamw(p0, g, m0, v0, h)
+    frozen = np.abs(np.float32(0.8) * g) < np.float32(th)
+    assert 0.2 < frozen.mean() < 0.8
+    for a, a0, w in zip(got, (p0, m0, v0), (want_p, want_m, want_v)):
+        assert np.array_equal(a[frozen], a0[frozen])          # bit for bit unchanged
+        assert not np.any(a[~frozen] == a0[~frozen])
+        assert rel_err(a, w) < 1e-6
+    assert counts.read().tolist() == [0, 0, int((~frozen).sum()), n] == [0, 0, *want_counts.tolist()]
+
+
+def test_adamw_bad_inputs(device):
+    n = 10
+    b = [device.buffer(n) for _ in range(4)]
+    hyper, counts = device.buffer(pack_hyper(1e-3, 0.9, 0.999, 1e-8, 0, 0, 1), kind="param"), device.buffer(2, np.uint32)
+    rec = device.recorder()
+    with pytest.raises(VkharpError, match="'param' buffer"):
+        adamw(rec, *b, device.buffer(pack_hyper(1e-3, 0.9, 0.999, 1e-8, 0, 0, 1)), counts)
+    with pytest.raises(VkharpError, match="one size"):
+        adamw(rec, b[0], device.buffer(11), b[2], b[3], hyper, counts)
+    with pytest.raises(VkharpError, match="at least 4 words"):
+        adamw(rec, *b, hyper, counts, slot=1)
+    with pytest.raises(VkharpError, match="step counts from 1"):
+        pack_hyper(1e-3, 0.9, 0.999, 1e-8, 0, 0, 0)
+    with pytest.raises(VkharpError, match="betas"):
+        pack_hyper(1e-3, 1.0, 0.999, 1e-8, 0, 0, 1)
+
+
+# -- sum_squares --------------------------------------------------------------------------------------
+def test_sum_squares_partials_are_deterministic(device, rng):
+    """Sizes of one group, of a partial last chunk, and of many groups; the partials of two gradients
+    in one out buffer (offsets, recorded in parallel); two runs give the same bits. float32 sums of
+    up to CHUNK squares (all positive: errors add at most linearly, ~2^-24 per addition, with the tree
+    and per-lane sums far shorter than that): 1e-6 relative."""
+    sizes = [1, 4099, 600001]
+    xs = [rand(rng, n) for n in sizes]
+    gs = [sum_squares_groups(device, n) for n in sizes]
+    assert gs[0] == 1 and gs[2] > 100
+    out = device.buffer(sum(gs) + 3)
+    rec = device.recorder()
+    with rec.parallel():
+        off = 0
+        for x, g in zip(xs, gs):
+            sum_squares(rec, out, device.buffer(x), offset=off)
+            off += g
+    prog = rec.finish()
+    prog.run()
+    first = out.read()
+    off = 0
+    for x, g in zip(xs, gs):
+        want = ref_sum_squares(x, groups=g)
+        assert rel_err(first[off:off + g], want) < 1e-6
+        assert abs(first[off:off + g].astype(np.float64).sum() / np.sum(x.astype(np.float64) ** 2) - 1) < 1e-6
+        off += g
+    out.write(np.zeros(out.size, np.float32))
+    prog.run()
+    assert np.array_equal(out.read(), first)
+    with pytest.raises(VkharpError, match="partial sums"):
+        sum_squares(device.recorder(), device.buffer(gs[2] - 1), device.buffer(xs[2]))
