@@ -2,16 +2,22 @@
 the outputs, which they return. They define what each shader must compute (float64 inside unless
 the shader's rounding is the point)."""
 from .activation import geglu, gelu, silu, swiglu
+from .activation_back import glu_back
 from .attention import attention, kv_append
-from .elementwise import add, fill_u32, mix, rand_uniform, scale
+from .attention_seq import attention_back, attention_seq
+from .elementwise import add, fill_u32, mix, rand_uniform, scale, softcap, softcap_back
 from .embed import embed
+from .embed_back import embed_back
 from .local1d import local1d
 from .norm import layernorm, rmsnorm
+from .norm_back import rmsnorm_back
 from .pool import pool_sum
 from .probe import chain_step
-from .rope import rope
+from .rope import rope, rope_back
 from .rows import select_row
 from .sample import sample
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix", "rand_uniform",
-           "scale", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
+           "scale", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample",
+           "softcap", "glu_back", "attention_seq", "attention_back", "softcap_back", "embed_back", "rmsnorm_back",
+           "rope_back"]
