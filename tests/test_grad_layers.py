@@ -180,9 +180,10 @@ def test_glu_back_bad_act(device):
 # delta (sums of D f32 products, ~1e-6 of them) times P; dq, dk, dv are sums of <= T*G such terms: ~1e-5 of
 # max; 5e-5 leaves margin. A wrong mask (one key too many) or head moves them by O(1e-2) or more.
 ATT_TOL, ATT_BACK_TOL = 2e-5, 5e-5
-# (T, HQ, HK, D, window, softcap, wg): GQA, multi-query, windows, Gemma 2's capping, T and D past the group
-ATT_CASES = [(13, 4, 2, 20, 0, 0.0, 64), (11, 3, 1, 12, 4, 0.0, 64), (9, 2, 2, 16, 0, 2.0, 64),
-             (70, 2, 1, 40, 0, 0.0, 32), (37, 6, 3, 8, 9, 3.0, 32)]
+# (T, HQ, HK, D, window, softcap, (wg, tile)): GQA, multi-query, windows, Gemma 2's capping, rows past one
+# group and one tile, partial tiles and groups
+ATT_CASES = [(13, 4, 2, 20, 0, 0.0, (64, None)), (11, 3, 1, 12, 4, 0.0, (8, 4)), (9, 2, 2, 16, 0, 2.0, (32, 2)),
+             (70, 2, 1, 40, 0, 0.0, (32, None)), (37, 6, 3, 8, 9, 3.0, (16, 8))]
 
 
 class Seq:
@@ -192,16 +193,17 @@ class Seq:
         self.dout = rand(rng, t, hq, d)
 
 
-@pytest.mark.parametrize("t,hq,hk,d,window,softcap,wg", ATT_CASES)
-def test_attention_seq_and_back_match_twins(device, rng, t, hq, hk, d, window, softcap, wg):
+@pytest.mark.parametrize("t,hq,hk,d,window,softcap,layout", ATT_CASES)
+def test_attention_seq_and_back_match_twins(device, rng, t, hq, hk, d, window, softcap, layout):
+    wg, tile = layout
     c = Seq(rng, t, hq, hk, d, window, softcap)
     qb, kb, vb, dob = (device.buffer(a) for a in (c.q, c.k, c.v, c.dout))
     out, lse = device.buffer((t, hq, d)), device.buffer((t, hq))
     dq, dk, dv = device.buffer((t, hq, d)), device.buffer((t, hk, d)), device.buffer((t, hk, d))
 
     def prog(rec):
-        ops.attention_seq(rec, out, lse, qb, kb, vb, wg=wg, **c.kw)
-        ops.attention_back(rec, dq, dk, dv, qb, kb, vb, out, lse, dob, wg=wg, **c.kw)
+        ops.attention_seq(rec, out, lse, qb, kb, vb, wg=wg, tile=tile, **c.kw)
+        ops.attention_back(rec, dq, dk, dv, qb, kb, vb, out, lse, dob, wg=wg, tile=tile, **c.kw)
     _run(device, prog)
     want_out, want_lse = reference.attention_seq(c.q, c.k, c.v, **c.kw)
     got_out = out.read().reshape(t, hq, d)
@@ -248,8 +250,8 @@ def _torch_attention(q, k, v, n_heads, n_kv_heads, head_dim, scale, window, soft
     return torch.einsum("hij,jhd->ihd", p, vh), torch.logsumexp(s.masked_fill(~visible, float("-inf")), -1).T
 
 
-@pytest.mark.parametrize("t,hq,hk,d,window,softcap,wg", ATT_CASES[:3] + ATT_CASES[4:])
-def test_attention_twins_match_torch(rng, t, hq, hk, d, window, softcap, wg):
+@pytest.mark.parametrize("t,hq,hk,d,window,softcap,layout", ATT_CASES[:3] + ATT_CASES[4:])
+def test_attention_twins_match_torch(rng, t, hq, hk, d, window, softcap, layout):
     c = Seq(rng, t, hq, hk, d, window, softcap)
     qt, kt, vt = _t(c.q), _t(c.k), _t(c.v)
     out_t, lse_t = _torch_attention(qt, kt, vt, **c.kw)
@@ -270,6 +272,10 @@ def test_attention_seq_bad_input(device):
     with pytest.raises(VkharpError, match="multiple"):
         ops.attention_seq(rec, device.buffer((4, 2, 8)), device.buffer((4, 2)), q, k, k, n_heads=2, n_kv_heads=3,
                           head_dim=8, scale=1.0)
+    with pytest.raises(VkharpError, match="multiple of 4"):
+        ops.attention_seq(rec, device.buffer((4, 2, 6)), device.buffer((4, 2)), device.buffer((4, 2, 6)),
+                          device.buffer((4, 1, 6)), device.buffer((4, 1, 6)), n_heads=2, n_kv_heads=1, head_dim=6,
+                          scale=1.0)
     with pytest.raises(VkharpError, match="lse"):
         ops.attention_seq(rec, device.buffer((4, 2, 8)), device.buffer((4, 1)), q, k, k, n_heads=2, n_kv_heads=1,
                           head_dim=8, scale=1.0)
