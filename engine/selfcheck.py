@@ -251,6 +251,69 @@ def _loss(dev, rng):
     want = np.concatenate([ref(z, y, w, rule=r, base=b, edits=ed)[0].ravel() for r in ("first-mismatch", "position-edit")])
     return rec.finish(), lambda: np.concatenate([o.read() for o in outs]), want
 
+
+# -- training (issue 14): the layers' backward, at SmolLM2-like head shapes --------------------------------
+@case("rmsnorm_back 7x576 (+ dweight)", 1e-5)
+def _rmsnorm_back(dev, rng):
+    x, w, dy = _rand(rng, 7, 576), _rand(rng, 576), _rand(rng, 7, 576)
+    dx, dw = dev.buffer((7, 576)), dev.buffer(576)
+    rec = dev.recorder()
+    ops.rmsnorm_back(rec, dx, dev.buffer(x), dev.buffer(w, kind="const"), dev.buffer(dy), eps=1e-5, dweight=dw)
+    want_dx, want_dw = reference.rmsnorm_back(x, w, dy, eps=1e-5)
+    return (rec.finish(), lambda: np.concatenate([dx.read(), dw.read()]),
+            np.concatenate([want_dx.reshape(-1), want_dw]))
+
+
+@case("rope_back half 9+3 heads x64 at 0", 1e-5)
+def _rope_back(dev, rng):
+    from .params import pack_step
+    dq, dk = _rand(rng, 7, 9, 64), _rand(rng, 7, 3, 64)
+    inv = (1.0 / (1e5 ** (np.arange(0, 64, 2) / 64))).astype(np.float32)
+    qb, kb = dev.buffer(dq), dev.buffer(dk)
+    rec = dev.recorder()
+    ops.rope_back(rec, qb, kb, dev.buffer(inv, kind="const"), dev.buffer(pack_step(pos=0, n_tokens=7)))
+    want_q, _ = reference.rope_back(dq, dk, inv, 0, 7)
+    return rec.finish(), lambda: qb.read().reshape(dq.shape), want_q
+
+
+@case("swiglu_back 7x1536", 1e-5)
+def _swiglu_back(dev, rng):
+    g, u, d = _rand(rng, 7, 1536), _rand(rng, 7, 1536), _rand(rng, 7, 1536)
+    dg, du = dev.buffer((7, 1536)), dev.buffer((7, 1536))
+    rec = dev.recorder()
+    ops.glu_back(rec, dg, du, dev.buffer(g), dev.buffer(u), dev.buffer(d), act="silu")
+    want = reference.glu_back(g, u, d, act="silu")
+    return rec.finish(), lambda: np.stack([dg.read(), du.read()]), np.stack([w.reshape(-1) for w in want])
+
+
+@case("attention_seq + back 33 tokens 9/3 heads", 5e-5)
+def _attention_seq(dev, rng):
+    t, kw = 33, dict(n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125)
+    q, k, v, do = _rand(rng, t, 9, 64) * 3, _rand(rng, t, 3, 64), _rand(rng, t, 3, 64), _rand(rng, t, 9, 64)
+    qb, kb, vb = dev.buffer(q), dev.buffer(k), dev.buffer(v)
+    out, lse = dev.buffer((t, 9, 64)), dev.buffer((t, 9))
+    dq, dk, dv = dev.buffer((t, 9, 64)), dev.buffer((t, 3, 64)), dev.buffer((t, 3, 64))
+    rec = dev.recorder()
+    ops.attention_seq(rec, out, lse, qb, kb, vb, **kw)
+    ops.attention_back(rec, dq, dk, dv, qb, kb, vb, out, lse, dev.buffer(do), **kw)
+    o, l = reference.attention_seq(q, k, v, **kw)
+    want = reference.attention_back(q, k, v, o, l, do, **kw)
+    return (rec.finish(), lambda: np.concatenate([b.read() for b in (out, dq, dk, dv)]),
+            np.concatenate([a.reshape(-1) for a in (o, *want)]))
+
+
+@case("softcap_back 30, embed_back 7 ids of 1000", 1e-6)
+def _softcap_embed_back(dev, rng):
+    y = np.tanh(_rand(rng, 1001)).astype(np.float32) * 30.0
+    dy, ids, dx = _rand(rng, 1001), rng.integers(0, 1000, 7).astype(np.uint32), _rand(rng, 7, 64)
+    dxb, dtab = dev.buffer(1001), dev.buffer((1000, 64))
+    rec = dev.recorder()
+    ops.softcap_back(rec, dxb, dev.buffer(y), dev.buffer(dy), cap=30.0)
+    ops.embed_back(rec, dtab, dev.buffer(ids), dev.buffer(dx))
+    want = np.concatenate([reference.softcap_back(y, dy, cap=30.0), reference.embed_back(ids, dx, vocab=1000).reshape(-1)])
+    return rec.finish(), lambda: np.concatenate([dxb.read(), dtab.read()]), want
+
+
 def _max_rel(got, want) -> float:
     got = np.asarray(got, np.float64).reshape(np.shape(want))
     want = np.asarray(want, np.float64)

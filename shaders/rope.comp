@@ -5,6 +5,8 @@
 // @variant rope_interleaved_append       INTERLEAVED=1 APPEND=1
 // @variant rope_half_append_dual         INTERLEAVED=0 APPEND=1 TWO_CACHES=1
 // @variant rope_interleaved_append_dual  INTERLEAVED=1 APPEND=1 TWO_CACHES=1
+// @variant rope_half_inverse         INTERLEAVED=0 INVERSE=1
+// @variant rope_interleaved_inverse  INTERLEAVED=1 INVERSE=1
 // Rotary position embedding, in place on q and k in one dispatch. Token t of the chunk is at position
 // p = P_POS + t; pair j (j < ROT/2) turns by the angle a = float(p) * inv_freq[j] (one f32 product,
 // as HF computes it):
@@ -26,6 +28,9 @@
 //   push kv_layer picks the cache layer. Each key row's pair lanes store the rotated key at cache row
 //   P_POS + t (< CTX), and between them the key's dims >= ROT and the whole value row.
 //   Twin: reference.rope, then reference.kv_append (kv_append_dual).
+// INVERSE = 1 (`_inverse`, the backward: gradients dq, dk in place of q, k): rotation by -a, then q's
+//   rotated dims times QSCALE. The forward's map is QSCALE * R(a), whose transpose is QSCALE * R(-a).
+//   Twin: reference.rope_back.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "params.glsl"
@@ -43,6 +48,9 @@ layout(local_size_x_id = 0) in;
 #endif
 #ifndef TWO_CACHES
   #define TWO_CACHES 0
+#endif
+#ifndef INVERSE
+  #define INVERSE 0
 #endif
 #if APPEND
 layout(constant_id = 8) const uint CTX = 1;   // cache positions per layer (after QSCALE: ids stay contiguous)
@@ -110,6 +118,9 @@ void main() {
     if (t >= step[P_NTOK]) return;
     precise float a = float(step[P_POS] + (DUAL != 0u ? 0u : t)) * inv_freq[pc.layer * (ROT / 2u) + pair];
     vec2 sc = sin_cos(a);
+#if INVERSE
+    sc.x = -sc.x;      // sin(-a) = -sin(a), cos(-a) = cos(a)
+#endif
 #if INTERLEAVED
     uint i0 = 2u * pair, i1 = 2u * pair + 1u;
 #else

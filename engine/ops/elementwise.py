@@ -98,3 +98,17 @@ def copy_bw(rec: Recorder, out: Buffer, x: Buffer, *, run: int = 256, wg: int = 
         raise VkharpError(f"copy_bw: sizes must agree and be multiples of 4, got {out.size} and {x.size}")
     n4 = x.size // 4
     rec.dispatch("copy_bw", [out, x], grid1d(rec.device, -(-n4 // run), wg), {"WG": wg, "N4": n4, "RUN": run})
+
+
+def softcap_back(rec: Recorder, dx: Buffer, y: Buffer, dy: Buffer, *, cap: float, wg: int = 256):
+    """dx = dy * (1 - (y / cap)^2): the gradient through y = cap * tanh(x / cap) (Gemma 2's final logits)
+    from the capped y. `dx` may be `dy` (in place)."""
+    _check_f32("softcap_back", dx=dx, y=y, dy=dy)
+    if not (np.isfinite(cap) and cap > 0):
+        raise VkharpError(f"softcap_back: the cap must be a positive finite number, got {cap}")
+    if dx is y:
+        raise VkharpError("softcap_back: dx may overwrite dy, not y")
+    if dx is dy:
+        _go(rec, "softcap_back_inplace", [dy, y], dy.size, {"CA": float(cap)}, wg)
+    else:
+        _go(rec, "softcap_back", [dx, y, dy], dx.size, {"CA": float(cap)}, wg)

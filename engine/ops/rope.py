@@ -80,3 +80,30 @@ def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *,
     elif second is not None:
         raise VkharpError("rope: second caches need append=(v, k_cache, v_cache)")
     rec.dispatch(name, bufs, grid1d(rec.device, pairs, wg), consts, push)
+
+
+def rope_back(rec: Recorder, dq: Buffer, dk: Buffer, inv_freq: Buffer, step: Buffer, *, style: str = "half",
+              head_dim: int | None = None, layer: int = 0, q_scale: float = 1.0, wg: int = 64):
+    """The backward of rope, in place on the gradients dq f32[T, HQ, D] and dk f32[T, HK, D]: rotation
+    by -angle at positions P_POS + t (rows t < P_NTOK), q's rotated dims times q_scale as the forward
+    scales them; the same inv_freq table and styles as rope."""
+    if style not in STYLES:
+        raise VkharpError(f"rope_back style {style!r} is unknown; use one of {', '.join(STYLES)}")
+    n, hq, d = heads_view(dq, head_dim, "rope_back dq")
+    nk, hk, dk_ = heads_view(dk, head_dim, "rope_back dk")
+    if nk != n or dk_ != d:
+        raise VkharpError(f"rope_back: dq {dq.shape} and dk {dk.shape} differ in tokens or head_dim")
+    rot = 2 * inv_freq.shape[-1]
+    layers = inv_freq.size // inv_freq.shape[-1]
+    if not 0 <= layer < layers:
+        raise VkharpError(f"rope_back: layer {layer} is not in inv_freq's {layers} stacked tables")
+    if rot > d or inv_freq.dtype != np.float32:
+        raise VkharpError(f"rope_back: inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {d} (need f32[<= D/2])")
+    if not (np.isfinite(q_scale) and q_scale > 0):
+        raise VkharpError(f"rope_back: q_scale must be a positive finite number, got {q_scale}")
+    check_step(step, "rope_back")
+    consts = {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot, "DUAL": 0}
+    if q_scale != 1.0:
+        consts["QSCALE"] = float(q_scale)
+    rec.dispatch(STYLES[style] + "_inverse", [dq, dk, inv_freq, step],
+                 grid1d(rec.device, n * (hq + hk) * (rot // 2), wg), consts, {"layer": layer})

@@ -44,3 +44,9 @@ def rand_uniform(shape, step) -> np.ndarray:
 
 def copy_bw(x) -> np.ndarray:
     return np.array(x, copy=True)
+
+
+def softcap_back(y, dy, *, cap: float) -> np.ndarray:
+    """Gradient through y = cap * tanh(x / cap), from the capped y: dx = dy * (1 - (y / cap)^2)."""
+    r = np.asarray(y, np.float64) / cap
+    return (np.asarray(dy, np.float64) * (1.0 - r * r)).astype(np.float32)

@@ -31,3 +31,27 @@ def rope(q: np.ndarray, k: np.ndarray, inv_freq: np.ndarray, pos: int, n: int, *
         y[:n, :, i1] = (f * (x1 * cos + x0 * sin)).astype(np.float32)
         out.append(y)
     return out[0], out[1]
+
+
+def rope_back(dq: np.ndarray, dk: np.ndarray, inv_freq: np.ndarray, pos: int, n: int, *, style: str = "half",
+              q_scale: float = 1.0):
+    """Gradients through rope: dq, dk rotated by -angle (the transpose of the rotation), q's rotated dims
+    times q_scale, as the forward scales them. Rows t >= n are unchanged."""
+    rot = 2 * len(inv_freq)
+    a = rope_angles(pos + np.arange(n), inv_freq).astype(np.float64)[:, None, :]
+    cos, sin = np.cos(a), np.sin(a)
+    if style == "half":
+        i0, i1 = np.arange(rot // 2), np.arange(rot // 2) + rot // 2
+    elif style == "interleaved":
+        i0, i1 = np.arange(0, rot, 2), np.arange(1, rot, 2)
+    else:
+        raise ValueError(style)
+    out = []
+    for g, f in ((dq, q_scale), (dk, 1.0)):
+        y = np.array(g, dtype=np.float32, copy=True)
+        g64 = np.asarray(g)[:n].astype(np.float64)
+        g0, g1 = g64[..., i0], g64[..., i1]
+        y[:n, :, i0] = (f * (g0 * cos + g1 * sin)).astype(np.float32)
+        y[:n, :, i1] = (f * (g1 * cos - g0 * sin)).astype(np.float32)
+        out.append(y)
+    return out[0], out[1]
