@@ -30,29 +30,47 @@ def nmse(got, want) -> float:
     return float(((got - want) ** 2).sum() / (want ** 2).sum())
 
 
+FUSED_HF = {"self_attn.q_proj": ("self_attn.qkv_proj", 0), "self_attn.k_proj": ("self_attn.qkv_proj", 1),
+            "self_attn.v_proj": ("self_attn.qkv_proj", 2), "mlp.gate_proj": ("mlp.gate_up_proj", 0),
+            "mlp.up_proj": ("mlp.gate_up_proj", 1)}
+
+
 def torch_grads(hf, arrays, L, ids, start):
-    """CE over the answer rows through y = W·x + B·(A·x) (B as ours holds it, scale included)."""
+    """CE over the answer rows through y = W·x + B·(A·x) (B as ours holds it, scale included). Where
+    transformers keeps q/k/v (gate/up) in one matrix (Phi-3), each delta adds to its rows of the output."""
     params = {}
     for i in range(L):
         layer = hf.model.layers[i]
+        deltas = {}       # module path -> [(piece index, a, b)]
         for name in list(arrays):
             pre = f"base_model.model.model.layers.{i}."
             if not name.startswith(pre) or not name.endswith(".lora_A.weight"):
                 continue
             target = name[len(pre):-len(".lora_A.weight")]
-            mod = layer.get_submodule(target)
             a = torch.tensor(arrays[name], requires_grad=True)
             b = torch.tensor(arrays[name.replace("lora_A", "lora_B")], requires_grad=True)
             params[name], params[name.replace("lora_A", "lora_B")] = a, b
-            base = mod.forward
-            mod.forward = (lambda base, a, b: lambda x: base(x) + (x @ a.T) @ b.T)(base, a, b)
+            try:
+                layer.get_submodule(target)
+                deltas.setdefault(target, []).append((None, a, b))
+            except AttributeError:
+                fused, piece = FUSED_HF[target]
+                deltas.setdefault(fused, []).append((piece, a, b))
+        for path, items in deltas.items():
+            mod = layer.get_submodule(path)
+
+            def fwd(x, base=mod.forward, items=sorted(items, key=lambda t: -1 if t[0] is None else t[0])):
+                if items[0][0] is None:
+                    return base(x) + (x @ items[0][1].T) @ items[0][2].T
+                return base(x) + torch.cat([(x @ a.T) @ b.T for _, a, b in items], dim=-1)
+            mod.forward = fwd
     for p in hf.parameters():
         p.requires_grad_(False)
     logits = hf(torch.tensor(ids[None].astype(np.int64))).logits[0]
     rows = torch.arange(start - 1, len(ids) - 1)
     loss = torch.nn.functional.cross_entropy(logits[rows], torch.tensor(ids[start:].astype(np.int64)))
     loss.backward()
-    return float(loss), {k: v.grad.numpy() for k, v in params.items()}
+    return float(loss.detach()), {k: v.grad.numpy() for k, v in params.items()}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +120,7 @@ def test_gradients_match_torch_autograd(device, converted, case, monkeypatch):
         ref = np.stack([want[peft_name(i, target, ab)] for i in range(L)])
         worst[name] = nmse(g, ref)
     assert max(worst.values()) <= 1e-6, worst
+    print(f"{case}: loss {stats.loss:.6f} (torch {want_loss:.6f}), worst gradient NMSE {max(worst.values()):.1e}")
     # the sum of squares the host clips with is the gradients' own
     total = sum(float((trainer.grads[n].read().astype(np.float64) ** 2).sum()) for n, _ in ad.params())
     assert abs(prog.grad_sumsq() - total) <= 1e-5 * total
