@@ -283,7 +283,7 @@ def test_attention_seq_bad_input(device):
 
 # --- soft-capping, embedding -------------------------------------------------------------------------------
 # softcap_back: three f32 operations on each element: a few ulps of max. embed_back: sums of <= 3 matches,
-# in the twin's order: exact up to the scale's one rounding.
+# in the twin's order: a few roundings.
 ELEM_TOL = 1e-6
 
 
@@ -310,7 +310,7 @@ def test_softcap_back_twin_matches_torch(rng):
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_embed_back_matches_twin(device, rng, accumulate):
     vocab, h = 23, 70
-    ids = np.array([3, 7, 3, 22, 0, 7, 3, 11, 5], np.uint32)
+    ids = np.array([3, 7, 3, 22, 0, 7, 23, 3, 11, 5], np.uint32)   # 23: past the vocab, skipped
     dx, d0 = rand(rng, ids.size, h), rand(rng, vocab, h)
     dtb = device.buffer(d0)
     _run(device, lambda rec: ops.embed_back(rec, dtb, device.buffer(ids), device.buffer(dx), scale=1.5,
