@@ -8,10 +8,12 @@ from .activation import geglu, gelu, silu, swiglu
 from .activation_back import glu_back
 from .attention import attention, kv_append, kv_cache_buffers
 from .attention_seq import attention_back, attention_seq
+from .copy_rows import copy_block, gather_rows, scatter_rows
 from .elementwise import add, fill_u32, mix, rand_uniform, scale, softcap, softcap_back, split_mix
 from .embed import embed
 from .embed_back import embed_back
-from .local1d import local1d
+from .local1d import local1d, local1d_back_w, local1d_back_x
+from .loss import loss
 from .norm import layernorm, rmsnorm
 from .norm_back import rmsnorm_back
 from .pool import pool_sum
@@ -20,8 +22,9 @@ from .rope import rope, rope_back
 from .rows import select_row
 from .sample import sample
 
-__all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "kv_cache_buffers", "add", "fill_u32",
-           "mix", "rand_uniform", "scale", "softcap", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum",
-           "chain_step", "rope", "select_row", "sample",
+__all__ = ["copy_block", "gather_rows", "scatter_rows", "geglu", "gelu", "silu", "swiglu", "attention", "kv_append",
+           "kv_cache_buffers", "add", "fill_u32", "mix", "rand_uniform", "scale", "softcap", "embed", "local1d",
+           "local1d_back_w", "local1d_back_x", "loss", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope",
+           "select_row", "sample",
            # training (issue 14): the layers' backward
            "glu_back", "attention_seq", "attention_back", "softcap_back", "embed_back", "rmsnorm_back", "rope_back"]
