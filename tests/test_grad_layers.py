@@ -354,3 +354,69 @@ def test_backward_kernels_are_deterministic(device, rng):
         results.append([b.read() for b in (*grads, dx, dw, dtab)])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_twins_chain_into_a_gemma3_layer_backward(rng):
+    """The twins composed by hand into the backward of one whole layer with every option at once (qk_norm,
+    rope's q_scale, a window, soft-capping, sandwich norms, GeGLU; numpy products between them) give torch
+    autograd's gradients of the layer input and of a norm weight: the conventions compose. Each twin rounds
+    its result to f32 once, a dozen roundings in a chain: ~1e-6 of max; 1e-5."""
+    t, h, hq, hk, d, f = 11, 32, 4, 2, 8, 24
+    eps, window, cap, q_scale = 1e-6, 5, 20.0, 1.2
+    inv = rope_inv_freq(d, 10000.0)
+    kw = dict(n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5, window=window, softcap=cap)
+    W = {n: rand(rng, *s, scale=0.3) for n, s in dict(q=(hq * d, h), k=(hk * d, h), v=(hk * d, h), o=(h, hq * d),
+                                                     g=(f, h), u=(f, h), dn=(h, f)).items()}
+    N = {n: 1.0 + rand(rng, s, scale=0.2) for n, s in dict(inp=h, qn=d, kn=d, post=h, pre=h, post2=h).items()}
+    x, dy = rand(rng, t, h), rand(rng, t, h)
+
+    # torch, float64
+    Wt, Nt, xt = {n: torch.tensor(a.astype(np.float64)) for n, a in W.items()}, \
+        {n: _t(a) for n, a in N.items()}, _t(x)
+
+    def rms(a, w):
+        return a * torch.rsqrt((a * a).mean(-1, keepdim=True) + eps) * w
+
+    ang = torch.tensor(rope_angles(np.arange(t), inv).astype(np.float64))[:, None]
+    cos, sin = torch.cos(ang), torch.sin(ang)
+
+    def rot(a, s):
+        a0, a1 = a[..., :d // 2], a[..., d // 2:]
+        return s * torch.cat([a0 * cos - a1 * sin, a1 * cos + a0 * sin], -1)
+
+    xn = rms(xt, Nt["inp"])
+    qt = rot(rms((xn @ Wt["q"].T).reshape(t, hq, d), Nt["qn"]), q_scale)
+    kt = rot(rms((xn @ Wt["k"].T).reshape(t, hk, d), Nt["kn"]), 1.0)
+    vt = (xn @ Wt["v"].T).reshape(t, hk, d)
+    att, _ = _torch_attention(qt, kt, vt, **kw)
+    ht = xt + rms(att.reshape(t, -1) @ Wt["o"].T, Nt["post"])
+    hn = rms(ht, Nt["pre"])
+    mt = F.gelu(hn @ Wt["g"].T, approximate="tanh") * (hn @ Wt["u"].T)
+    yt = ht + rms(mt @ Wt["dn"].T, Nt["post2"])
+    gx, gqn, gpost2 = _grads(yt, dy, xt, Nt["qn"], Nt["post2"])
+
+    # the twins, forward then backward
+    R = reference
+    xn = R.rmsnorm(x, N["inp"], eps=eps)
+    q0, k0, v = (xn @ W["q"].T).reshape(t, hq, d), (xn @ W["k"].T).reshape(t, hk, d), (xn @ W["v"].T).reshape(t, hk, d)
+    q1, k1 = R.rmsnorm(q0, N["qn"], eps=eps), R.rmsnorm(k0, N["kn"], eps=eps)
+    q, k = R.rope(q1, k1, inv, 0, t, q_scale=q_scale)
+    out, lse = R.attention_seq(q, k, v, **kw)
+    o = out.reshape(t, -1) @ W["o"].T
+    hh = x + R.rmsnorm(o, N["post"], eps=eps)
+    hn = R.rmsnorm(hh, N["pre"], eps=eps)
+    g, u = hn @ W["g"].T, hn @ W["u"].T
+    dn = R.geglu(g, u) @ W["dn"].T
+
+    d_dn, dpost2 = R.rmsnorm_back(dn, N["post2"], dy, eps=eps)
+    dg, du = R.glu_back(g, u, d_dn @ W["dn"], act="gelu_tanh")
+    dh = dy + R.rmsnorm_back(hh, N["pre"], dg @ W["g"] + du @ W["u"], eps=eps)[0]
+    d_o, _ = R.rmsnorm_back(o, N["post"], dh, eps=eps)
+    dq, dk, dv = R.attention_back(q, k, v, out, lse, (d_o @ W["o"]).reshape(t, hq, d), **kw)
+    dq1, dk1 = R.rope_back(dq, dk, inv, 0, t, q_scale=q_scale)
+    dq0, dqn = R.rmsnorm_back(q0, N["qn"], dq1, eps=eps)
+    dk0, _ = R.rmsnorm_back(k0, N["kn"], dk1, eps=eps)
+    dxn = dq0.reshape(t, -1) @ W["q"] + dk0.reshape(t, -1) @ W["k"] + dv.reshape(t, -1) @ W["v"]
+    dx = dh + R.rmsnorm_back(x, N["inp"], dxn, eps=eps)[0]
+    for got, want in ((dx, gx), (dqn, gqn), (dpost2, gpost2)):
+        assert max_rel_err(got, want) < 1e-5
