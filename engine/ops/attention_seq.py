@@ -28,7 +28,7 @@ def _check(what: str, q: Buffer, k: Buffer, v: Buffer, n_heads: int, n_kv_heads:
     return t
 
 
-MAX_TILE = 32   # rows per shared-memory tile: the unrolled loops over a tile stay within Mesa's 32 trips
+MAX_TILE = 32   # rows per shared-memory tile (two tiles of rows in shared memory; fewer for wide heads)
 # Threads (rows) per group: 64 on CPU drivers (each staged tile serves more rows; T = 512, SmolLM2's heads:
 # 170 ms forward, 400 ms backward on lavapipe against 230 and 570 with 32), 32 elsewhere (more groups
 # to fill a GPU: 512 tokens of 9/3 heads are only 72 groups of 64).
