@@ -314,6 +314,7 @@ def _softcap_embed_back(dev, rng):
     return rec.finish(), lambda: np.concatenate([dxb.read(), dtab.read()]), want
 
 
+
 def _max_rel(got, want) -> float:
     got = np.asarray(got, np.float64).reshape(np.shape(want))
     want = np.asarray(want, np.float64)

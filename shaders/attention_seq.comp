@@ -8,7 +8,7 @@
 // : 0 (shaders/attention.comp's convention, and transformers'). Scores, as the inference attention's:
 //   s_ij = c(SCALE * q_i . k_j),  c(s) = SOFTCAP * tanh(s / SOFTCAP) if SOFTCAP > 0 else s
 //   P_ij = exp(s_ij - lse_i),     lse_i = log sum_j exp(s_ij)
-// attention_seq:      out_i = sum_j P_ij v_j, online softmax over tiles of TK keys; also writes lse_i
+// attention_seq:      out_i = sum_j P_ij v_j, online softmax key by key; also writes lse_i
 //   (the backward recomputes P from it).
 //   Bindings: 0 out f32[N,HQ,D] (w), 1 lse f32[N,HQ] (w), 2 q f32[N,HQ,D] (r), 3 k, 4 v f32[N,HK,D] (r).
 // attention_back_dq:  delta_i = dout_i . out_i;  dS_ij = P_ij (dout_i . v_j - delta_i) c'(s_ij);
@@ -22,8 +22,11 @@
 //   A thread per key row j (one kv head); the group stages TK query rows (i, g) with their dout, lse and
 //   delta at a time. Grid: HK * ceil(N / WG) groups.
 // Every sum is one thread's, in a fixed order: deterministic, no float atomics. D % 4 == 0 (vec4 rows).
+// The loops over a tile's rows are kept rolled ([[dont_unroll]]), those over a row's D/4 vec4s unrolled
+// (registers): unrolling both took lavapipe 30-130 s to compile a pipeline, for no faster run.
 // Twins: reference.attention_seq, reference.attention_back.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 layout(constant_id = 0) const uint WG = 32;
 layout(constant_id = 1) const uint N = 1;          // tokens of the sequence
@@ -123,27 +126,20 @@ void main() {
         }
         barrier();
   #if PASS == 0
-        float sc[TK];
-        float tmax = m;
-        for (uint jj = 0u; jj < TK; jj++) {
+        [[dont_unroll]] for (uint jj = 0u; jj < TK; jj++) {   // online softmax, one key at a time
             uint j = j0 + jj;
             float s = 0.0;
             for (uint d = 0u; d < D4; d++) s += dot(qr[d], ta[jj * D4 + d]);
             s = cap(SCALE * s);
-            sc[jj] = (j <= i && j >= lo) ? s : NEG;
-            tmax = max(tmax, sc[jj]);
+            if (j <= i && j >= lo) {
+                float mn = max(m, s), corr = exp(m - mn), p = exp(s - mn);
+                l = l * corr + p;
+                for (uint d = 0u; d < D4; d++) acc[d] = acc[d] * corr + p * tb[jj * D4 + d];
+                m = mn;
+            }
         }
-        float corr = exp(m - tmax);             // 1 while nothing is visible yet (both NEG)
-        l *= corr;
-        for (uint d = 0u; d < D4; d++) acc[d] *= corr;
-        for (uint jj = 0u; jj < TK; jj++) {
-            float p = sc[jj] > 0.5 * NEG ? exp(sc[jj] - tmax) : 0.0;
-            l += p;
-            for (uint d = 0u; d < D4; d++) acc[d] += p * tb[jj * D4 + d];
-        }
-        m = tmax;
   #else
-        for (uint jj = 0u; jj < TK; jj++) {
+        [[dont_unroll]] for (uint jj = 0u; jj < TK; jj++) {
             uint j = j0 + jj;
             float s = 0.0, dp = 0.0;
             for (uint d = 0u; d < D4; d++) { s += dot(qr[d], ta[jj * D4 + d]); dp += dot(dr[d], tb[jj * D4 + d]); }
@@ -188,7 +184,7 @@ void main() {
             td[e] = delta[src];
         }
         barrier();
-        for (uint ii = 0u; ii < TK; ii++) {
+        [[dont_unroll]] for (uint ii = 0u; ii < TK; ii++) {
             uint i = (r0 + ii) / G;
             float s = 0.0, dp = 0.0;
             for (uint d = 0u; d < D4; d++) { s += dot(kr[d], ta[ii * D4 + d]); dp += dot(vr[d], tb[ii * D4 + d]); }
