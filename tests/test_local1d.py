@@ -94,3 +94,29 @@ def test_bad_inputs(device):
         local1d(rec, device.buffer((2, 9)), x, w, kernel=3)
     with pytest.raises(VkharpError, match="wider than the input"):
         ref_local1d(np.zeros((1, 4)), np.zeros((4, 5)), kernel=5)
+
+
+@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 64, 3, None)])
+@pytest.mark.parametrize("residual", [False, True])
+def test_stacked_layers_and_residual(device, rng, rows, in_width, kernel, units, residual):
+    """Layer l of weights stacked [L, units, kernel] (the woff push constant); residual adds into out.
+    Two dispatches of one pipeline (layers 2 and 0) into two outputs."""
+    n_units = units or in_width
+    x, w = rand(rng, rows, in_width), rand(rng, 3, n_units, kernel)
+    base = [rand(rng, rows, n_units), rand(rng, rows, n_units)]
+    outs = [device.buffer(b) for b in base]
+    xb, wb = device.buffer(x), device.buffer(w)
+    rec = device.recorder()
+    with rec.parallel():
+        for out, layer in zip(outs, (2, 0)):
+            local1d(rec, out, xb, wb, kernel=kernel, units=units, layer=layer, residual=residual, wg=64)
+    rec.finish().run()
+    for out, b, layer in zip(outs, base, (2, 0)):
+        want = ref_local1d(x, w[layer], kernel=kernel, units=units)
+        if residual:   # one more float32 rounding of a sum of the same size: within TOL
+            want = b.astype(np.float64) + want
+        assert max_rel_err(out.read().reshape(rows, n_units), want) < TOL
+    with pytest.raises(VkharpError, match="holds 3 layer"):
+        local1d(device.recorder(), outs[0], xb, wb, kernel=kernel, units=units, layer=3)
+    with pytest.raises(VkharpError, match="must not be x"):
+        local1d(device.recorder(), xb, xb, device.buffer((in_width, kernel)), kernel=kernel)
