@@ -3,7 +3,7 @@ the outputs, which they return. They define what each shader must compute (float
 the shader's rounding is the point)."""
 from .activation import geglu, gelu, silu, swiglu
 from .attention import attention, kv_append
-from .elementwise import add, fill_u32, mix, rand_uniform, scale
+from .elementwise import add, fill_u32, mix, neg_abs, rand_uniform, scale
 from .embed import embed
 from .local1d import local1d
 from .norm import layernorm, rmsnorm
@@ -13,5 +13,5 @@ from .rope import rope
 from .rows import select_row
 from .sample import sample
 
-__all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix", "rand_uniform",
+__all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "add", "fill_u32", "mix", "neg_abs", "rand_uniform",
            "scale", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
