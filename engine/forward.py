@@ -29,8 +29,9 @@ from . import ops
 from .device import Buffer
 from .ops.activation import geglu, swiglu
 from .ops.attention import attention
-from .ops.elementwise import add, softcap
+from .ops.elementwise import add, neg_abs, softcap
 from .ops.embed import embed
+from .ops.local1d import local1d
 from .ops.matmul import Norm, can_fold_norm, matmul, matvec
 from .ops.pool import pool_sum
 from .ops.rope import rope
@@ -200,6 +201,9 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             linear(rec, acts.x, lw["self_attn.o_proj.weight"], acts.attn, layer=i, residual=True)
             mlp_norm = "post_attention_layernorm.weight"
         # -- MLP block --
+        if arch.mlp == "local1d":               # Local1D layers, x += down in its epilogue: the layer is done
+            local1d_mlp(model, rec, acts, i, lw[mlp_norm])
+            continue
         if "mlp.gate_up_proj.weight" in lw:     # [Wg; Wu] stacked at load: act(gate)·up in the epilogue
             normed_linears(rec, [(acts.mlp, lw["mlp.gate_up_proj.weight"], None)], acts.x, lw[mlp_norm], eps, i,
                            acts.xn, glu=arch.activation)
@@ -228,6 +232,24 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
                    acts.xn if x is acts.x else acts.last_norm)
     if arch.final_softcap(cfg):
         softcap(rec, acts.logits, acts.logits, cap=arch.final_softcap(cfg))
+    if arch.output_convention(cfg) == "target-only":   # outputs are distances: logits = -|y| (models/local1d.py)
+        neg_abs(rec, acts.logits, acts.logits)
+
+
+def local1d_mlp(model, rec, acts: Acts, layer: int, norm_weight: Buffer) -> None:
+    """x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x), with Local1D gate/up/down (models/local1d.py):
+    the norm, gate and up side by side, the activation, and down adding into x (4 dispatches). The
+    norm cannot fold into a Local1D prologue (each unit sees a window, the RMS needs the whole row)."""
+    cfg, lw = model.cfg, model.layer_weights
+    k_in, k_out = model.arch.kernels(cfg)
+    ops.rmsnorm(rec, acts.xn, acts.x, norm_weight, eps=cfg.rms_norm_eps, layer=layer)
+    with rec.parallel():
+        for out, role in ((acts.gate, "mlp.gate_local1d.weight"), (acts.up, "mlp.up_local1d.weight")):
+            w, j = lw[role].part_for(layer)
+            local1d(rec, out, acts.xn, w, kernel=k_in, units=cfg.intermediate_size, layer=j)
+    swiglu(rec, acts.mlp, acts.gate, acts.up)
+    w, j = lw["mlp.down_local1d.weight"].part_for(layer)
+    local1d(rec, acts.x, acts.mlp, w, kernel=k_out, units=cfg.hidden_size, layer=j, residual=True)
 
 
 def record_pooling(model, rec, acts: Acts, head: str) -> None:
