@@ -169,3 +169,17 @@ def test_bad_config_refused(tmp_path, tokenizer_dir, over, match):
     with pytest.raises(VkharpError, match=match):
         convert(src, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_params_tool_pairs_equal_parameters():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from local1d_params import compare, main
+    r = compare(hidden=64, layers=4, vocab=VOCAB, dense_width=256, local1d_width=4096)
+    d, loc = r["dense"], r["local1d"]
+    assert d["rest"] == loc["rest"] and loc["mlp_width"] == 16 * d["mlp_width"]
+    assert d["mlp"] == 4 * 3 * 64 * 256
+    k_in = loc["config"]["local1d_kernel"]
+    assert loc["mlp"] == 4 * (2 * 4096 * k_in + 64 * 64)          # K_out: the gap-free default, 64 here
+    assert abs(loc["total"] - d["total"]) <= 4 * 2 * 4096          # the closest K_in: within one step of K
+    assert main(["--hidden", "64", "--layers", "2", "--vocab", "300", "--dense-width", "96",
+                 "--local1d-width", "999", "--kernel", "65"]) == 2
