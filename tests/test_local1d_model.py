@@ -17,7 +17,7 @@ from engine.convert import convert, open_model_dir  # noqa: E402
 from engine.device import Device  # noqa: E402
 from engine.errors import VkharpError  # noqa: E402
 from engine.model import Model  # noqa: E402
-from engine.tune.local1d_torch import build, local1d, local1d_config, save_checkpoint  # noqa: E402
+from engine.tune.local1d_torch import build, load_checkpoint, local1d, local1d_config, save_checkpoint  # noqa: E402
 from engine.reference.local1d import local1d as ref_local1d  # noqa: E402
 from models import get_architecture  # noqa: E402
 from test_model_fidelity import nmse  # noqa: E402
@@ -124,6 +124,17 @@ def test_quantized_conversion_keeps_local1d_f32(tmp_path, device, tokenizer_dir)
     prompt = np.arange(3, 14)
     # q8_0 errs by ~0.3% per weight: the logits stay close, not equal
     assert nmse(Model(tmp_path / "q8", device, ctx=64).logits(prompt), torch_logits(ref, prompt)) < 1e-3
+
+
+def test_checkpoint_round_trip(tmp_path, tokenizer_dir):
+    ref, src = make(tmp_path, tokenizer_dir, **CASES["target-only-untied-3-layers"])
+    back = load_checkpoint(src)
+    ids = np.arange(3, 20)
+    np.testing.assert_array_equal(torch_logits(back, ids), torch_logits(ref, ids))
+    assert back.convention == "target-only"
+    (src / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    with pytest.raises(VkharpError, match="missing: model.embed_tokens.weight"):
+        load_checkpoint(src)
 
 
 def test_param_count_matches_torch(tokenizer_dir):

@@ -6,6 +6,7 @@ the trainer's gradients are checked against, and the way a checkpoint of it come
     y = model(ids)                      # [B, T, vocab] the head's outputs as they are (the trainer's y)
     z = model.logits(ids)               # what the engine calls logits: y, or -|y| under "target-only"
     save_checkpoint(model, path)        # config.json + model.safetensors + the default model's tokenizer files
+    model = load_checkpoint(path)       # back again (to train on, or to compare with)
     # then: vkharp convert path out/  (or engine.load(path), which converts on first use)
 
 One plain module, no transformers: RMSNorm, RoPE (HF's rotate_half, plain theta: RoPE scaling is
@@ -229,6 +230,25 @@ def save_checkpoint(model, path, tokenizer_from=None) -> Path:
             if name in SIDE_FILES:
                 (path / name).write_bytes(data)
     return path
+
+
+def load_checkpoint(path):
+    """The module saved by save_checkpoint (config.json + *.safetensors of a vkharp_local1d model)."""
+    from safetensors.torch import load_file
+    path = Path(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise VkharpError(f"{path}: no readable config.json ({e})") from None
+    model = _classes()["Local1DForCausalLM"](config)
+    state = {}
+    for f in sorted(path.glob("*.safetensors")):
+        state.update(load_file(str(f)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise VkharpError(f"{path}: the weights do not match the config (missing: {', '.join(missing[:4]) or 'none'}; "
+                          f"unexpected: {', '.join(unexpected[:4]) or 'none'})")
+    return model.eval()
 
 
 def _default_tokenizer_files() -> dict[str, bytes]:
