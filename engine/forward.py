@@ -31,7 +31,7 @@ from .ops.activation import geglu, swiglu
 from .ops.attention import attention
 from .ops.elementwise import add, neg_abs, softcap
 from .ops.embed import embed
-from .ops.local1d import local1d
+from .ops.local1d import local1d, local1d_swiglu
 from .ops.matmul import Norm, can_fold_norm, matmul, matvec
 from .ops.pool import pool_sum
 from .ops.rope import rope
@@ -238,18 +238,15 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
 
 def local1d_mlp(model, rec, acts: Acts, layer: int, norm_weight: Buffer) -> None:
     """x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x), with Local1D gate/up/down (models/local1d.py):
-    the norm, gate and up side by side, the activation, and down adding into x (4 dispatches). The
-    norm cannot fold into a Local1D prologue (each unit sees a window, the RMS needs the whole row)."""
+    the norm, gate and up with the activation in one pass over xn, and down adding into x (3 dispatches).
+    The norm cannot fold into a Local1D prologue (each unit sees a window, the RMS needs the whole row)."""
     cfg, lw = model.cfg, model.layer_weights
     k_in, k_out = model.arch.kernels(cfg)
     ops.rmsnorm(rec, acts.xn, acts.x, norm_weight, eps=cfg.rms_norm_eps, layer=layer)
-    with rec.parallel():
-        for out, role in ((acts.gate, "mlp.gate_local1d.weight"), (acts.up, "mlp.up_local1d.weight")):
-            w, j = lw[role].part_for(layer)
-            local1d(rec, out, acts.xn, w, kernel=k_in, units=cfg.intermediate_size, layer=j)
-    swiglu(rec, acts.mlp, acts.gate, acts.up)
-    w, j = lw["mlp.down_local1d.weight"].part_for(layer)
-    local1d(rec, acts.x, acts.mlp, w, kernel=k_out, units=cfg.hidden_size, layer=j, residual=True)
+    (gate, j), (up, _) = (lw[f"mlp.{r}_local1d.weight"].part_for(layer) for r in ("gate", "up"))  # same layout
+    local1d_swiglu(rec, acts.mlp, acts.xn, gate, up, kernel=k_in, units=cfg.intermediate_size, layer=j)
+    down, j = lw["mlp.down_local1d.weight"].part_for(layer)
+    local1d(rec, acts.x, acts.mlp, down, kernel=k_out, units=cfg.hidden_size, layer=j, residual=True)
 
 
 def record_pooling(model, rec, acts: Acts, head: str) -> None:

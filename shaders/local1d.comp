@@ -1,20 +1,25 @@
 #version 450
-// @variant local1d           RESIDUAL=0
-// @variant local1d_residual  RESIDUAL=1
+// @variant local1d           RESIDUAL=0 GLU=0
+// @variant local1d_residual  RESIDUAL=1 GLU=0
+// @variant local1d_swiglu    RESIDUAL=0 GLU=1
 // Local1D (seed idea 10): a "dense" layer whose cost is linear in width. Unit i sees only a window
 // of KERNEL consecutive inputs starting at start(i) = floor(i * (IN - KERNEL + 1) / UNITS):
 //   o[n, i] = sum_k w[woff + i * KERNEL + k] * x[n, start(i) + k]   n < NROWS, i < UNITS, k < KERNEL
 //   local1d_residual: o[n, i] += the same sum (the residual stream, in place: the Local1D model's down
 //   layer adds into x without a dispatch of its own).
+//   local1d_swiglu: o[n, i] = silu(g) * u, g and u the sums over the gate weights w and the up weights
+//   wu (the Local1D model's gate and up: same windows, one pass over x, no gate/up buffers between).
 // woff (a push constant) is the offset of this layer's weights in a buffer stacking layers [L, UNITS, KERNEL],
 // so that one pipeline serves every layer (engine/weights.py).
 // start(i) is exact integer arithmetic without int64: with M = IN - KERNEL + 1 = Q0 * UNITS + R0,
 //   start(i) = i * Q0 + floor(i * R0 / UNITS), and i * R0 (< 2^64) is formed with umulExtended and
 //   divided by shift-and-subtract when WIDE (the host sets it when (UNITS - 1) * R0 >= 2^32).
-// Bindings: 0 o f32[NROWS, UNITS] (w; rw for local1d_residual), 1 x f32[NROWS, IN] (r), 2 w f32[UNITS, KERNEL] (r).
+// Bindings: 0 o f32[NROWS, UNITS] (w; rw for local1d_residual), 1 x f32[NROWS, IN] (r), 2 w f32[UNITS, KERNEL] (r)
+//           [, 3 wu f32[UNITS, KERNEL] (r): local1d_swiglu, at the same woff].
 // Constants: WG, NROWS, IN, KERNEL, UNITS, Q0, R0, WIDE.
 // Grid: ceil(NROWS * UNITS / WG) groups (spilling into y), one output per invocation; neighbouring
-// invocations read overlapping windows.  Twin: reference.local1d (residual: o + reference.local1d).
+// invocations read overlapping windows.  Twin: reference.local1d (residual: o + reference.local1d;
+// swiglu: reference.swiglu of two reference.local1d).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(constant_id = 0) const uint WG = 64;
@@ -34,6 +39,10 @@ layout(binding = 0) writeonly buffer Out { float o[]; };
 #endif
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) readonly buffer W { float w[]; };
+#if GLU
+layout(binding = 3) readonly buffer WU { float wu[]; };
+#include "activation.glsl"
+#endif
 
 // floor((hi * 2^32 + lo) / d) for hi < d (the quotient fits 32 bits).
 uint div_wide(uint hi, uint lo, uint d) {
@@ -65,10 +74,20 @@ void main() {
     uint n = e / UNITS, i = e - n * UNITS;
     uint xs = n * IN + window_start(i), ws = pc.woff + i * KERNEL;
     float acc = 0.0;
-    for (uint k = 0u; k < KERNEL; ++k) acc += w[ws + k] * x[xs + k];
-#if RESIDUAL
-    o[e] += acc;
+#if GLU
+    float acc_u = 0.0;
+    for (uint k = 0u; k < KERNEL; ++k) {
+        float xk = x[xs + k];
+        acc += w[ws + k] * xk;
+        acc_u += wu[ws + k] * xk;
+    }
+    o[e] = activation(0u, acc) * acc_u;
 #else
+    for (uint k = 0u; k < KERNEL; ++k) acc += w[ws + k] * x[xs + k];
+  #if RESIDUAL
+    o[e] += acc;
+  #else
     o[e] = acc;
+  #endif
 #endif
 }

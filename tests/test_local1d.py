@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from engine.errors import VkharpError
-from engine.ops.local1d import local1d
-from engine.reference.local1d import local1d as ref_local1d, window_starts
+from engine.ops.local1d import local1d, local1d_swiglu
+from engine.reference.local1d import local1d as ref_local1d, local1d_swiglu as ref_local1d_swiglu, window_starts
 from util import max_rel_err, rand
 
 # float32 sums of `kernel` products against float64: error <= kernel * eps * sum|w x|; for kernel
@@ -120,3 +120,23 @@ def test_stacked_layers_and_residual(device, rng, rows, in_width, kernel, units,
         local1d(device.recorder(), outs[0], xb, wb, kernel=kernel, units=units, layer=3)
     with pytest.raises(VkharpError, match="must not be x"):
         local1d(device.recorder(), xb, xb, device.buffer((in_width, kernel)), kernel=kernel)
+
+
+# local1d_swiglu: g and u are each within TOL of their largest |value| (above); d(silu(g) u) is at most
+# 1.1 |u| dg + |silu(g)| du, and |silu(g)| <= max|g|, so the error is below 2.1 * TOL * max|g| * max|u|.
+GLU_TOL = 2.1 * TOL
+
+
+@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 48, 7, 775), (2, 64, 64, 3)])
+def test_local1d_swiglu(device, rng, rows, in_width, kernel, units):
+    """Gate and up in one pass (layer 1 of weights stacked [2, units, kernel]) against the twin."""
+    x, wg_, wu = rand(rng, rows, in_width), rand(rng, 2, units, kernel), rand(rng, 2, units, kernel)
+    out = device.buffer(np.full((rows, units), 7.5, np.float32))
+    rec = device.recorder()
+    local1d_swiglu(rec, out, device.buffer(x), device.buffer(wg_), device.buffer(wu), kernel=kernel, units=units,
+                   layer=1, wg=64)
+    rec.finish().run()
+    g, u = ref_local1d(x, wg_[1], kernel=kernel, units=units), ref_local1d(x, wu[1], kernel=kernel, units=units)
+    want = ref_local1d_swiglu(x, wg_[1], wu[1], kernel=kernel, units=units)
+    err = np.max(np.abs(out.read().reshape(rows, units).astype(np.float64) - want))
+    assert err / (np.abs(g).max() * np.abs(u).max()) < GLU_TOL

@@ -8,7 +8,7 @@ from .activation import geglu, gelu, silu, swiglu
 from .attention import attention, kv_append, kv_cache_buffers
 from .elementwise import add, fill_u32, mix, neg_abs, rand_uniform, scale, softcap, split_mix
 from .embed import embed
-from .local1d import local1d
+from .local1d import local1d, local1d_swiglu
 from .norm import layernorm, rmsnorm
 from .pool import pool_sum
 from .probe import chain_step
@@ -17,5 +17,5 @@ from .rows import select_row
 from .sample import sample
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "kv_cache_buffers", "add", "fill_u32",
-           "mix", "neg_abs", "rand_uniform", "scale", "softcap", "embed", "local1d", "layernorm", "rmsnorm", "pool_sum",
-           "chain_step", "rope", "select_row", "sample"]
+           "mix", "neg_abs", "rand_uniform", "scale", "softcap", "embed", "local1d", "local1d_swiglu", "layernorm",
+           "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]

@@ -48,3 +48,9 @@ def local1d(x, weight, *, kernel: int, units: int | None = None) -> np.ndarray:
         raise VkharpError(f"local1d: weight {weight.shape} must be [{units}, {kernel}] (units, kernel)")
     idx = window_starts(x.shape[-1], kernel, units)[:, None] + np.arange(kernel)
     return np.einsum("...ik,ik->...i", x[..., idx], weight).astype(np.float32)
+
+
+def local1d_swiglu(x, gate, up, *, kernel: int, units: int | None = None) -> np.ndarray:
+    """silu(local1d(x, gate)) * local1d(x, up): the Local1D model's gate and up (float32 out)."""
+    from .activation import swiglu
+    return swiglu(local1d(x, gate, kernel=kernel, units=units), local1d(x, up, kernel=kernel, units=units))
