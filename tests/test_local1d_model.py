@@ -194,3 +194,32 @@ def test_params_tool_pairs_equal_parameters():
     assert abs(loc["total"] - d["total"]) <= 4 * 2 * 4096          # the closest K_in: within one step of K
     assert main(["--hidden", "64", "--layers", "2", "--vocab", "300", "--dense-width", "96",
                  "--local1d-width", "999", "--kernel", "65"]) == 2
+
+
+def test_lora_adapter_on_attention(device, converted):
+    """The default adapter of a Local1D model adapts the attention linears (its MLP has none), and
+    equals the torch module with the products merged into q/k/v/o."""
+    from engine.tune.lora import Adapter, peft_name
+    dst, ref = converted("logits-tied")
+    model = Model(dst, device, ctx=64, chunk=8)
+    rank, alpha, rng = 2, 4.0, np.random.default_rng(3)
+    probe = Adapter(model, rank=rank)
+    assert set(probe.targets) == {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}
+    arrays = {}
+    for t, (n_in, n_out) in probe.dims.items():
+        for i in range(model.cfg.num_hidden_layers):
+            arrays[peft_name(i, t, "A")] = (rng.standard_normal((rank, n_in)) * 0.2).astype(np.float32)
+            arrays[peft_name(i, t, "B")] = (rng.standard_normal((n_out, rank)) * 0.2).astype(np.float32)
+    model.set_adapter(Adapter(model, rank=rank, alpha=alpha, arrays=dict(arrays)))
+    merged = build(ref.config)
+    merged.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        for name, p in merged.named_parameters():
+            key = "base_model.model." + name[:-len(".weight")]
+            if key + ".lora_A.weight" in arrays:
+                a, b = (torch.from_numpy(arrays[key + f".lora_{x}.weight"]).double() for x in "AB")
+                p.copy_((p.double() + alpha / rank * b @ a).float())
+    prompt = np.arange(3, 24)
+    want = torch_logits(merged, prompt)
+    assert nmse(model.logits(prompt), want) <= 1e-6
+    assert nmse(torch_logits(ref, prompt), want) > 1e-4      # the adapter matters

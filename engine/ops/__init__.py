@@ -6,9 +6,11 @@ from the buffers' `shape`; sizes become specialization constants, fixed at recor
 """
 from .activation import geglu, gelu, silu, swiglu
 from .attention import attention, kv_append, kv_cache_buffers
+from .copy_rows import copy_block, gather_rows, scatter_rows
 from .elementwise import add, fill_u32, mix, neg_abs, rand_uniform, scale, softcap, split_mix
 from .embed import embed
-from .local1d import local1d, local1d_swiglu
+from .local1d import local1d, local1d_back_w, local1d_back_x, local1d_swiglu
+from .loss import loss
 from .norm import layernorm, rmsnorm
 from .pool import pool_sum
 from .probe import chain_step
@@ -16,6 +18,7 @@ from .rope import rope
 from .rows import select_row
 from .sample import sample
 
-__all__ = ["geglu", "gelu", "silu", "swiglu", "attention", "kv_append", "kv_cache_buffers", "add", "fill_u32",
-           "mix", "neg_abs", "rand_uniform", "scale", "softcap", "embed", "local1d", "local1d_swiglu", "layernorm",
-           "rmsnorm", "pool_sum", "chain_step", "rope", "select_row", "sample"]
+__all__ = ["copy_block", "gather_rows", "scatter_rows", "geglu", "gelu", "silu", "swiglu", "attention", "kv_append",
+           "kv_cache_buffers", "add", "fill_u32", "mix", "neg_abs", "rand_uniform", "scale", "softcap", "embed",
+           "local1d", "local1d_back_w", "local1d_back_x", "local1d_swiglu", "loss", "layernorm", "rmsnorm",
+           "pool_sum", "chain_step", "rope", "select_row", "sample"]
