@@ -58,7 +58,8 @@ def _run(device, x, w, kernel, units, wg=64):
 
 
 @pytest.mark.parametrize("rows,in_width,kernel,units", [(1, 7, 3, None), (3, 100, 5, 157), (2, 1001, 16, 333),
-                                                        (4, 64, 64, 1), (5, 94, 31, None), (1, 33, 2, 4001)])
+                                                        (4, 64, 64, 1), (5, 94, 31, None), (1, 33, 2, 4001),
+                                                        (19, 100, 5, 157)])   # rows in blocks of 8, 8, 3
 @pytest.mark.parametrize("wg", [32, 64, 256])
 def test_local1d(device, rng, rows, in_width, kernel, units, wg):
     n_units = units or in_width
@@ -98,11 +99,11 @@ def test_bad_inputs(device):
         ref_local1d(np.zeros((1, 4)), np.zeros((4, 5)), kernel=5)
 
 
-@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 64, 3, None)])
+@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 64, 3, None), (13, 37, 5, 101)])
 @pytest.mark.parametrize("residual", [False, True])
 def test_stacked_layers_and_residual(device, rng, rows, in_width, kernel, units, residual):
     """Layer l of weights stacked [L, units, kernel] (the woff push constant); residual adds into out.
-    Two dispatches of one pipeline (layers 2 and 0) into two outputs."""
+    Two dispatches of one pipeline (layers 2 and 0) into two outputs; 13 rows: invocations of 8 and 5."""
     n_units = units or in_width
     x, w = rand(rng, rows, in_width), rand(rng, 3, n_units, kernel)
     base = [rand(rng, rows, n_units), rand(rng, rows, n_units)]
@@ -129,7 +130,8 @@ def test_stacked_layers_and_residual(device, rng, rows, in_width, kernel, units,
 GLU_TOL = 2.1 * TOL
 
 
-@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 48, 7, 775), (2, 64, 64, 3)])
+@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 48, 7, 775), (2, 64, 64, 3),
+                                                        (21, 48, 7, 775)])   # 8 + 8 + 5 rows per invocation
 def test_local1d_swiglu(device, rng, rows, in_width, kernel, units):
     """Gate and up in one pass (layer 1 of weights stacked [2, units, kernel]) against the twin."""
     x, wg_, wu = rand(rng, rows, in_width), rand(rng, 2, units, kernel), rand(rng, 2, units, kernel)

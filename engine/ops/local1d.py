@@ -6,6 +6,8 @@ from ..device import Buffer, Recorder, grid1d
 from ..errors import VkharpError
 from ..reference.local1d import check_local1d
 
+ROWS_PER_INVOCATION = 8   # the shader's MAX_RT: rows that share one load of each weight
+
 
 def local1d(rec: Recorder, out: Buffer, x: Buffer, weight: Buffer, *, kernel: int, units: int | None = None,
             layer: int = 0, residual: bool = False, wg: int = 256):
@@ -45,9 +47,10 @@ def _dispatch(rec: Recorder, variant: str, out: Buffer, x: Buffer, weights: list
     m = in_width - kernel + 1
     q0, r0 = divmod(m, units)
     wide = int((units - 1) * r0 >= 2**32)
-    rec.dispatch(variant, [out, x, *weights], grid1d(rec.device, rows * units, wg),
+    rt = min(ROWS_PER_INVOCATION, rows)
+    rec.dispatch(variant, [out, x, *weights], grid1d(rec.device, -(-rows // rt) * units, wg),
                  {"WG": wg, "NROWS": rows, "IN": in_width, "KERNEL": kernel, "UNITS": units,
-                  "Q0": q0, "R0": r0, "WIDE": wide}, {"woff": layer * per})
+                  "Q0": q0, "R0": r0, "WIDE": wide, "RT": rt}, {"woff": layer * per})
 
 
 def _back_consts(in_width: int, kernel: int, units: int, rows: int, wg: int) -> dict:
