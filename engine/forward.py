@@ -89,6 +89,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     cfg, dev = model.cfg, model.device
     h, hd, f = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
+    gf = 1 if model.arch.mlp == "local1d" else f   # a Local1D MLP writes act(gate)·up at once (local1d_mlp)
     hq, hk = cfg.num_attention_heads, cfg.num_key_value_heads
 
     def buf(shape, name, dtype=np.float32, kind="act"):
@@ -100,7 +101,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         x=buf((n, h), "x"), xn=buf((n, h), "xn"),
         q=buf((n, hq, hd), "q"), k=buf((n, hk, hd), "k"), v=buf((n, hk, hd), "v"),
         attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
-        gate=buf((n, f), "gate"), up=buf((n, f), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
+        gate=buf((n, gf), "gate"), up=buf((n, gf), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
         logits=(logits if logits is not None and head == "last" else
                 buf((n if head == "all" else 1, cfg.vocab_size if head in ("all", "last") else 1), "logits")),
     )

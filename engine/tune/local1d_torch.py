@@ -44,15 +44,17 @@ def local1d_config(*, vocab_size: int | None = None, hidden_size: int = 64, inte
         vocab_size = d["vocab_size"] if vocab_size is None else vocab_size
         bos_token_id = d["bos_token_id"] if bos_token_id is None else bos_token_id
         eos_token_id = d["eos_token_id"] if eos_token_id is None else eos_token_id
-    cfg = {"model_type": MODEL_TYPE, "architectures": ARCHITECTURES, "vocab_size": int(vocab_size),
-           "hidden_size": hidden_size, "intermediate_size": intermediate_size, "num_hidden_layers": num_hidden_layers,
-           "num_attention_heads": num_attention_heads, "num_key_value_heads": num_key_value_heads,
-           "local1d_kernel": local1d_kernel, "output_convention": output_convention,
+    as_int = lambda v: int(v) if isinstance(v, np.integer) else v   # numpy ints (from a sweep) → JSON ints
+    cfg = {"model_type": MODEL_TYPE, "architectures": ARCHITECTURES, "vocab_size": as_int(vocab_size),
+           "hidden_size": as_int(hidden_size), "intermediate_size": as_int(intermediate_size),
+           "num_hidden_layers": as_int(num_hidden_layers), "num_attention_heads": as_int(num_attention_heads),
+           "num_key_value_heads": as_int(num_key_value_heads), "local1d_kernel": as_int(local1d_kernel),
+           "output_convention": output_convention,
            "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 2048,
            "tie_word_embeddings": tie_word_embeddings, "bos_token_id": bos_token_id, "eos_token_id": eos_token_id,
            "torch_dtype": "float32", **extra}
     if local1d_down_kernel is not None:
-        cfg["local1d_down_kernel"] = local1d_down_kernel
+        cfg["local1d_down_kernel"] = as_int(local1d_down_kernel)
     _parse(cfg)
     return cfg
 
