@@ -33,8 +33,9 @@ from . import ops
 from .device import Buffer
 from .ops.activation import geglu, swiglu
 from .ops.attention import attention
-from .ops.elementwise import add, softcap
+from .ops.elementwise import add, neg_abs, softcap
 from .ops.embed import embed
+from .ops.local1d import local1d, local1d_swiglu
 from .ops.matmul import Norm, can_fold_norm, matmul, matvec
 from .ops.pool import pool_sum
 from .ops.rope import rope
@@ -88,6 +89,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     cfg, dev = model.cfg, model.device
     h, hd, f = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
+    gf = 1 if model.arch.mlp == "local1d" else f   # a Local1D MLP writes act(gate)·up at once (local1d_mlp)
     hq, hk = cfg.num_attention_heads, cfg.num_key_value_heads
 
     def buf(shape, name, dtype=np.float32, kind="act"):
@@ -99,7 +101,7 @@ def make_acts(model, n: int, head: str, logits: Buffer | None = None) -> Acts:
         x=buf((n, h), "x"), xn=buf((n, h), "xn"),
         q=buf((n, hq, hd), "q"), k=buf((n, hk, hd), "k"), v=buf((n, hk, hd), "v"),
         attn=buf((n, hq, hd), "attn"), o=buf((n, h), "o"),
-        gate=buf((n, f), "gate"), up=buf((n, f), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
+        gate=buf((n, gf), "gate"), up=buf((n, gf), "up"), mlp=buf((n, f), "mlp"), down=buf((n, h), "down"),
         logits=(logits if logits is not None and head == "last" else
                 buf((n if head == "all" else 1, cfg.vocab_size if head in ("all", "last") else 1), "logits")),
     )
@@ -244,6 +246,9 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             lora_adds(rec, model, acts, [("self_attn.o_proj", acts.x)], i)
             mlp_norm = "post_attention_layernorm.weight"
         # -- MLP block --
+        if arch.mlp == "local1d":               # Local1D layers, x += down in its epilogue: the layer is done
+            local1d_mlp(model, rec, acts, i, lw[mlp_norm])
+            continue
         gu_targets = [("mlp.gate_proj", acts.gate), ("mlp.up_proj", acts.up)]
         gu_lora = lora_inputs(model, acts, [t for t, _ in gu_targets])
         if "mlp.gate_up_proj.weight" in lw and not gu_lora:   # [Wg; Wu] stacked at load: act(gate)·up in the epilogue
@@ -280,6 +285,21 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
                    acts.xn if x is acts.x else acts.last_norm)
     if arch.final_softcap(cfg):
         softcap(rec, acts.logits, acts.logits, cap=arch.final_softcap(cfg))
+    if arch.output_convention(cfg) == "target-only":   # outputs are distances: logits = -|y| (models/local1d.py)
+        neg_abs(rec, acts.logits, acts.logits)
+
+
+def local1d_mlp(model, rec, acts: Acts, layer: int, norm_weight: Buffer) -> None:
+    """x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x), with Local1D gate/up/down (models/local1d.py):
+    the norm, gate and up with the activation in one pass over xn, and down adding into x (3 dispatches).
+    The norm cannot fold into a Local1D prologue (each unit sees a window, the RMS needs the whole row)."""
+    cfg, lw = model.cfg, model.layer_weights
+    k_in, k_out = model.arch.kernels(cfg)
+    ops.rmsnorm(rec, acts.xn, acts.x, norm_weight, eps=cfg.rms_norm_eps, layer=layer)
+    (gate, j), (up, _) = (lw[f"mlp.{r}_local1d.weight"].part_for(layer) for r in ("gate", "up"))  # same layout
+    local1d_swiglu(rec, acts.mlp, acts.xn, gate, up, kernel=k_in, units=cfg.intermediate_size, layer=j)
+    down, j = lw["mlp.down_local1d.weight"].part_for(layer)
+    local1d(rec, acts.x, acts.mlp, down, kernel=k_out, units=cfg.hidden_size, layer=j, residual=True)
 
 
 def record_pooling(model, rec, acts: Acts, head: str) -> None:

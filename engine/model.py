@@ -27,7 +27,7 @@ from .kv_cache import KVCache
 from . import ops
 from .params import write_step
 from .tokenizer import Tokenizer
-from .weights import rows_fitting, stack_rows, upload_stacked
+from .weights import rows_fitting, stack_rows, upload_f32_stacked, upload_stacked
 
 DEFAULT_CHUNK = 32
 SAVED = "saved"     # logits kept on the device for a rollback's new draw (MAIN, REFRAMED: engine/harp.py)
@@ -92,7 +92,7 @@ class Model(HarpPasses):
         fused = self._fusable(reader, roles, L)
         members = {m for group in fused.values() for m in group}
         items = ([("global", n, None) for n in globals_] + [("fused", r, g) for r, g in fused.items()]
-                 + [("layer", r, None) for r in roles if r not in members])
+                 + [("f32" if self.arch.stored_f32(r) else "layer", r, None) for r in roles if r not in members])
         if progress:
             from tqdm import tqdm
             items = tqdm(items, desc="loading weights", unit="tensor", leave=False)
@@ -102,6 +102,10 @@ class Model(HarpPasses):
             elif kind == "fused":
                 self.layer_weights[name] = self._upload(
                     name, lambda i, g=group: _stacked([reader.load(f"model.layers.{i}.{m}") for m in g], name), L)
+            elif kind == "f32":      # plain floats stacked by layer (Local1D weights: engine/forward.py)
+                w32 = upload_f32_stacked(self.device, lambda i, r=name: reader.load(f"model.layers.{i}.{r}"), L, name)
+                self.layer_weights[name] = w32
+                self.weight_bytes += w32.nbytes
             else:
                 self.layer_weights[name] = self._upload(name, lambda i, r=name: reader.load(f"model.layers.{i}.{r}"), L)
         self.kv = KVCache(self.device, n_layers=L, n_kv_heads=self.cfg.num_key_value_heads,

@@ -221,6 +221,29 @@ def _local1d(dev, rng):
     return rec.finish(), lambda: out.read().reshape(6, 301), ref(x, w, kernel=5)
 
 
+@case("local1d_swiglu + local1d_residual 6x576 -> 2304 -> 576", 1e-4)
+def _local1d_mlp(dev, rng):
+    from .ops.local1d import local1d, local1d_swiglu
+    from .reference.local1d import local1d as ref, local1d_swiglu as ref_glu
+    x, base = _rand(rng, 6, 576), _rand(rng, 6, 576)
+    wg, wu, wd = _rand(rng, 2, 2304, 8) / 3, _rand(rng, 2, 2304, 8) / 3, _rand(rng, 2, 576, 4) / 2
+    m, out = dev.buffer((6, 2304)), dev.buffer(base)
+    rec = dev.recorder()
+    local1d_swiglu(rec, m, dev.buffer(x), dev.buffer(wg), dev.buffer(wu), kernel=8, units=2304, layer=1)
+    local1d(rec, out, m, dev.buffer(wd), kernel=4, units=576, layer=1, residual=True)
+    want = base + ref(ref_glu(x, wg[1], wu[1], kernel=8, units=2304), wd[1], kernel=4, units=576)
+    return rec.finish(), lambda: out.read().reshape(6, 576), want
+
+
+@case("neg_abs 1x1001 logits in place (target-only)", 0.0)
+def _neg_abs(dev, rng):
+    from .ops.elementwise import neg_abs
+    x = _rand(rng, 1, 1001)
+    xb = dev.buffer(x)
+    rec = dev.recorder()
+    neg_abs(rec, xb, xb)
+    return rec.finish(), lambda: xb.read().reshape(x.shape), reference.elementwise.neg_abs(x)
+
 
 @case("local1d backward dx+dw kernel 5, 6x301", 2e-5)
 def _local1d_back(dev, rng):

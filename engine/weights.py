@@ -139,3 +139,48 @@ def upload_stacked(device: Device, layers: Sequence[Packed] | Callable[[int], Pa
 def upload_weight(device: Device, packed: Packed, name: str = "", max_bytes: int | None = None) -> DeviceWeight:
     """One matrix (a single layer): split by rows if it does not fit one buffer."""
     return upload_stacked(device, [packed], 1, name, max_bytes)
+
+
+@dataclass
+class StackedF32:
+    """A 2-D f32 tensor of every layer as plain floats [layers, rows, cols] (Local1D weights: their kernel
+    reads f32 at an offset), in parts of whole layers that each fit one buffer."""
+    rows: int
+    cols: int
+    parts: list[tuple[Buffer, int, int]]   # (buffer, first layer, layers in it)
+    name: str = ""
+    layers: int = 1
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b, _, _ in self.parts)
+
+    def part_for(self, layer: int) -> tuple[Buffer, int]:
+        """(the buffer holding `layer`, the layer's index in it)."""
+        for buf, l0, n in self.parts:
+            if l0 <= layer < l0 + n:
+                return buf, layer - l0
+        raise VkharpError(f"weight {self.name!r} has {self.layers} layers, not {layer + 1}")
+
+
+def upload_f32_stacked(device: Device, get: Callable[[int], Packed], n_layers: int, name: str = "",
+                       max_bytes: int | None = None) -> StackedF32:
+    """Upload one f32 matrix per layer (get(i), read lazily) as StackedF32; other formats are refused."""
+    limit = max_bytes or device.max_buffer_bytes
+    first = get(0)
+    per_layer = first.rows * first.cols * 4
+    if per_layer > limit:
+        raise DeviceLimitError(f"{name}: one layer's {first.rows}x{first.cols} f32 weights ({per_layer / 2**20:.1f} MiB) "
+                               f"do not fit in a {limit / 2**20:.1f} MiB storage buffer; use a narrower layer")
+    per_part = max(1, limit // per_layer)
+    parts = []
+    for l0 in range(0, n_layers, per_part):
+        mats = []
+        for layer in range(l0, min(n_layers, l0 + per_part)):
+            p = first if layer == 0 else get(layer)
+            if p.format != "f32" or (p.rows, p.cols) != (first.rows, first.cols):
+                raise VkharpError(f"{name}: layer {layer} is a {p.format} {p.rows}x{p.cols} matrix; this tensor must "
+                                  f"be f32 {first.rows}x{first.cols} in every layer (convert the checkpoint again)")
+            mats.append(np.ascontiguousarray(p.qs).view(np.float32).reshape(p.rows, p.cols))
+        parts.append((device.upload(np.stack(mats), f"{name}[layers {l0}..]"), l0, len(mats)))
+    return StackedF32(first.rows, first.cols, parts, name, n_layers)

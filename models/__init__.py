@@ -6,6 +6,7 @@ from .config import ModelConfig
 from .gemma2 import GEMMA2
 from .gemma3 import GEMMA3
 from .llama import LLAMA, MISTRAL
+from .local1d import LOCAL1D
 from .phi3 import PHI3
 from .qwen2 import QWEN2
 from .qwen3 import QWEN3
@@ -22,6 +23,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gemma2": GEMMA2,
     "gemma3_text": GEMMA3,
     "gemma3": GEMMA3,
+    "vkharp_local1d": LOCAL1D,
 }
 
 

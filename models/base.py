@@ -49,6 +49,7 @@ class Architecture:
     gguf_arch: str = ""               # general.architecture in GGUF files
     fused_projections: bool = False   # checkpoints hold qkv_proj and gate_up_proj (phi3): split at conversion
     partial_rotary: bool = False      # transformers rotates only partial_rotary_factor of each head (phi3)
+    mlp: str = "dense"                # "dense" (gate/up/down matrices) | "local1d" (models/local1d.py)
 
     # ---- per-model numbers -------------------------------------------------------------------
     def validate(self, cfg: ModelConfig) -> None:
@@ -69,6 +70,10 @@ class Architecture:
             raise VkharpError(f"{cfg.model_type}: mlp_bias=true is not supported")
         if cfg.attention_bias and not self.qkv_bias:
             raise VkharpError(f"{cfg.model_type}: attention_bias=true is not supported for this architecture")
+
+    def output_convention(self, cfg: ModelConfig) -> str:
+        """How the head's outputs are read: "logits", or "target-only" (distances; models/local1d.py)."""
+        return "logits"
 
     def embed_scale(self, cfg: ModelConfig) -> float:
         return math.sqrt(cfg.hidden_size) if self.scaled_embedding else 1.0
@@ -156,6 +161,14 @@ class Architecture:
         if not cfg.tie_word_embeddings:
             out["lm_head.weight"] = (cfg.vocab_size, cfg.hidden_size)
         return out
+
+    def n_params(self, cfg: ModelConfig) -> int:
+        """Parameters of the model as stored (a tied head counted once)."""
+        return sum(math.prod(s) for s in self.tensor_shapes(cfg).values())
+
+    def stored_f32(self, hf_name: str) -> bool:
+        """Tensors the converter keeps f32 whatever dtype it is asked for (kernels that read only f32)."""
+        return False
 
     def fused_splits(self, cfg: ModelConfig) -> dict[str, list[tuple[str, int, int]]]:
         """Fused tensor (relative to model.layers.{i}) → [(part's name, first row, end row)]: the rows

@@ -11,6 +11,8 @@
 // @variant softcap_inplace OP=5 INPLACE=1
 // @variant softcap_back          OP=6 INPLACE=0
 // @variant softcap_back_inplace  OP=6 INPLACE=1
+// @variant neg_abs        OP=7 INPLACE=0
+// @variant neg_abs_inplace OP=7 INPLACE=1
 // Element-wise ops over N floats (any shape, flattened):
 //   add:   o[i] = a[i] + b[i]                    (residual connections)
 //   scale: o[i] = CA * a[i]
@@ -22,12 +24,15 @@
 //              tanh as Cephes tanhf (relative error ~1.3e-7): GLSL's tanh has no precision bound.
 //   softcap_back: o[i] = b[i] * (1 - (a[i] / CA)^2), a = the capped y, b = its gradient dy (the backward of
 //              softcap given its output); in place the gradient is overwritten: a = dy (rw), b = y.
+//   neg_abs: o[i] = -|a[i]|                       (the target-only output convention: outputs are distances,
+//              the nearest to zero is the prediction; -|y| makes it the largest logit)
 // Bindings, out-of-place: 0 o f32[N] (w), 1 a f32[N] (r) [, 2 b f32[N] (r)].
 //           in-place (o is a): 0 a f32[N] (rw) [, 1 b f32[N] (r)].
 //           rand_uniform: 0 o f32[N] (w), 1 step u32[STEP_WORDS] (r).
 //           split_mix: 0 o f32[N] (w), 1 o2 f32[N] (w), 2 x f32[2N] (r).
 // Constants: WG, N, CA, CB (floats), D (rand_uniform's row length).
-// Grid: ceil(N / WG) groups, spilling into y.  Twins: reference.add, .scale, .mix, .rand_uniform, .softcap, .softcap_back.
+// Grid: ceil(N / WG) groups, spilling into y.  Twins: reference.add, .scale, .mix, .rand_uniform, .softcap,
+//   .softcap_back, .neg_abs.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(constant_id = 0) const uint WG = 256;
@@ -48,14 +53,14 @@ layout(binding = 0) writeonly buffer Out { float o[]; };
 layout(binding = 1) readonly buffer Step { uint step[]; };
 #elif INPLACE
 layout(binding = 0) buffer A { float a[]; };
-  #if OP != 1 && OP != 5
+  #if OP != 1 && OP != 5 && OP != 7
 layout(binding = 1) readonly buffer B { float b[]; };
   #endif
   #define OUT a
 #else
 layout(binding = 0) writeonly buffer Out { float o[]; };
 layout(binding = 1) readonly buffer A { float a[]; };
-  #if OP != 1 && OP != 5
+  #if OP != 1 && OP != 5 && OP != 7
 layout(binding = 2) readonly buffer B { float b[]; };
   #endif
   #define OUT o
@@ -91,6 +96,8 @@ void main() {
 #elif OP == 6
     float r = a[i] / CA;
     o[i] = b[i] * (1.0 - r * r);
+#elif OP == 7
+    OUT[i] = -abs(a[i]);
 #elif OP == 4
     float a = x[i];
     o[i] = a;

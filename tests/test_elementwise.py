@@ -137,3 +137,13 @@ def test_softcap_refuses_bad_cap(device):
     x = device.buffer(np.ones(4, np.float32))
     with pytest.raises(VkharpError, match="positive finite"):
         ops.softcap(device.recorder(), x, x, cap=0.0)
+
+
+@pytest.mark.parametrize("n", [1, 333, 10007])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_neg_abs(device, rng, n, inplace):
+    x = rand(rng, n, scale=3.0)
+    xb = device.buffer(x)
+    out = xb if inplace else device.buffer(np.zeros_like(x))
+    _run(device, lambda rec: ops.neg_abs(rec, out, xb, wg=64))
+    np.testing.assert_array_equal(out.read().reshape(-1), ref.neg_abs(x))   # a sign change: exact

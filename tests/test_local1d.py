@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from engine.errors import VkharpError
-from engine.ops.local1d import local1d, local1d_back_w, local1d_back_x
-from engine.reference.local1d import local1d as ref_local1d, window_starts
+from engine.ops.local1d import local1d, local1d_back_w, local1d_back_x, local1d_swiglu
+from engine.reference.local1d import local1d as ref_local1d, local1d_swiglu as ref_local1d_swiglu, window_starts
 from engine.reference.local1d import local1d_back_w as ref_back_w, local1d_back_x as ref_back_x
 from util import max_rel_err, rand
 
@@ -58,7 +58,8 @@ def _run(device, x, w, kernel, units, wg=64):
 
 
 @pytest.mark.parametrize("rows,in_width,kernel,units", [(1, 7, 3, None), (3, 100, 5, 157), (2, 1001, 16, 333),
-                                                        (4, 64, 64, 1), (5, 94, 31, None), (1, 33, 2, 4001)])
+                                                        (4, 64, 64, 1), (5, 94, 31, None), (1, 33, 2, 4001),
+                                                        (19, 100, 5, 157)])   # rows in blocks of 8, 8, 3
 @pytest.mark.parametrize("wg", [32, 64, 256])
 def test_local1d(device, rng, rows, in_width, kernel, units, wg):
     n_units = units or in_width
@@ -96,6 +97,53 @@ def test_bad_inputs(device):
         local1d(rec, device.buffer((2, 9)), x, w, kernel=3)
     with pytest.raises(VkharpError, match="wider than the input"):
         ref_local1d(np.zeros((1, 4)), np.zeros((4, 5)), kernel=5)
+
+
+@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 64, 3, None), (13, 37, 5, 101)])
+@pytest.mark.parametrize("residual", [False, True])
+def test_stacked_layers_and_residual(device, rng, rows, in_width, kernel, units, residual):
+    """Layer l of weights stacked [L, units, kernel] (the woff push constant); residual adds into out.
+    Two dispatches of one pipeline (layers 2 and 0) into two outputs; 13 rows: invocations of 8 and 5."""
+    n_units = units or in_width
+    x, w = rand(rng, rows, in_width), rand(rng, 3, n_units, kernel)
+    base = [rand(rng, rows, n_units), rand(rng, rows, n_units)]
+    outs = [device.buffer(b) for b in base]
+    xb, wb = device.buffer(x), device.buffer(w)
+    rec = device.recorder()
+    with rec.parallel():
+        for out, layer in zip(outs, (2, 0)):
+            local1d(rec, out, xb, wb, kernel=kernel, units=units, layer=layer, residual=residual, wg=64)
+    rec.finish().run()
+    for out, b, layer in zip(outs, base, (2, 0)):
+        want = ref_local1d(x, w[layer], kernel=kernel, units=units)
+        if residual:   # one more float32 rounding of a sum of the same size: within TOL
+            want = b.astype(np.float64) + want
+        assert max_rel_err(out.read().reshape(rows, n_units), want) < TOL
+    with pytest.raises(VkharpError, match="holds 3 layer"):
+        local1d(device.recorder(), outs[0], xb, wb, kernel=kernel, units=units, layer=3)
+    with pytest.raises(VkharpError, match="must not be x"):
+        local1d(device.recorder(), xb, xb, device.buffer((in_width, kernel)), kernel=kernel)
+
+
+# local1d_swiglu: g and u are each within TOL of their largest |value| (above); d(silu(g) u) is at most
+# 1.1 |u| dg + |silu(g)| du, and |silu(g)| <= max|g|, so the error is below 2.1 * TOL * max|g| * max|u|.
+GLU_TOL = 2.1 * TOL
+
+
+@pytest.mark.parametrize("rows,in_width,kernel,units", [(3, 37, 5, 101), (1, 48, 7, 775), (2, 64, 64, 3),
+                                                        (21, 48, 7, 775)])   # 8 + 8 + 5 rows per invocation
+def test_local1d_swiglu(device, rng, rows, in_width, kernel, units):
+    """Gate and up in one pass (layer 1 of weights stacked [2, units, kernel]) against the twin."""
+    x, wg_, wu = rand(rng, rows, in_width), rand(rng, 2, units, kernel), rand(rng, 2, units, kernel)
+    out = device.buffer(np.full((rows, units), 7.5, np.float32))
+    rec = device.recorder()
+    local1d_swiglu(rec, out, device.buffer(x), device.buffer(wg_), device.buffer(wu), kernel=kernel, units=units,
+                   layer=1, wg=64)
+    rec.finish().run()
+    g, u = ref_local1d(x, wg_[1], kernel=kernel, units=units), ref_local1d(x, wu[1], kernel=kernel, units=units)
+    want = ref_local1d_swiglu(x, wg_[1], wu[1], kernel=kernel, units=units)
+    err = np.max(np.abs(out.read().reshape(rows, units).astype(np.float64) - want))
+    assert err / (np.abs(g).max() * np.abs(u).max()) < GLU_TOL
 
 
 # -- backward -------------------------------------------------------------------------------------

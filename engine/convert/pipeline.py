@@ -117,6 +117,8 @@ def convert(src, dst, dtype: str | None = None, progress: bool = True, overwrite
         for name in expected:
             t = source.tensors[name]
             fmt, note = target_format(t, dtype, source)
+            if arch.stored_f32(name) and fmt != "f32":   # e.g. Local1D weights: their kernel reads f32
+                fmt, note = "f32", f"kept f32 instead of {dtype or fmt}: {arch.name} computes this tensor in f32 only"
             plan.append((t, fmt, note))
         side = source.side_files()
         try:

@@ -10,11 +10,11 @@ from .adamw import adamw, pack_hyper, zero_counts
 from .attention import attention, kv_append, kv_cache_buffers
 from .attention_seq import attention_back, attention_seq
 from .copy_rows import copy_block, gather_rows, scatter_rows
-from .elementwise import add, fill_u32, mix, rand_uniform, scale, softcap, softcap_back, split_mix
+from .elementwise import add, fill_u32, mix, neg_abs, rand_uniform, scale, softcap, softcap_back, split_mix
 from .embed import embed
 from .embed_back import embed_back
 from .grad_weight import grad_weight
-from .local1d import local1d, local1d_back_w, local1d_back_x
+from .local1d import local1d, local1d_back_w, local1d_back_x, local1d_swiglu
 from .loss import loss
 from .matmul_t import matmul_t
 from .norm import layernorm, rmsnorm
@@ -28,7 +28,8 @@ from .sum_squares import sum_squares, sum_squares_groups
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "glu_back", "adamw", "pack_hyper", "zero_counts", "attention",
            "kv_append", "kv_cache_buffers", "attention_back", "attention_seq", "copy_block", "gather_rows",
-           "scatter_rows", "add", "fill_u32", "mix", "rand_uniform", "scale", "softcap", "softcap_back",
-           "split_mix", "embed", "embed_back", "grad_weight", "local1d", "local1d_back_w", "local1d_back_x",
-           "loss", "matmul_t", "layernorm", "rmsnorm", "rmsnorm_back", "pool_sum", "chain_step", "rope",
-           "rope_back", "select_row", "sample", "sum_squares", "sum_squares_groups"]
+           "scatter_rows", "add", "fill_u32", "mix", "neg_abs", "rand_uniform", "scale", "softcap",
+           "softcap_back", "split_mix", "embed", "embed_back", "grad_weight", "local1d", "local1d_back_w",
+           "local1d_back_x", "local1d_swiglu", "loss", "matmul_t", "layernorm", "rmsnorm", "rmsnorm_back",
+           "pool_sum", "chain_step", "rope", "rope_back", "select_row", "sample", "sum_squares",
+           "sum_squares_groups"]

@@ -52,6 +52,15 @@ def softcap(rec: Recorder, out: Buffer, x: Buffer, *, cap: float, wg: int = 256)
         _go(rec, "softcap", [out, x], out.size, {"CA": float(cap)}, wg)
 
 
+def neg_abs(rec: Recorder, out: Buffer, x: Buffer, *, wg: int = 256):
+    """out = -|x|: a target-only model's outputs (distances) as logits (`out` may be `x`)."""
+    _check_f32("neg_abs", out=out, x=x)
+    if out is x:
+        _go(rec, "neg_abs_inplace", [out], out.size, {}, wg)
+    else:
+        _go(rec, "neg_abs", [out, x], out.size, {}, wg)
+
+
 def mix(rec: Recorder, out: Buffer, a: Buffer, b: Buffer, *, beta: float, wg: int = 256):
     """out = beta * a + (1 - beta) * b: HARP's logit mix (beta on the original logits, as its code).
     `out` may be `a` or `b`."""

@@ -7,11 +7,11 @@ from .adamw import adamw
 from .attention import attention, kv_append
 from .attention_seq import attention_back, attention_seq
 from .copy_rows import copy_block, gather_rows, scatter_rows
-from .elementwise import add, fill_u32, mix, rand_uniform, scale, softcap, softcap_back
+from .elementwise import add, fill_u32, mix, neg_abs, rand_uniform, scale, softcap, softcap_back
 from .embed import embed
 from .embed_back import embed_back
 from .grad_weight import grad_weight
-from .local1d import local1d, local1d_back_w, local1d_back_x
+from .local1d import local1d, local1d_back_w, local1d_back_x, local1d_swiglu
 from .loss import loss
 from .matmul_t import matmul_t
 from .norm import layernorm, rmsnorm
@@ -24,8 +24,8 @@ from .sample import sample
 from .sum_squares import sum_squares
 
 __all__ = ["geglu", "gelu", "silu", "swiglu", "glu_back", "adamw", "attention", "kv_append", "attention_back",
-           "attention_seq", "copy_block", "gather_rows", "scatter_rows", "add", "fill_u32", "mix",
+           "attention_seq", "copy_block", "gather_rows", "scatter_rows", "add", "fill_u32", "mix", "neg_abs",
            "rand_uniform", "scale", "softcap", "softcap_back", "embed", "embed_back", "grad_weight",
-           "local1d", "local1d_back_w", "local1d_back_x", "loss", "matmul_t", "layernorm", "rmsnorm",
-           "rmsnorm_back", "pool_sum", "chain_step", "rope", "rope_back", "select_row", "sample",
+           "local1d", "local1d_back_w", "local1d_back_x", "local1d_swiglu", "loss", "matmul_t", "layernorm",
+           "rmsnorm", "rmsnorm_back", "pool_sum", "chain_step", "rope", "rope_back", "select_row", "sample",
            "sum_squares"]

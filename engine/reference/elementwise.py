@@ -26,6 +26,11 @@ def softcap(x, *, cap: float) -> np.ndarray:
     return (cap * np.tanh(np.asarray(x, np.float64) / cap)).astype(np.float32)
 
 
+def neg_abs(x) -> np.ndarray:
+    """-|x|: the target-only convention's logits (the output nearest zero is the largest)."""
+    return -np.abs(np.asarray(x, np.float32))
+
+
 def split_mix(x, *, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """(x[0], mix(x[0], x[1])) of x [2, N]: HARP's two streams' original and mixed logits."""
     x = np.asarray(x, np.float32).reshape(2, -1)

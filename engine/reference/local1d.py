@@ -75,3 +75,9 @@ def local1d_back_w(dy, x, *, kernel: int, units: int | None = None) -> np.ndarra
         raise VkharpError(f"local1d_back_w: dy {dy.shape} must be [..., {units}] over the rows of x {x.shape}")
     idx = window_starts(x.shape[-1], kernel, units)[:, None] + np.arange(kernel)
     return np.einsum("ni,nik->ik", dy.reshape(-1, units), x[..., idx].reshape(-1, units, kernel)).astype(np.float32)
+
+
+def local1d_swiglu(x, gate, up, *, kernel: int, units: int | None = None) -> np.ndarray:
+    """silu(local1d(x, gate)) * local1d(x, up): the Local1D model's gate and up (float32 out)."""
+    from .activation import swiglu
+    return swiglu(local1d(x, gate, kernel=kernel, units=units), local1d(x, up, kernel=kernel, units=units))

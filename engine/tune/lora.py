@@ -58,6 +58,8 @@ class Adapter:
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise VkharpError(f"the adapter rank must be an integer ≥ 1, got {self.rank!r}")
         dims = target_dims(model)
+        if self.targets is TARGETS:   # the default: every linear the model has (a Local1D MLP has none)
+            self.targets = tuple(t for t in TARGETS if t in dims)
         unknown = [t for t in self.targets if t not in dims]
         if unknown:
             raise VkharpError(f"{model.cfg.model_type} has no linear layer {unknown[0]!r}; it has {sorted(dims)}")
