@@ -34,14 +34,15 @@ from ..params import STEP_WORDS
 from ..reference.loss import EDIT_NONE, STAT_WORDS, LossStats, unpack_stats
 
 
-def bucket(n: int, step: int) -> int:
-    return max(step, -(-n // step) * step)
+KEEP_BYTES = 1 << 30   # the most device memory the kept activations may take (else: recompute per block)
 
 
 class TrainProgram:
     """The three programs of one (T, A) bucket for a model and its adapter (see the module doc)."""
 
-    def __init__(self, model, adapter, T: int, A: int, grads: dict, *, rule: str, margin: float):
+    def __init__(self, model, adapter, T: int, A: int, grads: dict, *, rule: str, margin: float,
+                 timestamps: bool = False):
+        self.timestamps = timestamps   # Vulkan timestamps per step (tools/bench_tune.py)
         self.model, self.ad, self.T, self.A, self.rule, self.margin = model, adapter, T, A, rule, margin
         cfg, dev = model.cfg, model.device
         H, hd, F = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
@@ -89,8 +90,33 @@ class TrainProgram:
         self.grads = grads
         self.gtmp = {name: buf((m.rows, m.cols), f"grad_block[{name}]") for name, m in adapter.params()}
         self.sumsq = None
+        self.kept = self._kept_buffers(buf)
         self.forward = self._record_forward()
         self.backward = self._record_backward()
+
+    def _block_acts(self) -> dict:
+        """The activations of one block its backward reads (beside its input, always kept)."""
+        a, arch = self, self.model.arch
+        out = {"xn1": a.xn1, "q": a.q, "k": a.k, "v": a.v, "attn": a.attn, "lse": a.lse, "xmid": a.xmid,
+               "xn2": a.xn2, "gate": a.gate, "up": a.up, "mlp": a.mlp}
+        if arch.qk_norm:
+            out.update(qn=a.qn, kn=a.kn)
+        if arch.sandwich_norms:
+            out.update(o=a.o, down=a.down)
+        out.update({f"t[{tg}]": b for tg, b in a.t.items()})
+        return out
+
+    def _kept_buffers(self, buf) -> dict | None:
+        """Every block's activations, kept by the forward in layer-stacked buffers so that the
+        backward copies them back instead of recomputing the block (a copy costs ~1/50 of the block
+        on lavapipe); None where one of them would not fit a storage buffer or all together would
+        pass KEEP_BYTES: then the backward recomputes each block from its saved input."""
+        acts = self._block_acts()
+        limit = self.model.device.max_buffer_bytes
+        sizes = {n: b.size * 4 * self.L for n, b in acts.items()}
+        if max(sizes.values()) > limit or sum(sizes.values()) > KEEP_BYTES:
+            return None
+        return {n: buf((self.L, b.size), f"kept[{n}]") for n, b in acts.items()}
 
     # -- one block's forward ----------------------------------------------------------------------
     def _lin(self, rec, out, role: str, x: Buffer, i: int, *, residual=False):
@@ -174,11 +200,15 @@ class TrainProgram:
 
     def _record_forward(self):
         m, cfg, T, H = self.model, self.model.cfg, self.T, self.model.cfg.hidden_size
-        rec = m.device.recorder(name=f"tune.forward[T={T},A={self.A}]")
+        rec = m.device.recorder(name=f"tune.forward[T={T},A={self.A}]", timestamps=self.timestamps)
         embed(rec, self.x, m.weights["model.embed_tokens.weight"], self.ids, self.step, scale=m.arch.embed_scale(cfg))
         for i in range(self.L):
             copy_block(rec, self.saved, self.x, T * H, dst=i * T * H)
             self._block_forward(rec, i, to_next=True)
+            if self.kept is not None:
+                with rec.parallel():
+                    for n, b in self._block_acts().items():
+                        copy_block(rec, self.kept[n], b, b.size, dst=i * b.size)
         copy_block(rec, self.saved, self.x, T * H, dst=self.L * T * H)
         gather_rows(rec, self.xa, self.x, self.idx)
         ops.rmsnorm(rec, self.xan, self.xa, m.weights["model.norm.weight"], eps=cfg.rms_norm_eps)
@@ -275,7 +305,7 @@ class TrainProgram:
 
     def _record_backward(self):
         m, cfg, T, H = self.model, self.model.cfg, self.T, self.model.cfg.hidden_size
-        rec = m.device.recorder(name=f"tune.backward[T={T},A={self.A}]")
+        rec = m.device.recorder(name=f"tune.backward[T={T},A={self.A}]", timestamps=self.timestamps)
         if m.arch.final_softcap(cfg):
             ops.softcap_back(rec, self.dlogits, self.logits, self.dlogits, cap=m.arch.final_softcap(cfg))
         ops.matmul_t(rec, self.dxan, self.head, self.dlogits)
@@ -283,8 +313,13 @@ class TrainProgram:
         ops.fill_u32(rec, self.dx, value=0)   # 0.0f
         scatter_rows(rec, self.dx, self.dxa, self.idx)
         for i in reversed(range(self.L)):
-            copy_block(rec, self.x, self.saved, T * H, src=i * T * H)
-            self._block_forward(rec, i, to_next=False)
+            with rec.parallel():
+                copy_block(rec, self.x, self.saved, T * H, src=i * T * H)
+                if self.kept is not None:
+                    for n, b in self._block_acts().items():
+                        copy_block(rec, b, self.kept[n], b.size, src=i * b.size)
+            if self.kept is None:
+                self._block_forward(rec, i, to_next=False)
             self._block_backward(rec, i)
         sizes = [ops.sum_squares_groups(m.device, g.size) for g in self.grads.values()]
         self.sumsq = m.device.buffer((sum(sizes),), np.float32, "act", name=f"tune.sumsq[T={T}]")
