@@ -152,9 +152,10 @@ def test_matmul_t_bad_inputs(device, rng):
 
 # -- grad_weight --------------------------------------------------------------------------------------
 # LoRA's A (rank rows x wide input) and B (wide rows x rank), a small dense weight, all odd sizes; the
-# default split and ones with other lanes / tiles; accumulate and scale.
-GW = [(8, 101, 13, {}), (99, 16, 21, {}), (37, 70, 5, dict(wg=8, rows_per_group=3, cols_per_lane=5)),
-      (16, 576, 1, dict(wg=32, rows_per_group=8, cols_per_lane=8))]
+# default split and ones with other lanes / tiles (column lanes that do not divide the group: 12 lanes,
+# 3 columns); accumulate and scale.
+GW = [(8, 101, 13, {}), (99, 16, 21, {}), (37, 70, 5, dict(wg=8, rows_per_lane=3, cols_per_lane=5)),
+      (16, 576, 1, dict(wg=32, rows_per_lane=8, cols_per_lane=8)), (45, 3, 7, dict(wg=12, rows_per_lane=2))]
 
 
 @pytest.mark.parametrize("r,c,n,kw", GW, ids=[f"{r}x{c}-n{n}-{kw}" for r, c, n, kw in GW])

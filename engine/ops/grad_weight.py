@@ -14,11 +14,11 @@ MAX_ROWS, MAX_COLS = 8, 8   # the shader's MAX_TR, MAX_TC (registers per lane)
 
 
 def grad_weight(rec: Recorder, dw: Buffer, dy: Buffer, x: Buffer, *, accumulate: bool = False, scale: float = 1.0,
-                wg: int = 64, rows_per_group: int = 8, cols_per_lane: int = 4):
+                wg: int = 64, rows_per_lane: int = 8, cols_per_lane: int = 4):
     """dw[r, c] (+)= scale * sum_n dy[n, r] * x[n, c]: dy f32[N, R], x f32[N, C], dw f32[R, C].
 
-    R and C come from dw's shape ([R, C]); N from dy. wg, rows_per_group and cols_per_lane set the
-    work split (see the shader's header)."""
+    R and C come from dw's shape ([R, C]); N from dy. wg, rows_per_lane and cols_per_lane set the
+    work split (see the shader's header); narrow C gets fewer column lanes and more row lanes."""
     for b, what in ((dw, "dw"), (dy, "dy"), (x, "x")):
         if b.dtype != np.float32:
             raise VkharpError(f"grad_weight: {what} buffer {b.name!r} must be f32, got {b.dtype}")
@@ -32,10 +32,16 @@ def grad_weight(rec: Recorder, dw: Buffer, dy: Buffer, x: Buffer, *, accumulate:
         raise VkharpError("grad_weight: dw must be a buffer of its own")
     if not np.isfinite(scale):
         raise VkharpError(f"grad_weight: scale must be finite, got {scale}")
-    if not (1 <= rows_per_group <= MAX_ROWS and 1 <= cols_per_lane <= MAX_COLS):
-        raise VkharpError(f"grad_weight: rows_per_group must be 1..{MAX_ROWS} and cols_per_lane 1..{MAX_COLS}")
+    if not (1 <= rows_per_lane <= MAX_ROWS and 1 <= cols_per_lane <= MAX_COLS):
+        raise VkharpError(f"grad_weight: rows_per_lane must be 1..{MAX_ROWS} and cols_per_lane 1..{MAX_COLS}")
+    if not 1 <= wg <= rec.device.info.max_workgroup_invocations:
+        raise VkharpError(f"grad_weight: wg must be 1..{rec.device.info.max_workgroup_invocations}, got {wg}")
     n = dy.size // r
-    groups = -(-r // rows_per_group) * -(-c // (wg * cols_per_lane))
+    # column lanes: enough for C (at most wg), a divisor of wg so the rest form whole row lanes
+    need = -(-c // cols_per_lane)
+    lc = max(d for d in range(1, wg + 1) if wg % d == 0 and d <= max(need, 1))
+    lr = wg // lc
+    groups = -(-r // (lr * rows_per_lane)) * -(-c // (lc * cols_per_lane))
     rec.dispatch("grad_weight", [dw, dy, x], grid1d(rec.device, groups, 1),
-                 {"WG": wg, "R": r, "C": c, "N": n, "TR": rows_per_group, "TC": cols_per_lane,
+                 {"WG": wg, "R": r, "C": c, "N": n, "TR": rows_per_lane, "TC": cols_per_lane, "LC": lc,
                   "ACC": int(accumulate), "SCALE": float(scale)})
