@@ -215,26 +215,34 @@ def test_adamw_matches_torch_for_several_steps(device, rng):
 
 def test_adamw_threshold_and_counts(device, rng):
     """|grad_scale·g| < threshold leaves param, m and v untouched; the rest match the float32 twin;
-    counts add [updated, seen] per slot; grad_scale scales before the threshold test."""
-    n, th = 3001, 0.6
-    p0, m0, v0 = rand(rng, n), rand(rng, n, scale=0.1), np.abs(rand(rng, n, scale=0.1))
-    bufs = [device.buffer(a.copy()) for a in (p0, m0, v0)]
-    g = rand(rng, n)
-    gb, counts = device.buffer(g), device.buffer(4, np.uint32)
-    h = pack_hyper(3e-3, 0.9, 0.95, 1e-6, 0.01, th, 3, grad_scale=0.8)
+    counts add [updated, seen] per slot; grad_scale scales before the threshold test. Two parameters
+    with their own slots share one parallel block (no barrier between their steps)."""
+    th, gs = 0.6, 0.8
+    h = pack_hyper(3e-3, 0.9, 0.95, 1e-6, 0.01, th, 3, grad_scale=gs)
+    hb, counts = device.buffer(h, kind="param"), device.buffer(4, np.uint32)
+    tensors = []
+    for n in (3001, 517):
+        p0, m0, v0, g = rand(rng, n), rand(rng, n, scale=0.1), np.abs(rand(rng, n, scale=0.1)), rand(rng, n)
+        tensors.append(((p0, m0, v0, g), [device.buffer(a.copy()) for a in (p0, g, m0, v0)]))
     rec = device.recorder()
     zero_counts(rec, counts)
-    adamw(rec, *bufs[:1], gb, *bufs[1:], device.buffer(h, kind="param"), counts, slot=1)
+    with rec.parallel():
+        for slot, (_, bufs) in zip((1, 0), tensors):
+            adamw(rec, *bufs, hb, counts, slot=slot)
     rec.finish().run()
-    got = [b.read() for b in bufs]
-    want_p, want_m, want_v, want_counts = ref_adamw(p0, g, m0, v0, h)
-    frozen = np.abs(np.float32(0.8) * g) < np.float32(th)
-    assert 0.2 < frozen.mean() < 0.8
-    for a, a0, w in zip(got, (p0, m0, v0), (want_p, want_m, want_v)):
-        assert np.array_equal(a[frozen], a0[frozen])          # bit for bit unchanged
-        assert not np.any(a[~frozen] == a0[~frozen])
-        assert rel_err(a, w) < 1e-6
-    assert counts.read().tolist() == [0, 0, int((~frozen).sum()), n] == [0, 0, *want_counts.tolist()]
+    want_counts = []
+    for (p0, m0, v0, g), bufs in tensors:
+        got = [bufs[0].read(), bufs[2].read(), bufs[3].read()]
+        want_p, want_m, want_v, wc = ref_adamw(p0, g, m0, v0, h)
+        frozen = np.abs(np.float32(gs) * g) < np.float32(th)
+        assert 0.2 < frozen.mean() < 0.8
+        for a, a0, w in zip(got, (p0, m0, v0), (want_p, want_m, want_v)):
+            assert np.array_equal(a[frozen], a0[frozen])          # bit for bit unchanged
+            assert not np.any(a[~frozen] == a0[~frozen])
+            assert rel_err(a, w) < 1e-6
+        assert wc.tolist() == [int((~frozen).sum()), g.size]
+        want_counts.append(wc.tolist())
+    assert counts.read().tolist() == want_counts[1] + want_counts[0]   # slot 0: the second tensor
 
 
 def test_adamw_bad_inputs(device):
