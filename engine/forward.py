@@ -17,6 +17,10 @@ Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms)
     x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
 and at the end logits = norm(x)·W_head, the norm folded in the same way. Where a checkpoint's q, k, v
 (or gate, up) differ in format, they stay separate products (and the activation its own dispatch).
+With an adapter (model.adapter, engine/tune/lora.py) each adapted product y = x·Wᵀ also gets
+y += B·(A·x): the A products run beside the base product they share an input with, the B products
+add into its outputs after it; [Wg; Wu] then splits into gate and up, and the activation is its own
+dispatch (the adapter must add to both before it).
 Gemma 2: the logits are soft-capped in place, so that logits() and the sampling stage both read them capped.
 """
 from __future__ import annotations
@@ -149,6 +153,34 @@ def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, la
             linear(rec, out, w, scratch, b, layer=layer if w.layers > 1 else 0, glu=glu)
 
 
+def _lora_t(model, acts: Acts, target: str) -> Buffer:
+    """The [N, r] buffer of A·x for one adapted target (kept with the activations, so that a program
+    recorded again over the same activations reuses every pipeline)."""
+    key = f"lora_t:{target}"
+    if key not in acts.extra:
+        acts.extra[key] = model.device.buffer((acts.n, model.adapter.rank), np.float32, "act",
+                                              name=f"{key}[N={acts.n}]")
+    return acts.extra[key]
+
+
+def lora_inputs(model, acts: Acts, targets) -> list:
+    """(t, A, None) products for the adapted ones among `targets` (they run beside the base products)."""
+    ad = model.adapter
+    if ad is None:
+        return []
+    return [(_lora_t(model, acts, t), ad.a[t], None) for t in targets if t in ad.a]
+
+
+def lora_adds(rec, model, acts: Acts, outs, layer: int) -> None:
+    """out += B·t for each (target, out) the adapter adapts: after the base product wrote `out`."""
+    ad = model.adapter
+    pairs = [(t, out) for t, out in outs if ad is not None and t in ad.b]
+    if pairs:
+        with rec.parallel():
+            for t, out in pairs:
+                linear(rec, out, ad.b[t], _lora_t(model, acts, t), layer=layer, residual=True)
+
+
 def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, kv=None, second_kv=None) -> None:
     """Record the whole forward pass for `acts.n` token slots into `rec`, over the KV cache `kv`
     (the model's own by default; HARP's reframed passes use their own cache).
@@ -173,7 +205,10 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         else:
             qkv = [(out, lw[f"self_attn.{name}_proj.weight"], lw.get(f"self_attn.{name}_proj.bias"))
                    for name, out in (("q", acts.q), ("k", acts.k), ("v", acts.v))]
-        normed_linears(rec, qkv, acts.x, lw["input_layernorm.weight"], eps, i, acts.xn)
+        qkv_targets = [("self_attn.q_proj", acts.q), ("self_attn.k_proj", acts.k), ("self_attn.v_proj", acts.v)]
+        normed_linears(rec, qkv + lora_inputs(model, acts, [t for t, _ in qkv_targets]), acts.x,
+                       lw["input_layernorm.weight"], eps, i, acts.xn)
+        lora_adds(rec, model, acts, qkv_targets, i)
         q, k = acts.q, acts.k
         if arch.qk_norm:
             with rec.parallel():
@@ -191,28 +226,45 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
                   n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
                   scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second,
                   softcap=arch.attn_softcap(cfg))
+        o_lora = lora_inputs(model, acts, ["self_attn.o_proj"])
         if arch.sandwich_norms:   # x += norm(o): the norm needs the whole row of o first
-            linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
+            with rec.parallel():
+                linear(rec, acts.o, lw["self_attn.o_proj.weight"], acts.attn, layer=i)
+                for t, a, _ in o_lora:
+                    linear(rec, t, a, acts.attn, layer=i)
+            lora_adds(rec, model, acts, [("self_attn.o_proj", acts.o)], i)
             norm(acts.down, acts.o, "post_attention_layernorm.weight")
             add(rec, acts.x, acts.x, acts.down)
             mlp_norm = "pre_feedforward_layernorm.weight"
         else:                     # x += o, in the o projection's epilogue
-            linear(rec, acts.x, lw["self_attn.o_proj.weight"], acts.attn, layer=i, residual=True)
+            with rec.parallel():
+                linear(rec, acts.x, lw["self_attn.o_proj.weight"], acts.attn, layer=i, residual=True)
+                for t, a, _ in o_lora:
+                    linear(rec, t, a, acts.attn, layer=i)
+            lora_adds(rec, model, acts, [("self_attn.o_proj", acts.x)], i)
             mlp_norm = "post_attention_layernorm.weight"
         # -- MLP block --
-        if "mlp.gate_up_proj.weight" in lw:     # [Wg; Wu] stacked at load: act(gate)·up in the epilogue
+        gu_targets = [("mlp.gate_proj", acts.gate), ("mlp.up_proj", acts.up)]
+        gu_lora = lora_inputs(model, acts, [t for t, _ in gu_targets])
+        if "mlp.gate_up_proj.weight" in lw and not gu_lora:   # [Wg; Wu] stacked at load: act(gate)·up in the epilogue
             normed_linears(rec, [(acts.mlp, lw["mlp.gate_up_proj.weight"], None)], acts.x, lw[mlp_norm], eps, i,
                            acts.xn, glu=arch.activation)
         else:
-            normed_linears(rec, [(acts.gate, lw["mlp.gate_proj.weight"], None),
-                                 (acts.up, lw["mlp.up_proj.weight"], None)], acts.x, lw[mlp_norm], eps, i, acts.xn)
+            gu = ([((acts.gate, acts.up), lw["mlp.gate_up_proj.weight"], None)] if "mlp.gate_up_proj.weight" in lw
+                  else [(acts.gate, lw["mlp.gate_proj.weight"], None), (acts.up, lw["mlp.up_proj.weight"], None)])
+            normed_linears(rec, gu + gu_lora, acts.x, lw[mlp_norm], eps, i, acts.xn)
+            lora_adds(rec, model, acts, gu_targets, i)
             (swiglu if arch.activation == "silu" else geglu)(rec, acts.mlp, acts.gate, acts.up)
+        d_lora = lora_inputs(model, acts, ["mlp.down_proj"])
+        d_out = acts.down if arch.sandwich_norms else acts.x
+        with rec.parallel():      # sandwich: d = m·Wd, then x += norm(d); else x += m·Wd in the epilogue
+            linear(rec, d_out, lw["mlp.down_proj.weight"], acts.mlp, layer=i, residual=not arch.sandwich_norms)
+            for t, a, _ in d_lora:
+                linear(rec, t, a, acts.mlp, layer=i)
+        lora_adds(rec, model, acts, [("mlp.down_proj", d_out)], i)
         if arch.sandwich_norms:
-            linear(rec, acts.down, lw["mlp.down_proj.weight"], acts.mlp, layer=i)
             norm(acts.o, acts.down, "post_feedforward_layernorm.weight")
             add(rec, acts.x, acts.x, acts.o)
-        else:                     # x += down, in the down projection's epilogue
-            linear(rec, acts.x, lw["mlp.down_proj.weight"], acts.mlp, layer=i, residual=True)
     if head == "none":
         return
     if head in POOL_HEADS:
@@ -246,9 +298,11 @@ def record_pooling(model, rec, acts: Acts, head: str) -> None:
 
 
 def begin_program(model, n: int, head: str, *, dropout: bool = False, kv=None, second_kv=None,
-                  logits: Buffer | None = None, timestamps: bool = False):
-    """A recorder holding the forward pass for n slots (the caller adds its tail and finishes it)."""
-    acts = make_acts(model, n, head, logits)
+                  logits: Buffer | None = None, timestamps: bool = False, acts: Acts | None = None):
+    """A recorder holding the forward pass for n slots (the caller adds its tail and finishes it).
+    `acts`: record over existing activation buffers (a program recorded again after the adapter
+    changed reuses every pipeline of the first recording)."""
+    acts = acts if acts is not None else make_acts(model, n, head, logits)
     tag = ",two streams" if second_kv is not None else ",dropout" if dropout else ""
     rec = model.device.recorder(timestamps=timestamps, name=f"forward[N={n},{head}{tag}]")
     record_forward(model, rec, acts, head=head, dropout=dropout, kv=kv, second_kv=second_kv)

@@ -12,6 +12,8 @@ asks for comes back.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -45,6 +47,17 @@ def _stacked(parts: list, name: str):
     if isinstance(parts[0], np.ndarray):
         return np.concatenate([np.asarray(p).reshape(-1) for p in parts])
     return stack_rows(parts, name)
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """16 hex digits naming a converted model's weights (its manifest's checksums), so that a renamed
+    copy is the same model and a re-quantized one is not: what embedding stores and adapters record."""
+    try:
+        tensors = json.loads((Path(model_dir) / "manifest.json").read_text(encoding="utf-8")).get("tensors", {})
+        sums = "".join(f"{n}:{t.get('sha256', '')};" for n, t in sorted(tensors.items()))
+    except (OSError, ValueError):
+        sums = str(Path(model_dir).resolve())
+    return hashlib.sha256(sums.encode()).hexdigest()[:16]
 
 
 class ContextFull(VkharpError):
@@ -100,6 +113,8 @@ class Model(HarpPasses):
         self.inv_freq = self.device.upload(freqs, "inv_freq")
         self._programs: dict = {}
         self._recorded: dict = {}
+        self._acts: dict = {}                      # activation buffers by (n, head, cache): kept across re-recordings
+        self.adapter = None                        # LoRA weights added to every adapted product (engine/tune/)
         self._sample_work = None
         self._last_logits: dict = {}
         self._reframed: KVCache | None = None      # HARP's scratch cache (engine/harp.py)
@@ -180,7 +195,9 @@ class Model(HarpPasses):
             if (n, head, cache) not in self._recorded:
                 logits = self._logits_buffer(cache) if head == "last" else None
                 self._recorded[(n, head, cache)] = begin_program(self, n, head, dropout=cache == REFRAMED,
-                                                                 kv=self._cache(cache), logits=logits)
+                                                                 kv=self._cache(cache), logits=logits,
+                                                                 acts=self._acts.get((n, head, cache)))
+                self._acts[(n, head, cache)] = self._recorded[(n, head, cache)][1]
             rec, acts = self._recorded[(n, head, cache)]
             rec = rec.fork()
             if readback.startswith("harp_"):
@@ -346,12 +363,25 @@ class Model(HarpPasses):
         self.truncate(n)
         return n
 
+    def set_adapter(self, adapter) -> None:
+        """Apply a LoRA adapter (engine/tune/lora.py) to every forward pass from now on, or none.
+        Programs are recorded again over the same activation buffers (their pipelines are reused), and
+        every cached position is forgotten: it was computed with the old weights. Training updates an
+        attached adapter's buffers in place; callers then reset() the cache themselves."""
+        if adapter is not None and adapter.model is not self:
+            raise VkharpError("this adapter was made for another loaded model; load it with Adapter.load(model, path)")
+        self.adapter = adapter
+        self._programs.clear()
+        self._recorded.clear()
+        self.reset()
+
     def truncate(self, n: int) -> None:
         """Forget every position from n on (rollback, /undo, a new chat turn): a position move."""
         self.kv.truncate(n)
 
     def reset(self) -> None:
         self.kv.reset()
+        self._reframed_key = None
 
     def close(self):
         self._programs.clear()

@@ -271,6 +271,36 @@ def _local1d(dev, rng):
     return rec.finish(), lambda: out.read().reshape(6, 301), ref(x, w, kernel=5)
 
 
+
+@case("local1d backward dx+dw kernel 5, 6x301", 2e-5)
+def _local1d_back(dev, rng):
+    from .ops.local1d import local1d_back_w, local1d_back_x
+    from .reference.local1d import local1d_back_w as ref_w, local1d_back_x as ref_x
+    x, w, dy = _rand(rng, 6, 301), _rand(rng, 301, 5), _rand(rng, 6, 301)
+    dx, dw = dev.buffer((6, 301)), dev.buffer((301, 5))
+    rec = dev.recorder()
+    local1d_back_x(rec, dx, dev.buffer(dy), dev.buffer(w), kernel=5)
+    local1d_back_w(rec, dw, dev.buffer(dy), dev.buffer(x), kernel=5)
+    want = np.concatenate([ref_x(dy, w, kernel=5, in_width=301).ravel(), ref_w(dy, x, kernel=5).ravel()])
+    return rec.finish(), lambda: np.concatenate([dx.read(), dw.read()]), want
+
+
+@case("loss first-mismatch + position-edit 9x4099", 2e-5)
+def _loss(dev, rng):
+    from .ops.loss import loss
+    from .reference.loss import EDIT_ARGMAX, STAT_WORDS, loss as ref
+    z, b = _rand(rng, 9, 4099) * 3, _rand(rng, 9, 4099) * 3
+    y = rng.integers(0, 4099, 9).astype(np.uint32)
+    w = np.ones(9, np.float32)
+    ed = np.full(9, EDIT_ARGMAX, np.uint32)
+    outs = [dev.buffer((9, 4099)) for _ in range(2)]
+    rec = dev.recorder()
+    for out, rule in zip(outs, ("first-mismatch", "position-edit")):
+        loss(rec, out, dev.buffer(STAT_WORDS, np.uint32), dev.buffer(z), dev.buffer(y), dev.buffer(w), rule=rule,
+             base=dev.buffer(b), edits=dev.buffer(ed))
+    want = np.concatenate([ref(z, y, w, rule=r, base=b, edits=ed)[0].ravel() for r in ("first-mismatch", "position-edit")])
+    return rec.finish(), lambda: np.concatenate([o.read() for o in outs]), want
+
 def _max_rel(got, want) -> float:
     got = np.asarray(got, np.float64).reshape(np.shape(want))
     want = np.asarray(want, np.float64)

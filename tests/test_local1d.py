@@ -1,11 +1,13 @@
 """shaders/local1d.comp against engine/reference/local1d.py, and the twin against a literal numpy
-transcription of the seed's TensorFlow layer (idea 10)."""
+transcription of the seed's TensorFlow layer (idea 10); the backward (shaders/local1d_back.comp)
+against its twins, and the twins against torch autograd of the forward."""
 import numpy as np
 import pytest
 
 from engine.errors import VkharpError
-from engine.ops.local1d import local1d
+from engine.ops.local1d import local1d, local1d_back_w, local1d_back_x
 from engine.reference.local1d import local1d as ref_local1d, window_starts
+from engine.reference.local1d import local1d_back_w as ref_back_w, local1d_back_x as ref_back_x
 from util import max_rel_err, rand
 
 # float32 sums of `kernel` products against float64: error <= kernel * eps * sum|w x|; for kernel
@@ -94,3 +96,83 @@ def test_bad_inputs(device):
         local1d(rec, device.buffer((2, 9)), x, w, kernel=3)
     with pytest.raises(VkharpError, match="wider than the input"):
         ref_local1d(np.zeros((1, 4)), np.zeros((4, 5)), kernel=5)
+
+
+# -- backward -------------------------------------------------------------------------------------
+# dx sums about kernel * units / (in - kernel + 1) products per element, dw sums N: float32 against
+# float64 stays below (terms) * eps * sum|terms|, a few 1e-6 of the largest output here: 2e-5.
+BACK_SHAPES = [(1, 7, 3, None), (3, 100, 5, 157), (2, 1001, 16, 333), (4, 64, 64, 1), (5, 94, 31, None),
+               (3, 33, 2, 4001), (2, 50, 1, 50)]
+
+
+def _back(device, fn, out0, dy, other, kernel, units, accumulate=False, wg=64):
+    out = device.buffer(out0.copy())
+    rec = device.recorder()
+    fn(rec, out, device.buffer(dy), device.buffer(other), kernel=kernel, units=units, accumulate=accumulate, wg=wg)
+    rec.finish().run()
+    return out.read().reshape(out0.shape)
+
+
+@pytest.mark.parametrize("rows,in_width,kernel,units", BACK_SHAPES)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_local1d_back_x(device, rng, rows, in_width, kernel, units, accumulate):
+    n_units = units or in_width
+    dy, w = rand(rng, rows, n_units), rand(rng, n_units, kernel)
+    dx0 = rand(rng, rows, in_width)
+    got = _back(device, local1d_back_x, dx0, dy, w, kernel, units, accumulate, wg=32 if accumulate else 64)
+    want = ref_back_x(dy, w, kernel=kernel, in_width=in_width, units=units) + (dx0 if accumulate else 0)
+    assert max_rel_err(got, want) < TOL
+
+
+@pytest.mark.parametrize("rows,in_width,kernel,units", BACK_SHAPES)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_local1d_back_w(device, rng, rows, in_width, kernel, units, accumulate):
+    n_units = units or in_width
+    dy, x = rand(rng, rows, n_units), rand(rng, rows, in_width)
+    dw0 = rand(rng, n_units, kernel)
+    got = _back(device, local1d_back_w, dw0, dy, x, kernel, units, accumulate, wg=32 if accumulate else 64)
+    want = ref_back_w(dy, x, kernel=kernel, units=units) + (dw0 if accumulate else 0)
+    assert max_rel_err(got, want) < TOL
+
+
+@pytest.mark.parametrize("in_width,kernel,units", [(1000, 7, 65537), (100000, 5, 150001)])
+def test_back_x_covering_ranges_are_exact(device, in_width, kernel, units):
+    """dy = 1 and w = 1: dx[j] counts the windows covering j, exactly; the second case takes the
+    64-bit path (WIDE) both for the covering range and for the start of its first unit."""
+    got = _back(device, local1d_back_x, np.zeros((1, in_width), np.float32), np.ones((1, units), np.float32),
+                np.ones((units, kernel), np.float32), kernel, units)[0]
+    starts = window_starts(in_width, kernel, units)
+    want = np.zeros(in_width)
+    np.add.at(want, (starts[:, None] + np.arange(kernel)).reshape(-1), 1.0)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
+@pytest.mark.parametrize("in_width,kernel,units", [(7, 3, None), (40, 5, 97), (30, 30, 2), (33, 4, 11)])
+def test_back_twins_match_torch_autograd(rng, in_width, kernel, units):
+    torch = pytest.importorskip("torch")
+    n_units = units or in_width
+    x, w, dy = rand(rng, 3, in_width), rand(rng, n_units, kernel), rand(rng, 3, n_units)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
+    idx = torch.as_tensor(window_starts(in_width, kernel, units)[:, None] + np.arange(kernel))
+    out = (xt[:, idx] * wt).sum(-1)                  # the seed's gather-multiply-sum, in torch
+    assert max_rel_err(out.detach().numpy(), ref_local1d(x, w, kernel=kernel, units=units)) < 1e-6
+    out.backward(torch.tensor(dy.astype(np.float64)))
+    assert max_rel_err(ref_back_x(dy, w, kernel=kernel, in_width=in_width, units=units), xt.grad.numpy()) < 1e-6
+    assert max_rel_err(ref_back_w(dy, x, kernel=kernel, units=units), wt.grad.numpy()) < 1e-6
+
+
+def test_back_bad_inputs(device):
+    rec = device.recorder()
+    dy, w = device.buffer((2, 10)), device.buffer((10, 3))
+    with pytest.raises(VkharpError, match=r"dy \(2, 9\) must be \[N, 10\]"):
+        local1d_back_x(rec, device.buffer((2, 10)), device.buffer((2, 9)), w, kernel=3)
+    with pytest.raises(VkharpError, match=r"weight \(10, 3\) must be \[10, 4\]"):
+        local1d_back_x(rec, device.buffer((2, 10)), dy, w, kernel=4)
+    with pytest.raises(VkharpError, match=r"dx \(3, 10\) must be \[2, 10\]"):
+        local1d_back_x(rec, device.buffer((3, 10)), dy, w, kernel=3)
+    with pytest.raises(VkharpError, match=r"dw \(10, 4\) must be \[10, 3\]"):
+        local1d_back_w(rec, device.buffer((10, 4)), dy, device.buffer((2, 10)), kernel=3)
+    with pytest.raises(VkharpError, match="read-only"):
+        local1d_back_w(rec, device.buffer(np.zeros((10, 3), np.float32), kind="const"), dy, device.buffer((2, 10)),
+                       kernel=3)

@@ -363,6 +363,26 @@ def test_split_outputs_of_stacked_rows(device, rng, fmt, cols, tiling, folded):
             _check(got.read().reshape(want.shape), want, cols)
 
 
+@pytest.mark.parametrize("fmt,cols,tiling", [("q4_1", 288, None), ("f32", 101, None),
+                                              ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True))])
+def test_two_way_split(device, rng, fmt, cols, tiling):
+    """out=(gate, up) of [Wg; Wu] (an adapter adds to each before the GLU): rows [0, 19) to the first
+    output, [19, 40) to the second, across part boundaries; the same bound as one output."""
+    sizes = (19, 21)
+    packed = quant.quantize(rand(rng, sum(sizes), cols), fmt)
+    q_row, s_row = packed.qs.shape[1] * 4, 0 if packed.scales is None else packed.scales[0].nbytes
+    dw = upload_weight(device, packed, "w_gu", max_bytes=9 * max(q_row, s_row) + 4)
+    for op, n in ((matvec, 1), (matmul, 5)):
+        x = 2.0 * rand(rng, n, cols)
+        outs = [device.buffer((n, s)) for s in sizes]
+        rec = device.recorder()
+        op(rec, tuple(outs), dw, device.buffer(x[0] if n == 1 else x), tiling=tiling)
+        rec.finish().run()
+        want = ref.matmul(packed, x)
+        _check(outs[0].read().reshape(n, sizes[0]), want[:, :sizes[0]], cols)
+        _check(outs[1].read().reshape(n, sizes[1]), want[:, sizes[0]:], cols)
+
+
 GLU = [("f32", 101, None), ("f16", 160, None), ("q4_1", 288, None), ("q4_0", 96, None), ("q8_0", 320, None),
        ("q4_1", 576, Tiling(2, 3, 3, 5, 3)),                     # CL > 1, odd RPL (made even), TN 3
        ("q8_0", 320, Tiling(2, 8, 1, 3, 2, subgroup=True)),      # the GPU tiling: subgroup sums

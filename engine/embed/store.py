@@ -18,7 +18,6 @@ vectors from another model or pooling live in another space, so such a query is 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +44,8 @@ class Embedder:
 
     @classmethod
     def of(cls, model, pooling: str) -> "Embedder":
-        manifest = model.path / "manifest.json"
-        try:
-            tensors = json.loads(manifest.read_text(encoding="utf-8")).get("tensors", {})
-            sums = "".join(f"{n}:{t.get('sha256', '')};" for n, t in sorted(tensors.items()))
-        except (OSError, ValueError):
-            sums = str(model.path.resolve())
-        name = model.path.name
-        return cls(model=name, fingerprint=hashlib.sha256(sums.encode()).hexdigest()[:16], pooling=pooling,
+        from engine.model import weights_fingerprint
+        return cls(model=model.path.name, fingerprint=weights_fingerprint(model.path), pooling=pooling,
                    dim=int(model.cfg.hidden_size))
 
 

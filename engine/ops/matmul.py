@@ -153,8 +153,8 @@ def _check(op: str, out, weight: DeviceWeight, x: Buffer, bias: Buffer | None, n
     check_format(weight.format)
     name = weight.name or "weight"
     outs = _outputs(out)
-    if len(outs) not in (1, 3):
-        raise VkharpError(f"{op}: out is one buffer or three (a split of the stacked rows), got {len(outs)}")
+    if len(outs) not in (1, 2, 3):
+        raise VkharpError(f"{op}: out is one buffer, or two or three (a split of the stacked rows), got {len(outs)}")
     for b, what in ((x, "x"),) + tuple((o, "out") for o in outs) + (((bias, "bias"),) if bias is not None else ()):
         if b.dtype != np.float32:
             raise VkharpError(f"{op}: {what} buffer {b.name!r} must be f32, got {b.dtype}")
@@ -173,9 +173,9 @@ def _check(op: str, out, weight: DeviceWeight, x: Buffer, bias: Buffer | None, n
         if outs[0].size != ntok * weight.rows // 2:
             raise VkharpError(f"{op}: out has {outs[0].size} values, expected {ntok} x {weight.rows // 2} "
                               f"(half the rows of {name})")
-    elif len(outs) == 3:
+    elif len(outs) > 1:
         if any(o.size % ntok or o.size == 0 for o in outs) or sum(o.size for o in outs) != ntok * weight.rows:
-            raise VkharpError(f"{op}: the three outputs hold {[o.size for o in outs]} values; they must split "
+            raise VkharpError(f"{op}: the {len(outs)} outputs hold {[o.size for o in outs]} values; they must split "
                               f"{ntok} x {weight.rows} rows of {name} by whole rows per token")
     elif outs[0].size != ntok * weight.rows:
         raise VkharpError(f"{op}: out has {outs[0].size} values, expected {ntok} x {weight.rows} rows of {name}")
@@ -250,7 +250,9 @@ def _record(op: str, rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: 
             glu: str | None = None):
     cols, dev = weight.cols, rec.device
     outs = _outputs(out)
-    mode = 2 if glu is not None else 1 if len(outs) == 3 else 0
+    mode = 2 if glu is not None else 1 if len(outs) > 1 else 0
+    if len(outs) == 2:   # (gate, up) of [Wg; Wu]: o2 gets no row (D0 + D1 = all), so o1 is bound twice
+        outs = (outs[0], outs[1], outs[1])
     if residual and bias is not None:
         raise VkharpError(f"{op}: the residual epilogue has no bias form (add the bias separately)")
     if mode and residual:
@@ -317,7 +319,8 @@ def matvec(rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: Buffer | N
     For a layer-stacked weight (and bias f32[L, rows]) `layer` picks the layer. residual=True adds
     into out instead (out[r] += ..., the residual stream's add fused into the epilogue; no bias).
     norm=Norm(...): x is RMS-normalised first, inside the kernel (the norm's dispatch fused away).
-    out=(o0, o1, o2): rows [0, |o0|) go to o0, the next |o1| to o1, the rest to o2 (q, k, v).
+    out=(o0, o1, o2): rows [0, |o0|) go to o0, the next |o1| to o1, the rest to o2 (q, k, v); out=(o0, o1)
+    splits in two the same way ([Wg; Wu] into gate and up, where an adapter adds to each before the GLU).
     glu=act: W is [gate; up] (2F rows) and out f32[F] = act(gate·x) * (up·x)."""
     _check("matvec", out, weight, x, bias, 1, glu)
     _record("matvec", rec, out, weight, x, bias, 1, tiling, layer, residual, norm, glu)

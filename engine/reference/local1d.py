@@ -48,3 +48,30 @@ def local1d(x, weight, *, kernel: int, units: int | None = None) -> np.ndarray:
         raise VkharpError(f"local1d: weight {weight.shape} must be [{units}, {kernel}] (units, kernel)")
     idx = window_starts(x.shape[-1], kernel, units)[:, None] + np.arange(kernel)
     return np.einsum("...ik,ik->...i", x[..., idx], weight).astype(np.float32)
+
+
+def local1d_back_x(dy, weight, *, kernel: int, in_width: int, units: int | None = None) -> np.ndarray:
+    """dx [..., in] of the forward above: dx[n, start(i) + k] += weight[i, k] * dy[n, i] (float64 inside)."""
+    dy = np.asarray(dy, np.float64)
+    units = check_local1d(in_width, kernel, units)
+    weight = np.asarray(weight, np.float64)
+    if weight.shape != (units, kernel) or dy.shape[-1] != units:
+        raise VkharpError(f"local1d_back_x: weight {weight.shape} must be [{units}, {kernel}] and dy [..., {units}]")
+    idx = window_starts(in_width, kernel, units)[:, None] + np.arange(kernel)
+    dx = np.zeros(dy.shape[:-1] + (in_width,))
+    contrib = dy[..., :, None] * weight                      # [..., units, kernel]
+    flat = dx.reshape(-1, in_width)
+    for row, c in zip(flat, contrib.reshape(-1, units, kernel)):
+        np.add.at(row, idx, c)
+    return dx.astype(np.float32)
+
+
+def local1d_back_w(dy, x, *, kernel: int, units: int | None = None) -> np.ndarray:
+    """dweight [units, kernel] of the forward above: sum_n dy[n, i] * x[n, start(i) + k] (float64 inside)."""
+    x = np.asarray(x, np.float64)
+    dy = np.asarray(dy, np.float64)
+    units = check_local1d(x.shape[-1], kernel, units)
+    if dy.shape[-1] != units or dy.shape[:-1] != x.shape[:-1]:
+        raise VkharpError(f"local1d_back_w: dy {dy.shape} must be [..., {units}] over the rows of x {x.shape}")
+    idx = window_starts(x.shape[-1], kernel, units)[:, None] + np.arange(kernel)
+    return np.einsum("ni,nik->ik", dy.reshape(-1, units), x[..., idx].reshape(-1, units, kernel)).astype(np.float32)
