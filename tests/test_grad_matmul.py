@@ -293,3 +293,13 @@ def test_sum_squares_partials_are_deterministic(device, rng):
     assert np.array_equal(out.read(), first)
     with pytest.raises(VkharpError, match="partial sums"):
         sum_squares(device.recorder(), device.buffer(gs[2] - 1), device.buffer(xs[2]))
+
+
+def test_matmul_t_on_the_default_models_tied_head(device, rng):
+    """The shape the trainer runs it on: SmolLM2-135M's tied 49152 x 576 head (q8_0), all rows, with
+    5 tokens of dy: 49152-term float32 sums per output, inside the same sqrt(K) bound."""
+    rows, cols, ntok = 49152, 576, 5
+    packed = quant.quantize(rand(rng, rows, cols, scale=0.05), "q8_0")
+    dw = upload_weight(device, packed, "head")
+    dy = rand(rng, ntok, rows)
+    _check(_run_t(device, dw, dy, ntok), ref_matmul_t(packed, dy), rows)
