@@ -1,8 +1,8 @@
 #version 450
 // @variant matmul_t_f32   WFMT=0
-// @variant matmul_t_f32_odd   WFMT=0 ODD_COLS=1
+// @variant matmul_t_f32_odd  WFMT=0 ODD_COLS=1
 // @variant matmul_t_f16   WFMT=1
-// @variant matmul_t_f16_odd   WFMT=1 ODD_COLS=1
+// @variant matmul_t_f16_odd  WFMT=1 ODD_COLS=1
 // @variant matmul_t_q8_0  WFMT=2
 // @variant matmul_t_q4_0  WFMT=3
 // @variant matmul_t_q4_1  WFMT=4
@@ -25,8 +25,9 @@
 // [t*TN, t*TN + TN) of tile t = g / NCG: an output tile no other lane writes (no atomics, no
 // ordering between groups). Each lane walks all NR rows in order (deterministic sums): per row it
 // decodes its block's 32 weights once -- 16-byte loads and one scale load for f32, f16, q8_0,
-// q4_0, q4_1 (whole 32-column rows), weight_at otherwise (whose loads of one word, scale or
-// high-bit word the compiler merges) -- and adds them times TN values of dy into 32 x TN
+// q4_0, q4_1; the 5-bit and k-quant block's words and scales loaded once, then weight_at's
+// arithmetic (weights.glsl, the same roundings); weight_at itself for f32/f16 rows that are not
+// whole 32-column blocks (`_odd`) -- and adds them times TN values of dy into 32 x TN
 // accumulators. All lanes of a group walk the same rows, so the dy values are the same for every
 // lane (uniform loads). Why: on lavapipe a load whose address differs per lane costs a loop over
 // the 8 lanes, so the kernel's cost is its lane-dependent loads per multiply-add: one 32-weight
