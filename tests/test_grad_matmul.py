@@ -306,3 +306,33 @@ def test_matmul_t_on_the_default_models_tied_head(device, rng):
     dw = upload_weight(device, packed, "head")
     dy = rand(rng, ntok, rows)
     _check(_run_t(device, dw, dy, ntok), ref_matmul_t(packed, dy), rows)
+
+
+def test_trainable_f32_weight_forward_backward_and_step(device, rng):
+    """A model trained from scratch: an f32 act buffer [layers, rows, cols] wrapped without a copy
+    (engine.weights.trainable_weight) is read by matmul and matmul_t and updated in place by adamw;
+    the next product sees the new weights."""
+    from engine.ops.matmul import matmul
+    from engine.reference.matmul import matmul as ref_matmul
+    from engine.weights import trainable_weight
+    layers, rows, cols, ntok = 2, 37, 96, 5
+    w0 = rand(rng, layers, rows, cols)
+    wb = device.buffer(w0)
+    dw = trainable_weight(wb, "w")
+    assert (dw.layers, dw.rows, dw.cols) == (layers, rows, cols)
+    x, dy, g = rand(rng, ntok, cols), rand(rng, ntok, rows), rand(rng, layers * rows * cols)
+    out, dx = device.buffer((ntok, rows)), device.buffer((ntok, cols))
+    m, v, counts = device.buffer(g.size), device.buffer(g.size), device.buffer(2, np.uint32)
+    h = pack_hyper(1e-2, 0.9, 0.999, 1e-8, 0.0, 0.0, 1)
+    rec = device.recorder()
+    adamw(rec, wb, device.buffer(g), m, v, device.buffer(h, kind="param"), counts)
+    matmul(rec, out, dw, device.buffer(x), layer=1)
+    matmul_t(rec, dx, dw, device.buffer(dy), layer=1)
+    rec.finish().run()
+    w1 = ref_adamw(w0.reshape(-1), g, np.zeros(g.size, np.float32), np.zeros(g.size, np.float32), h)[0]
+    w1 = w1.reshape(layers, rows, cols)[1]
+    packed = quant.quantize(w1, "f32")
+    _check(out.read().reshape(ntok, rows), ref_matmul(packed, x), cols)
+    _check(dx.read().reshape(ntok, cols), ref_matmul_t(packed, dy), rows)
+    with pytest.raises(VkharpError, match="must be able to write"):
+        trainable_weight(device.buffer(w0, kind="const"))
