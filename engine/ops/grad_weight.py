@@ -14,11 +14,16 @@ MAX_ROWS, MAX_COLS = 8, 8   # the shader's MAX_TR, MAX_TC (registers per lane)
 
 
 def grad_weight(rec: Recorder, dw: Buffer, dy: Buffer, x: Buffer, *, accumulate: bool = False, scale: float = 1.0,
-                wg: int = 64, rows_per_lane: int = 8, cols_per_lane: int = 4):
+                wg: int | None = None, rows_per_lane: int = 8, cols_per_lane: int | None = None):
     """dw[r, c] (+)= scale * sum_n dy[n, r] * x[n, c]: dy f32[N, R], x f32[N, C], dw f32[R, C].
 
     R and C come from dw's shape ([R, C]); N from dy. wg, rows_per_lane and cols_per_lane set the
-    work split (see the shader's header); narrow C gets fewer column lanes and more row lanes."""
+    work split (see the shader's header); narrow C gets fewer column lanes and more row lanes.
+    Defaults: CPU devices (lavapipe) one SIMD program of 8 lanes with 8 x 8 outputs each (measured
+    best: 1.4 GMAC/s per thread on 576 x 576 over 256 tokens); GPUs 64 lanes of 8 x 4."""
+    cpu = rec.device.info.type == "cpu"
+    wg = wg or (8 if cpu else 64)
+    cols_per_lane = cols_per_lane or (8 if cpu else 4)
     for b, what in ((dw, "dw"), (dy, "dy"), (x, "x")):
         if b.dtype != np.float32:
             raise VkharpError(f"grad_weight: {what} buffer {b.name!r} must be f32, got {b.dtype}")
