@@ -1,7 +1,8 @@
 #version 450
 // grad_weight: the weight gradient of x·Wᵀ (LoRA's A and B, small f32 weights trained from scratch):
-//   dw[r, c] (+)= SCALE * sum_{n < N} dy[n, r] * x[n, c]        r < R, c < C
-// Bindings: 0 dw f32[R, C] (rw: ACC=1 adds to it), 1 dy f32[N, R] (r), 2 x f32[N, C] (r).
+//   dw[dwo + r*C + c] (+)= SCALE * sum_{n < N} dy[dyo + n*R + r] * x[xo + n*C + c]    r < R, c < C
+// Bindings: 0 dw f32[.., R, C] (rw: ACC=1 adds to it), 1 dy f32[.., N, R] (r), 2 x f32[.., N, C] (r).
+// Push: dwo, dyo, xo: element offsets (a layer's slice of layer-stacked buffers; one pipeline for all).
 // Constants: WG, R, C, N, TR (rows per lane), TC (columns per lane), LC (column lanes; WG % LC = 0),
 //   ACC (0: dw =, 1: dw +=), SCALE (float).
 // Grid: ceil(R / (LR*TR)) * ceil(C / (LC*TC)) groups (LR = WG / LC), flattened over x and y.
@@ -27,6 +28,7 @@ layout(constant_id = 6) const uint LC = 64;
 layout(constant_id = 7) const uint ACC = 0;
 layout(constant_id = 8) const float SCALE = 1.0;
 layout(local_size_x_id = 0) in;
+layout(push_constant) uniform Push { uint dwo; uint dyo; uint xo; } pc;
 
 layout(binding = 0) buffer DW { float dw[]; };
 layout(binding = 1) readonly buffer DY { float dy[]; };
@@ -48,10 +50,10 @@ void main() {
     }
     for (uint n = 0u; n < N; n++) {
         float xv[MAX_TC];
-        for (uint k = 0u; k < MAX_TC; k++) xv[k] = k < TC ? x[n * C + cols[k]] : 0.0;
+        for (uint k = 0u; k < MAX_TC; k++) xv[k] = k < TC ? x[pc.xo + n * C + cols[k]] : 0.0;
         for (uint i = 0u; i < MAX_TR; i++) {
             if (i < TR) {
-                float d = dy[n * R + rows[i]];
+                float d = dy[pc.dyo + n * R + rows[i]];
                 for (uint k = 0u; k < MAX_TC; k++) {
                     if (k < TC) acc[i][k] = fma(d, xv[k], acc[i][k]);
                 }
@@ -62,7 +64,7 @@ void main() {
         for (uint k = 0u; k < MAX_TC; k++) {
             uint r = rb + i, c = cb + k * LC;
             if (i < TR && k < TC && r < R && c < C) {
-                uint o = r * C + c;
+                uint o = pc.dwo + r * C + c;
                 float s = SCALE * acc[i][k];
                 dw[o] = ACC != 0u ? dw[o] + s : s;
             }

@@ -12,13 +12,14 @@
 // @variant matmul_t_q5_k  WFMT=8
 // @variant matmul_t_q6_k  WFMT=9
 // matmul_t: the backward of x·Wᵀ through a frozen weight, for NR rows of one weight part:
-//   dx[n, c] (+)= sum_{r < NR} dy[n, DY0 + r] * W[wrow + r, c]      n < NTOK, c < COLS
-// (wrow: buffer row of the first summed row in the part, layer offset included). Twin:
+//   dx[dxo + n*COLS + c] (+)= sum_{r < NR} dy[dyo + n*DYS + DY0 + r] * W[wrow + r, c]   n < NTOK, c < COLS
+// (wrow: buffer row of the first summed row in the part, layer offset included; dxo, dyo: element
+// offsets of dx and dy, e.g. a layer's slice of layer-stacked activations). Twin:
 // reference.matmul_t (the same decoded weights, float64).
 // Bindings: 0 dx f32[NTOK, COLS] (rw: ACC=1 adds to it), 1 wq quants of the part (r),
 //   [2 ws scales of the part (r), q formats], then dy f32[NTOK, DYS] (r).
 // Constants: WG (column lanes), COLS, NTOK, TN (tokens per group, <= 8), NR, DYS (dy's row
-//   stride), DY0 (dy's column of the first summed row), ACC (0: dx =, 1: dx +=).  Push: wrow.
+//   stride), DY0 (dy's column of the first summed row), ACC (0: dx =, 1: dx +=).  Push: wrow, dxo, dyo.
 // Grid: ceil(ceil(COLS / 32) / WG) * ceil(NTOK / TN) groups, flattened over x and y.
 //
 // Work split: lane l of group g owns the 32 columns of block (g % NCG) * WG + l and tokens
@@ -44,7 +45,7 @@ layout(constant_id = 5) const uint DYS = 1;
 layout(constant_id = 6) const uint DY0 = 0;
 layout(constant_id = 7) const uint ACC = 0;
 layout(local_size_x_id = 0) in;
-layout(push_constant) uniform Push { uint wrow; } pc;
+layout(push_constant) uniform Push { uint wrow; uint dxo; uint dyo; } pc;
 
 // VEC4: whole 16-byte words per block (the common formats, rows of whole blocks)
 #if WFMT <= 4 && !defined(ODD_COLS)
@@ -166,7 +167,7 @@ void main() {
     uint g = flat_group_id(), lane = gl_LocalInvocationID.x;
     uint b = (g % NCG) * WG + lane, n0 = (g / NCG) * TN;
     uint dyb[MAX_TN];
-    for (uint t = 0u; t < MAX_TN; t++) dyb[t] = min(n0 + t, NTOK - 1u) * DYS + DY0;   // tokens past NTOK: not stored
+    for (uint t = 0u; t < MAX_TN; t++) dyb[t] = pc.dyo + min(n0 + t, NTOK - 1u) * DYS + DY0;   // tokens past NTOK: not stored
     vec4 acc[MAX_TN][8];
     for (uint t = 0u; t < MAX_TN; t++) {
         for (uint i = 0u; i < 8u; i++) acc[t][i] = vec4(0.0);
@@ -190,7 +191,7 @@ void main() {
                 vec4 a = acc[t][i];
                 for (uint k = 0u; k < 4u; k++) {
                     if (c + k < COLS) {
-                        uint o = n * COLS + c + k;
+                        uint o = pc.dxo + n * COLS + c + k;
                         float v = k == 0u ? a.x : k == 1u ? a.y : k == 2u ? a.z : a.w;
                         dx[o] = ACC != 0u ? dx[o] + v : v;
                     }

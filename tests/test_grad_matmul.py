@@ -173,6 +173,59 @@ def test_grad_weight(device, rng, r, c, n, kw):
         _check(dw.read().reshape(r, c), (dw0 if accumulate else 0) + scale * want, n)
 
 
+def test_grad_weight_layer_slices(device, rng):
+    """LoRA's stacked A ([L*r, in], engine/tune/lora.py): layer l's slice written from layer l's
+    slices of stacked activations (element offsets), one pipeline for every layer; accumulate into
+    a slice leaves the other layers' rows alone."""
+    layers, r, c, n = 3, 8, 96, 7
+    dy, x = rand(rng, layers, n, r), rand(rng, layers, n, c)
+    dw0 = rand(rng, layers * r, c)
+    dw, dyb, xb = device.buffer(dw0), device.buffer(dy), device.buffer(x)
+    for layer in (2, 0):
+        before = device.n_pipelines
+        rec = device.recorder()
+        grad_weight(rec, dw, dyb, xb, layer=layer, rows=r, tokens=n, dy_offset=layer * n * r,
+                    x_offset=layer * n * c, accumulate=True, scale=0.5)
+        rec.finish().run()
+        if layer == 0:
+            assert device.n_pipelines == before
+    got, want = dw.read().reshape(layers, r, c), dw0.reshape(layers, r, c).astype(np.float64)
+    for layer in (2, 0):
+        want[layer] += 0.5 * ref_grad_weight(dy[layer], x[layer])
+    _check(got, want, n)
+    assert np.array_equal(got[1], dw0.reshape(layers, r, c)[1])
+    with pytest.raises(VkharpError, match="not layer 3"):
+        grad_weight(device.recorder(), dw, dyb, xb, layer=3, rows=r, tokens=n)
+    with pytest.raises(VkharpError, match="no 56 values at offset 120"):
+        grad_weight(device.recorder(), dw, dyb, xb, rows=r, tokens=n, dy_offset=120)
+
+
+def test_matmul_t_activation_slices(device, rng):
+    """dx and dy as layer l's slices of stacked activations ([L, N, cols], [L, N, rows]), with a row
+    range and accumulate; one pipeline for every layer."""
+    layers, rows, cols, n, r0, count = 3, 41, 96, 5, 7, 20
+    packed = quant.quantize(rand(rng, rows, cols), "q4_1")
+    dw = upload_weight(device, packed, "w_slices")
+    dy, dx0 = rand(rng, layers, n, count), rand(rng, layers, n, cols)
+    dxb, dyb = device.buffer(dx0), device.buffer(dy)
+    for layer in (1, 2):
+        before = device.n_pipelines
+        rec = device.recorder()
+        matmul_t(rec, dxb, dw, dyb, rows=(r0, count), accumulate=True, ntok=n, dx_offset=layer * n * cols,
+                 dy_offset=layer * n * count)
+        rec.finish().run()
+        if layer == 2:
+            assert device.n_pipelines == before
+    got = dxb.read().reshape(layers, n, cols)
+    assert np.array_equal(got[0], dx0[0])
+    for layer in (1, 2):
+        _check(got[layer], dx0[layer] + ref_matmul_t(packed, dy[layer], rows=(r0, count)), count)
+    with pytest.raises(VkharpError, match="pass ntok"):
+        matmul_t(device.recorder(), dxb, dw, dyb, dx_offset=8)
+    with pytest.raises(VkharpError, match="has no 5 x 96 values at offset 1000"):
+        matmul_t(device.recorder(), dxb, dw, dyb, rows=(r0, count), ntok=n, dx_offset=1000)
+
+
 def test_grad_weight_bad_inputs(device):
     rec = device.recorder()
     with pytest.raises(VkharpError, match="must be"):

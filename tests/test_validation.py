@@ -38,6 +38,8 @@ GPU_GATE = ["tests/test_matmul.py", "tests/test_attention.py", "tests/test_norm.
             "tests/test_grad_matmul.py::test_matmul_t_on_weight_parts[q8_0-96]",
             "tests/test_grad_matmul.py::test_matmul_t_layer_stacked", "tests/test_grad_matmul.py::test_grad_weight",
             "tests/test_grad_matmul.py::test_adamw_threshold_and_counts",
+            "tests/test_grad_matmul.py::test_grad_weight_layer_slices",
+            "tests/test_grad_matmul.py::test_matmul_t_activation_slices",
             "tests/test_grad_matmul.py::test_sum_squares_partials_are_deterministic"]
 
 

@@ -39,12 +39,15 @@ def _lanes(info, ntok: int, col_lanes: int | None, tokens: int | None) -> tuple[
 
 
 def matmul_t(rec: Recorder, dx: Buffer, weight: DeviceWeight, dy: Buffer, *, layer: int = 0,
-             rows: tuple[int, int] | None = None, accumulate: bool = False,
-             col_lanes: int | None = None, tokens: int | None = None):
+             rows: tuple[int, int] | None = None, accumulate: bool = False, ntok: int | None = None,
+             dx_offset: int = 0, dy_offset: int = 0, col_lanes: int | None = None, tokens: int | None = None):
     """dx[n, c] (+)= sum_r dy[n, r] * W[row0 + r, c]: dy f32[N, count], dx f32[N, cols].
 
     rows=(row0, count) picks rows [row0, row0 + count) of the layer's matrix (default: all);
     accumulate=True adds into dx (the residual stream's gradient summed in the same dispatch).
+    dx_offset / dy_offset: element offsets of the [N, cols] and [N, count] regions (a layer's slice of
+    layer-stacked activations; push constants, so every layer shares one pipeline); ntok = N, by
+    default all the tokens dx holds past its offset.
     col_lanes / tokens override the work split (tests; see the shader's header)."""
     check_format(weight.format)
     name = weight.name or "weight"
@@ -55,12 +58,20 @@ def matmul_t(rec: Recorder, dx: Buffer, weight: DeviceWeight, dy: Buffer, *, lay
         if b.dtype != np.float32:
             raise VkharpError(f"matmul_t: {what} buffer {b.name!r} must be f32, got {b.dtype}")
     cols = weight.cols
-    if dx.size % cols:
-        raise VkharpError(f"matmul_t: dx has {dx.size} values, not a multiple of {name}'s {cols} columns")
-    ntok = dx.size // cols
-    if dy.size != ntok * count:
-        raise VkharpError(f"matmul_t: dy has {dy.size} values, expected {ntok} x {count} (tokens x rows) "
-                          f"for dx {dx.shape} and rows ({row0}, {count}) of {name}")
+    if ntok is None:
+        if dx_offset or dy_offset:
+            raise VkharpError("matmul_t: with dx_offset or dy_offset, pass ntok (the tokens of the region)")
+        if dx.size % cols:
+            raise VkharpError(f"matmul_t: dx has {dx.size} values, not a multiple of {name}'s {cols} columns")
+        ntok = dx.size // cols
+        if dy.size != ntok * count:
+            raise VkharpError(f"matmul_t: dy has {dy.size} values, expected {ntok} x {count} (tokens x rows) "
+                              f"for dx {dx.shape} and rows ({row0}, {count}) of {name}")
+    ntok = int(ntok)
+    for b, what, off, size in ((dx, "dx", dx_offset, ntok * cols), (dy, "dy", dy_offset, ntok * count)):
+        if ntok < 1 or off < 0 or off + size > b.size:
+            raise VkharpError(f"matmul_t: {what} ({b.name!r}, {b.size} values) has no {ntok} x "
+                              f"{size // max(ntok, 1)} values at offset {off}")
     if dx is dy:
         raise VkharpError("matmul_t: dx and dy must be different buffers")
     dev = rec.device
@@ -77,5 +88,5 @@ def matmul_t(rec: Recorder, dx: Buffer, weight: DeviceWeight, dy: Buffer, *, lay
         consts = {"WG": wg, "COLS": cols, "NTOK": ntok, "TN": tn, "NR": hi - lo, "DYS": count,
                   "DY0": lo - row0, "ACC": int(accumulate or not first)}
         odd = "_odd" if cols % 32 else ""   # f32/f16 rows that are not whole 16-byte words: scalar loads
-        rec.dispatch(f"matmul_t_{check_format(fmt)}{odd}", bufs, groups, consts, {"wrow": wrow + lo - part.row0})
+        rec.dispatch(f"matmul_t_{check_format(fmt)}{odd}", bufs, groups, consts, {"wrow": wrow + lo - part.row0, "dxo": dx_offset, "dyo": dy_offset})
         first = False
