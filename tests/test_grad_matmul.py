@@ -389,3 +389,14 @@ def test_trainable_f32_weight_forward_backward_and_step(device, rng):
     _check(dx.read().reshape(ntok, cols), ref_matmul_t(packed, dy), rows)
     with pytest.raises(VkharpError, match="must be able to write"):
         trainable_weight(device.buffer(w0, kind="const"))
+
+
+@pytest.mark.parametrize("rows,cols", [(1536, 8), (16, 576)])
+def test_matmul_t_through_lora_matrices(device, rng, rows, cols):
+    """LoRA's backward through its own f32 matrices: dh = dy·B (B [out, r]: 8 columns, the scalar
+    `_odd` path, one lane per group) and dx += dh·A (A [r, in]: 16 rows), via trainable_weight."""
+    from engine.weights import trainable_weight
+    w = rand(rng, rows, cols)
+    dw = trainable_weight(device.buffer(w), "lora")
+    dy = rand(rng, 13, rows)
+    _check(_run_t(device, dw, dy, 13), ref_matmul_t(quant.quantize(w, "f32"), dy), rows)
