@@ -109,6 +109,56 @@ for _fmt in ("q4_k", "q5_k", "q6_k"):   # whole 256-column super-blocks
     case(f"matmul {_fmt} 17x576x1536", 1e-4)(_matrix_case(_fmt, 576, 1536, 17))
 
 
+def _matmul_t_case(fmt: str, rows: int, cols: int, ntok: int):
+    def fn(dev, rng):
+        from .quant import quantize
+        from .weights import upload_weight
+        packed = quantize(_rand(rng, rows, cols), fmt)
+        w = upload_weight(dev, packed, f"w_{fmt}")
+        dy = _rand(rng, ntok, rows)
+        dx = dev.buffer((ntok, cols))
+        rec = dev.recorder()
+        ops.matmul_t(rec, dx, w, dev.buffer(dy))
+        return rec.finish(), lambda: dx.read().reshape(ntok, cols), reference.matmul_t(packed, dy)
+    return fn
+
+
+for _fmt in ("f16", "q8_0", "q4_1"):   # training's dy·W through frozen weights (issue 14)
+    case(f"matmul_t {_fmt} 17x1536 · 1536x576", 1e-4)(_matmul_t_case(_fmt, 1536, 576, 17))
+case("matmul_t q6_k 17x576 · 576x1536", 1e-4)(_matmul_t_case("q6_k", 576, 1536, 17))   # 256-column super-blocks
+
+
+@case("grad_weight 16x576 over 17 tokens", 1e-5)
+def _grad_weight(dev, rng):
+    dy, x = _rand(rng, 17, 16), _rand(rng, 17, 576)
+    dw = dev.buffer((16, 576))
+    rec = dev.recorder()
+    ops.grad_weight(rec, dw, dev.buffer(dy), dev.buffer(x))
+    return rec.finish(), lambda: dw.read().reshape(16, 576), reference.grad_weight(dy, x)
+
+
+@case("adamw 4099 with threshold", 1e-5)
+def _adamw(dev, rng):
+    p, g, m, v = _rand(rng, 4099), _rand(rng, 4099), _rand(rng, 4099), np.abs(_rand(rng, 4099))
+    h = ops.pack_hyper(1e-3, 0.9, 0.999, 1e-8, 0.01, 0.5, 7)
+    bufs = [dev.buffer(a) for a in (p, g, m, v)]
+    counts = dev.buffer(2, np.uint32)
+    rec = dev.recorder()
+    ops.zero_counts(rec, counts)
+    ops.adamw(rec, *bufs, dev.buffer(h, kind="param"), counts)
+    return rec.finish(), bufs[0].read, reference.adamw(p, g, m, v, h)[0]
+
+
+@case("sum_squares 100003", 1e-5)
+def _sum_squares(dev, rng):
+    x = _rand(rng, 100003)
+    g = ops.sum_squares_groups(dev, x.size)
+    out = dev.buffer(g)
+    rec = dev.recorder()
+    ops.sum_squares(rec, out, dev.buffer(x))
+    return rec.finish(), out.read, reference.sum_squares(x, groups=g)
+
+
 @case("embed q8_0 + HARP dropout", 1e-6)
 def _embed(dev, rng):
     from .ops.embed import embed

@@ -184,3 +184,18 @@ def upload_f32_stacked(device: Device, get: Callable[[int], Packed], n_layers: i
             mats.append(np.ascontiguousarray(p.qs).view(np.float32).reshape(p.rows, p.cols))
         parts.append((device.upload(np.stack(mats), f"{name}[layers {l0}..]"), l0, len(mats)))
     return StackedF32(first.rows, first.cols, parts, name, n_layers)
+
+
+def trainable_weight(buffer: Buffer, name: str = "") -> DeviceWeight:
+    """An f32 buffer of shape [rows, cols] (or [layers, rows, cols]) as an f32 DeviceWeight, without a
+    copy: the weights of a model trained from scratch, which the matrix kernels read (forward
+    `ops.matmul`, backward `ops.matmul_t`) and `ops.adamw` updates in place. It must be a writable
+    buffer (kind "act" or "store") in one piece: its size is the device's buffer limit."""
+    if buffer.dtype != np.float32 or len(buffer.shape) not in (2, 3):
+        raise VkharpError(f"trainable_weight: {buffer.name or name!r} must be f32 [rows, cols] or [layers, rows, cols], "
+                          f"got {buffer.dtype} {buffer.shape}")
+    if buffer.kind not in ("act", "store"):
+        raise VkharpError(f"trainable_weight: {buffer.name or name!r} is a {buffer.kind!r} buffer; the optimizer "
+                          f"must be able to write it (use kind 'act' or 'store')")
+    layers, rows, cols = (1, *buffer.shape) if len(buffer.shape) == 2 else buffer.shape
+    return DeviceWeight("f32", rows, cols, [WeightPart(0, rows, buffer, None, 0, layers, "f32")], name, layers)

@@ -28,7 +28,7 @@ __all__ = ["HYPER_FIELDS", "HYPER_WORDS", "pack_hyper", "adamw", "zero_counts"]
 
 
 def adamw(rec: Recorder, param: Buffer, grad: Buffer, m: Buffer, v: Buffer, hyper: Buffer, counts: Buffer,
-          *, slot: int = 0, wg: int = 256):
+          *, slot: int = 0, wg: int = 64, per_lane: int = 32):
     """One AdamW step over f32 buffers of equal size (module doc), hyperparameters from `hyper`
     (pack_hyper's layout), [updated, seen] added to counts[2*slot : 2*slot + 2]. Steps of several
     parameters adding to the same slot are ordered by barriers; distinct slots let them share one."""
@@ -48,10 +48,11 @@ def adamw(rec: Recorder, param: Buffer, grad: Buffer, m: Buffer, v: Buffer, hype
     if counts.dtype != np.uint32 or counts.size < 2 * (slot + 1) or slot < 0:
         raise VkharpError(f"adamw: counts must be u32 with at least {2 * (slot + 1)} words for slot {slot}, "
                           f"got {counts!r}")
-    if wg < 1 or wg & (wg - 1):
-        raise VkharpError(f"adamw: the work-group size must be a power of two, got {wg}")
-    rec.dispatch("adamw", [param, grad, m, v, hyper, counts], grid1d(rec.device, param.size, wg),
-                 {"WG": wg, "N": param.size, "SLOT": slot})
+    if wg < 1 or per_lane < 1:
+        raise VkharpError(f"adamw: wg and per_lane must be positive, got {wg}, {per_lane}")
+    ept = max(1, min(per_lane, -(-param.size // wg)))
+    rec.dispatch("adamw", [param, grad, m, v, hyper, counts], grid1d(rec.device, param.size, wg * ept),
+                 {"WG": wg, "N": param.size, "SLOT": slot, "EPT": ept})
 
 
 def zero_counts(rec: Recorder, counts: Buffer):
