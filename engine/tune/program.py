@@ -85,10 +85,8 @@ class TrainProgram:
         self.edits = buf((A,), "edits", np.uint32, "param") if edit else None
         self.base = buf((A, V), "base_logits") if edit else None
         self.stats = buf((STAT_WORDS + A,), "loss_stats", np.uint32)
-        # the adapter's gradients (shared by every bucket: the optimizer reads them) and one layer's
-        # slot of each, where the products write before the copy into the layer's place
+        # the adapter's gradients (shared by every bucket: the optimizer reads them)
         self.grads = grads
-        self.gtmp = {name: buf((m.rows, m.cols), f"grad_block[{name}]") for name, m in adapter.params()}
         self.sumsq = None
         self.kept = self._kept_buffers(buf)
         self.forward = self._record_forward()
@@ -233,11 +231,10 @@ class TrainProgram:
 
     # -- backward ---------------------------------------------------------------------------------
     def _grad(self, rec, name: str, dy: Buffer, x: Buffer, i: int):
-        """grad[name][layer i] += dyᵀ·x (through a one-layer scratch, added into the layer's slot: the
-        examples of one optimizer step sum their gradients; the trainer zeroes them per step)."""
-        g, tmp = self.grads[name], self.gtmp[name]
-        ops.grad_weight(rec, tmp, dy, x)
-        copy_block(rec, g, tmp, tmp.size, dst=i * tmp.size, accumulate=True)
+        """grad[name][layer i] += dyᵀ·x, into the layer's slice of the stacked gradient (the examples of
+        one optimizer step sum their gradients; the trainer zeroes them per step)."""
+        rows = dict(self.ad.params())[name].rows
+        ops.grad_weight(rec, self.grads[name], dy, x, accumulate=True, layer=i, rows=rows)
 
     def _lora_back(self, rec, pairs, x: Buffer, dx: Buffer, i: int):
         """For each adapted (target, dy): the gradients of B (dyᵀ·t) and A (dtᵀ·x, dt = dy·B), and
