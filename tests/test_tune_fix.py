@@ -24,7 +24,11 @@ from engine.tune.fix import Correction, Tuner, answer_ids  # noqa: E402
 from engine.tune.trainer import Example, Trainer, TuneSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = TuneSettings(lr=2e-2)     # a tiny random model: a large step still converges in a few
+# A tiny random model: large steps still converge. The default rule (first-mismatch) fixes the chat's
+# one short answer; on longer ones it can oscillate on a random model (fixing the first wrong token
+# breaks an earlier one: README's table measures this on the real model), so the others train with ce.
+FIRST = TuneSettings(lr=2e-2)
+FAST = TuneSettings(rule="ce", lr=2e-2)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,7 @@ def test_chat_fix_then_fixes_then_unfix(device, tiny, tmp_path):
     model = Model(tiny, device, ctx=128)
     out, err = io.StringIO(), io.StringIO()
     chat = Chat(model, GenerationSettings(temperature=0.0, max_tokens=8), out=out, err=err,
-                tuner=Tuner(model, FAST, rank=4, path=tmp_path / "adapter"))
+                tuner=Tuner(model, FIRST, rank=4, path=tmp_path / "adapter"))
     chat.ask("The capital of France is")
     said = chat.messages[-1]["content"]
     chat.command("/fix Rome.")
@@ -78,8 +82,8 @@ def test_kept_prefix_and_earlier_fixes_survive(device, tiny):
     msgs = lambda t: [{"role": "user", "content": t}]
     p1, a1 = answer_ids(model.tokenizer, msgs("Numbers:"), "0 1 2 3")
     p2, a2 = answer_ids(model.tokenizer, msgs("Symbols:"), "+ - * /")
-    assert tuner.fix(Correction("Numbers:", "0 1 2 3", p1, a1)).success
-    assert tuner.fix(Correction("Symbols:", "+ - * /", p2, a2)).success
+    assert tuner.fix(Correction("Numbers:", "0 1 2 3", p1, a1), max_steps=100).success
+    assert tuner.fix(Correction("Symbols:", "+ - * /", p2, a2), max_steps=100).success
     assert all(ok for _, ok in tuner.check())
     assert greedy(model, "Numbers:", 8) == "0 1 2 3" and greedy(model, "Symbols:", 8) == "+ - * /"
     # PREFIX|TEXT: no end-of-turn token is trained after the kept prefix and the new text
@@ -92,7 +96,7 @@ def test_threshold_updates_fewer_elements_and_reports_it(device, tiny):
     p, a = answer_ids(model.tokenizer, [{"role": "user", "content": "A quick"}], "brown dog")
     fractions = {}
     for thr in (0.0, 1e-3):
-        tuner = Tuner(model, TuneSettings(lr=2e-2, threshold=thr), rank=4)
+        tuner = Tuner(model, TuneSettings(rule="ce", lr=2e-2, threshold=thr), rank=4)
         reports = []
         tuner.fix(Correction("A quick", "brown dog", p, a), max_steps=3, on_step=reports.append)
         applied = [r for r in reports if r.applied]
@@ -136,7 +140,7 @@ def test_tune_cli(device, tiny, tmp_path):
                                                       {"prompt": "A quick", "answer": "brown fox"}]) + "\n")
     out = tmp_path / "ad"
     r = subprocess.run([sys.executable, "-m", "engine", "tune", str(tiny), str(corr), "-o", str(out), "--lr", "0.02",
-                        "--rank", "4", "--steps", "80"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                        "--rule", "ce", "--rank", "4", "--steps", "80"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     assert "2 of 2 corrections reproduced" in r.stderr
     meta = json.loads((out / "vkharp_adapter.json").read_text())
