@@ -66,8 +66,9 @@ class Tuner:
     """One model's corrections in force and the adapter that holds them."""
 
     def __init__(self, model, settings: TuneSettings | None = None, *, rank: int = DEFAULT_RANK,
-                 adapter: Adapter | None = None, path: str | Path | None = None):
+                 adapter: Adapter | None = None, path: str | Path | None = None, keep_earlier: bool = True):
         self.model, self.settings, self.rank = model, settings or TuneSettings(), rank
+        self.keep_earlier = keep_earlier     # retrain corrections a later one broke (tools/tune_eval.py: off)
         self.path = Path(path) if path is not None else None
         self.adapter = adapter
         self.trainer: Trainer | None = None
@@ -95,7 +96,7 @@ class Tuner:
             correction.steps = result.steps
             others = [c.example() for c in self.corrections]
             left = max_steps - result.steps
-            if result.success and others and left > 0:
+            if self.keep_earlier and result.success and others and left > 0:
                 broken = [e for e in others if self.trainer.evaluate(e).n_mismatch]
                 if broken:
                     again = self.trainer.fit([correction.example()] + others, max_steps=left, on_step=on_step)

@@ -17,7 +17,7 @@ import numpy as np
 from .. import ops
 from ..errors import VkharpError
 from ..hyper import HYPER_WORDS, pack_hyper
-from ..reference.loss import DEFAULT_MARGIN, DEFAULT_RULE, EDIT_NONE, RULES, LossStats
+from ..reference.loss import DEFAULT_MARGIN, DEFAULT_RULE, EDIT_ARGMAX, EDIT_NONE, RULES, LossStats
 from ..ops.copy_rows import copy_block
 from .program import TrainProgram
 
@@ -154,7 +154,10 @@ class Trainer:
                                                margin=self.settings.margin)
         prog = self._programs[key]
         weights = ex.weights if ex.weights is not None else np.ones(len(ex.targets), np.float32)
-        edits = ex.edits if ex.edits is not None else np.full(len(ex.targets), EDIT_NONE, np.uint32)
+        # position-edit without explicit edits: every row's wrong token is what the model would say there
+        # (EDIT_ARGMAX; a row it already gets right keeps its own distribution)
+        edits = ex.edits if ex.edits is not None else np.full(
+            len(ex.targets), EDIT_ARGMAX if self.settings.rule == "position-edit" else EDIT_NONE, np.uint32)
         prog.write_example(ex.ids, ex.rows, ex.targets, weights, edits)
         if prog.base is not None and id(ex) in self._bases:
             self._copy(prog.base, self._bases[id(ex)][1]).run()
