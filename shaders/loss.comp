@@ -7,8 +7,9 @@
 // @variant loss_reduce PHASE=1
 // @variant loss_grad   PHASE=2
 //
-// loss_rows    one work-group per row t: two passes over V (max/argmax, then the sums with the
-//              max subtracted, f32) → the row record rw[t, RW] below.
+// loss_rows    one work-group per row t: two passes over V (max/argmax and, when HOLD > 0, the
+//              strongest wrong token r; then the sums with the max subtracted, f32) → the row
+//              record rw[t, RW] below, which says whether the row mismatches (before its weight).
 //   Bindings: 0 rw u32[T, RW] (w), 1 z f32[T, V] (r), 2 b f32[T, V] (r, the base logits; only
 //             position-edit reads it), 3 tgt u32[T] (r), 4 ed u32[T] (r, edits; position-edit only).
 //   Grid: T groups (spilling into y).
@@ -19,7 +20,9 @@
 //   Bindings: 0 dz f32[T, V] (w), 1 z (r), 2 b (r), 3 rw (r), 4 st (r), 5 tgt (r), 6 wt (r).
 //   Grid: ceil(T * V / WG) groups (spilling into y).
 // Constants (every phase): WG (power of two for rows/reduce), T, V, RULE (engine.reference.loss.RULES),
-// MARGIN (position-edit), PRED (1: st holds STAT_WORDS + T words, the per-row predictions).
+// MARGIN (position-edit), HOLD (logits the target must lead the strongest wrong token by; 0: only
+// a != y mismatches, and r's reduction is skipped), PRED (1: st holds STAT_WORDS + T words, the
+// per-row predictions).
 // Twin: reference.loss.loss.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
@@ -29,7 +32,8 @@ layout(constant_id = 1) const uint T = 1;
 layout(constant_id = 2) const uint V = 1;
 layout(constant_id = 3) const uint RULE = 1;
 layout(constant_id = 4) const float MARGIN = 0.1;
-layout(constant_id = 5) const uint PRED = 0;
+layout(constant_id = 5) const float HOLD = 0.0;
+layout(constant_id = 6) const uint PRED = 0;
 layout(local_size_x_id = 0) in;
 
 // rules (engine.reference.loss.RULES)
@@ -47,13 +51,15 @@ layout(local_size_x_id = 0) in;
 #define RW_PRED 0u      // u32 a_t
 #define RW_M 1u         // f32 m = max z
 #define RW_LOGS 2u      // f32 log S
-#define RW_LOGS2 3u     // f32 log S' (first-mismatch: the sum without the argmax)
+#define RW_LOGS2 3u     // f32 log S' (first-mismatch: the sum without r)
 #define RW_LOSS 4u      // f32 the row's loss term before c_t (CE, CE + log S - log S', CE(q, p), z_y^2)
 #define RW_MB 5u        // f32 max b (position-edit)
 #define RW_LOGSBZ 6u    // f32 log(S_b * Z): q_v = exp(b_v - m_b - this) for ordinary v
 #define RW_QY 7u        // f32 q_y at an edited row
 #define RW_WRONG 8u     // u32 the wrong token u at an edited row, NONE otherwise
 #define RW_BAD 9u       // u32 1 when the row's logits hold NaN or +inf
+#define RW_RIVAL 10u    // u32 r: argmax_{v != y} of the key (HOLD = 0: a, all a mismatching row needs)
+#define RW_MIS 11u      // u32 1 when a != y or k_y - k_r < HOLD (the weight is not looked at)
 // stats words (engine.reference.loss.STAT_FIELDS)
 #define ST_LOSS 0u
 #define ST_NMIS 1u
@@ -78,7 +84,7 @@ layout(binding = 3) readonly buffer Tgt { uint tgt[]; };
 layout(binding = 4) readonly buffer Ed { uint ed[]; };
 
 shared float sf[4u * WG];
-shared uint su[2u * WG];
+shared uint su[3u * WG];
 
 // Arg-best over the work-group: sf[o + i] keys, su[p + i] indices; the largest key wins, then the
 // lowest index. Leaves the winner at [o], [p].
@@ -105,34 +111,46 @@ void main() {
     uint t = flat_group_id(), l = gl_LocalInvocationID.x;
     if (t >= T) return;                                   // (whole group: barriers stay uniform)
     uint off = t * V, y = tgt[t];
-    // pass a: the prediction (argmax z; argmin |z| for target-only), argmax b, non-finite values
-    float best = NEG_INF, bbest = NEG_INF;
-    uint arg = NONE, barg = NONE, bad = 0u;
+    // pass a: the prediction (argmax z; argmin |z| for target-only), the strongest wrong token
+    // (HOLD > 0), argmax b, non-finite values
+    float best = NEG_INF, bbest = NEG_INF, rbest = NEG_INF;
+    uint arg = NONE, barg = NONE, rarg = NONE, bad = 0u;
     for (uint v = l; v < V; v += WG) {
         float x = z[off + v];
         bad |= uint(isnan(x) || (isinf(x) && x > 0.0));
         float key = RULE == R_TARGET ? -abs(x) : x;
         if (arg == NONE || key > best) { best = key; arg = v; }
+        if (HOLD > 0.0 && v != y && (rarg == NONE || key > rbest)) { rbest = key; rarg = v; }
         if (RULE == R_EDIT) {
             float xb = b[off + v];
             if (barg == NONE || xb > bbest) { bbest = xb; barg = v; }
         }
     }
     sf[l] = best; su[l] = arg; sf[WG + l] = bbest; su[WG + l] = barg; sf[2u * WG + l] = float(bad);
+    sf[3u * WG + l] = rbest; su[2u * WG + l] = rarg;
     sync();
     argbest(0u, 0u, l);
     if (RULE == R_EDIT) argbest(WG, WG, l);
+    if (HOLD > 0.0) argbest(3u * WG, 2u * WG, l);
     sums(2u, 3u, l);                                      // any bad value
     float m = sf[0]; uint a = su[0];
     float mb = sf[WG]; uint ab = su[WG];
     uint row_bad = sf[2u * WG] > 0.0 ? 1u : 0u;
+    uint r = a, mis = uint(a != y);
+    if (HOLD > 0.0) {
+        r = su[2u * WG];
+        float zy = z[off + y];
+        precise float gap = (RULE == R_TARGET ? -abs(zy) : zy) - sf[3u * WG];   // f32, as the twin
+        if (r != NONE && gap < HOLD) mis = 1u;
+    }
     sync();
     uint base = t * RW;
     if (RULE == R_TARGET) {
         if (l == 0u) {
             float zy = z[off + y];
             rw[base + RW_PRED] = a; rw[base + RW_LOSS] = f2u(zy * zy); rw[base + RW_BAD] = row_bad;
-            for (uint i = 1u; i < RW; i++) if (i != RW_LOSS && i != RW_BAD) rw[base + i] = 0u;
+            rw[base + RW_RIVAL] = r; rw[base + RW_MIS] = mis;
+            for (uint i = 1u; i < RW_BAD; i++) if (i != RW_LOSS) rw[base + i] = 0u;
         }
         return;
     }
@@ -143,7 +161,7 @@ void main() {
     for (uint v = l; v < V; v += WG) {
         float e = exp(z[off + v] - m);
         s += e;
-        if (RULE == R_FIRST && v != a) s2 += e;
+        if (RULE == R_FIRST && v != r) s2 += e;
         if (RULE == R_EDIT) {
             float xb = b[off + v], eb = exp(xb - mb);
             sb += eb; sbd += eb * (z[off + v] - m);
@@ -194,7 +212,7 @@ void main() {
     rw[base + RW_PRED] = a; rw[base + RW_M] = f2u(m); rw[base + RW_LOGS] = f2u(logs);
     rw[base + RW_LOGS2] = f2u(logs2); rw[base + RW_LOSS] = f2u(loss); rw[base + RW_MB] = f2u(mb);
     rw[base + RW_LOGSBZ] = f2u(logsbz); rw[base + RW_QY] = f2u(qy); rw[base + RW_WRONG] = u;
-    rw[base + RW_BAD] = row_bad; rw[base + 10u] = 0u; rw[base + 11u] = 0u;
+    rw[base + RW_BAD] = row_bad; rw[base + RW_RIVAL] = r; rw[base + RW_MIS] = mis;
 }
 #endif
 
@@ -214,7 +232,7 @@ void main() {
     for (uint t = l; t < T; t += WG) {
         float w = wt[t];
         uint pred = rw[t * RW + RW_PRED];
-        bool c = w > 0.0, mis = c && pred != tgt[t];
+        bool c = w > 0.0, mis = c && rw[t * RW + RW_MIS] != 0u;
         nmis += uint(mis); counted += uint(c); bad += rw[t * RW + RW_BAD];
         if (mis) first = min(first, t);
         wsum += w;
@@ -260,7 +278,7 @@ void main() {
     uint y = tgt[t];
     float c;
     if (RULE == R_FIRST) c = t == st[ST_FIRST] ? w : 0.0;
-    else if (RULE == R_MISMATCH) c = (w > 0.0 && norm > 0.0 && rw[base + RW_PRED] != y) ? w / norm : 0.0;
+    else if (RULE == R_MISMATCH) c = (w > 0.0 && norm > 0.0 && rw[base + RW_MIS] != 0u) ? w / norm : 0.0;
     else c = (w > 0.0 && norm > 0.0) ? w / norm : 0.0;
     if (c == 0.0) { dz[e] = 0.0; return; }
     float x = z[e];
@@ -270,8 +288,8 @@ void main() {
     float p = exp(x - m - u2f(rw[base + RW_LOGS]));
     float g;
     if (RULE == R_FIRST) {
-        float r = v == rw[base + RW_PRED] ? 0.0 : exp(x - m - u2f(rw[base + RW_LOGS2]));
-        g = 2.0 * p - oh - r;
+        float s = v == rw[base + RW_RIVAL] ? 0.0 : exp(x - m - u2f(rw[base + RW_LOGS2]));
+        g = 2.0 * p - oh - s;
     } else if (RULE == R_EDIT) {
         uint u = rw[base + RW_WRONG];
         float q = u != NONE && v == y ? u2f(rw[base + RW_QY]) : u != NONE && v == u ? 0.0

@@ -47,9 +47,9 @@ class Runner:
     def __init__(self, device):
         self.device, self.progs = device, {}
 
-    def __call__(self, z, y, w, rule, b=None, ed=None, wg=None, margin=R.DEFAULT_MARGIN, pred=True):
+    def __call__(self, z, y, w, rule, b=None, ed=None, wg=None, margin=R.DEFAULT_MARGIN, pred=True, hold=0.0):
         T, V = z.shape
-        key = (rule, T, V, wg, margin, pred)
+        key = (rule, T, V, wg, margin, pred, hold)
         if key not in self.progs:
             d = self.device
             bufs = dict(dz=d.buffer((T, V)), st=d.buffer(R.STAT_WORDS + T * pred, np.uint32),
@@ -57,7 +57,8 @@ class Runner:
                         ed=d.buffer(T, np.uint32))
             rec = d.recorder()
             extra = dict(base=bufs["b"], edits=bufs["ed"]) if rule == "position-edit" else {}
-            loss(rec, bufs["dz"], bufs["st"], bufs["z"], bufs["y"], bufs["w"], rule=rule, wg=wg, margin=margin, **extra)
+            loss(rec, bufs["dz"], bufs["st"], bufs["z"], bufs["y"], bufs["w"], rule=rule, wg=wg, margin=margin, hold=hold,
+                 **extra)
             self.progs[key] = (rec.finish(), bufs)
         prog, bufs = self.progs[key]
         bufs["z"].write(z); bufs["y"].write(y); bufs["w"].write(w)
@@ -218,9 +219,82 @@ def test_position_edit_targets_and_nonfinite_stats(run, rng):
         st.check()
 
 
+# -- hold: the target must lead by `hold` logits ------------------------------------------------
+HOLD = 0.75
+LEADS = [2.5, 0.4, 0.4, 0.4]      # × HOLD: row 0 holds, rows 1, 2 lead by a hair, row 3 too but is masked
+
+
+def _hold_case(rng, T, V, rule, hold=HOLD):
+    """_case with rows 0..3 predicted right (a = y) by a lead of LEADS[t] * hold (a hair, or clearly)
+    in the rule's key (z; -|z| for target-only), far from hold itself so that f32 cannot tip them."""
+    z, y, w, b, ed = _case(rng, T, V, matched=min(3, T))
+    leads = LEADS if T > 1 else LEADS[1:2]
+    for t, d in enumerate(leads[:T]):
+        others = np.arange(V) != y[t]
+        if rule == "target-only":
+            c = 3.0 * hold                                           # every other |z| >= c
+            z[t, others] = np.where(z[t, others] < 0, -1.0, 1.0) * (np.abs(z[t, others]) + c)
+            z[t, y[t]] = c - d * hold
+        else:
+            y[t] = np.argmax(np.where(others, -np.inf, z[t])) if t == 3 else y[t]
+            others = np.arange(V) != y[t]
+            z[t, y[t]] = z[t, others].max() + d * hold
+    return z, y, w, b, ed
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("T,V", SHAPES)
+def test_hold_shader_matches_twin(run, rng, rule, T, V):
+    """Rows whose target is the argmax by less than hold mismatch (and first-mismatch picks the first
+    of them, lowering its runner-up); rows leading by more do not; pred stays the argmax."""
+    z, y, w, b, ed = _hold_case(rng, T, V, rule)
+    g, st = run(z, y, w, rule, b, ed, hold=HOLD)
+    g_ref, st_ref = _ref(z, y, w, rule, b, ed, hold=HOLD)
+    _, st0 = _ref(z, y, w, rule, b, ed)
+    assert st_ref.first == (0 if T == 1 else 1) and st_ref.n_mismatch == st0.n_mismatch + (1 if T == 1 else 2)
+    assert np.array_equal(st_ref.pred, st0.pred) and st_ref.pred[st_ref.first] == y[st_ref.first]
+    assert np.any(g_ref != 0)
+    assert _grad_err(g, g_ref, z, y, w, rule, b, ed) < TOL
+    _same_stats(st, st_ref)
+
+
+def test_hold_first_mismatch_lowers_the_runner_up(run, rng):
+    """t* is the first row led by a hair; its gradient lowers r (the strongest wrong token), raises y."""
+    z, y, w, b, ed = _hold_case(rng, 7, 1001, "first-mismatch")
+    g, st = run(z, y, w, "first-mismatch", hold=HOLD)
+    r = int(np.argmax(np.where(np.arange(1001) == y[1], -np.inf, z[1])))
+    assert st.first == 1 and st.pred[1] == y[1] != r
+    assert not np.any(np.delete(g, 1, axis=0))
+    assert g[1, y[1]] < 0 < g[1, r] and g[1, r] == g[1].max()
+    z[1, y[1]] = z[1, r] + 2.5 * HOLD; z[2, y[2]] += 2.5 * HOLD     # both now lead clearly
+    g, st = run(z, y, w, "first-mismatch", hold=HOLD)
+    assert st.first == 4 and st.pred[4] != y[4]                      # back to a plain mismatch
+
+
+def test_hold_nothing_to_fix(run, rng):
+    """Every counted row leads by more than hold: no mismatch, a zero gradient, for both rules that
+    train only mismatches."""
+    z, y, w, b, ed = _case(rng, 7, 1001, matched=7)
+    for t in range(7):
+        z[t, y[t]] = np.delete(z[t], y[t]).max() + (0.2 if t == 3 else 2.0) * HOLD   # row 3: masked
+    for rule in ("first-mismatch", "mismatch-only"):
+        g, st = run(z, y, w, rule, hold=HOLD)
+        assert not np.any(g) and st.loss == 0.0 and (st.first, st.n_mismatch) == (7, 0)
+
+
+def test_hold_zero_is_the_argmax(rng):
+    """hold = 0: a row mismatches exactly when its argmax is wrong (the twin's default path)."""
+    z, y, w, b, ed = _hold_case(rng, 9, 301, "mismatch-only", hold=1e-3)
+    for rule in RULES:
+        g0, st0 = _ref(z, y, w, rule, b, ed)
+        g1, st1 = _ref(z, y, w, rule, b, ed, hold=0.0)
+        assert g0.tobytes() == g1.tobytes() and st0.loss == st1.loss
+        assert st0.n_mismatch == int(np.sum((w > 0) & (R.predictions(z, rule) != y)))
+
+
 # -- the twin against torch autograd -------------------------------------------------------------
-def _torch_loss(torch, z, y, w, rule, b, ed, margin):
-    """The rule table written a second time, in torch; predictions and t* are constants."""
+def _torch_loss(torch, z, y, w, rule, b, ed, margin, hold=0.0):
+    """The rule table written a second time, in torch; predictions, r and t* are constants."""
     T, V = z.shape
     rows = torch.arange(T)
     yt = torch.as_tensor(y.astype(np.int64))
@@ -232,7 +306,10 @@ def _torch_loss(torch, z, y, w, rule, b, ed, margin):
     logp = torch.log_softmax(z, -1)
     ce = -logp[rows, yt]
     pred = z.detach().argmax(-1)
-    mism = counted & (pred != yt)
+    wrong = z.detach().clone()
+    wrong[rows, yt] = -torch.inf
+    rival = wrong.argmax(-1)                       # the strongest wrong token
+    mism = counted & ((pred != yt) | (z.detach()[rows, yt] - wrong[rows, rival] < hold))
     if rule == "ce":
         return (wt * ce).sum() / wt.sum()
     if rule == "span":
@@ -243,8 +320,8 @@ def _torch_loss(torch, z, y, w, rule, b, ed, margin):
         if not mism.any():
             return (z * 0).sum()
         t = int(torch.nonzero(mism)[0])
-        pa = torch.softmax(z[t], -1)[pred[t]]
-        return wt[t] * (ce[t] - torch.log1p(-pa))
+        pr = torch.softmax(z[t], -1)[rival[t]]
+        return wt[t] * (ce[t] - torch.log1p(-pr))
     # position-edit
     pi = torch.softmax(torch.as_tensor(b, dtype=torch.float64), -1)
     q = pi.clone()
@@ -283,6 +360,23 @@ def test_twin_gradient_matches_torch_autograd(rng, rule, T, V):
     assert abs(st_ref.loss - Lv) <= 1e-9 * max(1.0, abs(Lv))
 
 
+@pytest.mark.parametrize("rule", ["first-mismatch", "mismatch-only", "ce"])
+def test_twin_gradient_with_hold_matches_torch_autograd(rng, rule):
+    """hold > 0: first-mismatch's row is the first led by a hair and its lowered token the runner-up."""
+    torch = pytest.importorskip("torch")
+    z, y, w, b, ed = _hold_case(rng, 12, 257, rule)
+    g_ref, st_ref = _ref(z, y, w, rule, b, ed, hold=HOLD)
+    assert st_ref.first == 1
+    zt = torch.tensor(z.astype(np.float64), requires_grad=True)
+    L = _torch_loss(torch, zt, y, w, rule, b, ed, 0.1, hold=HOLD)
+    L.backward()
+    want = zt.grad.numpy()
+    assert np.any(want[1] != 0)
+    assert max_rel_err(g_ref, want) < 1e-6
+    Lv = float(L.detach())
+    assert abs(st_ref.loss - Lv) <= 1e-9 * max(1.0, abs(Lv))
+
+
 def test_first_rows_of_larger_buffers(device, rng):
     """rows=: the answer's rows at the start of buffers sized for a longer sequence."""
     z, y, w, b, ed = _case(rng, 9, 301)
@@ -315,5 +409,10 @@ def test_bad_inputs(device):
         loss(rec, device.buffer(29), st, z, y, w)
     with pytest.raises(VkharpError, match=r"rows must be an integer in \[1, 3\]"):
         loss(rec, dz, st, z, y, w, rows=4)
+    for bad in (-0.5, float("nan"), float("inf"), "1"):
+        with pytest.raises(VkharpError, match="hold must be a finite number >= 0"):
+            loss(rec, dz, st, z, y, w, hold=bad)
+        with pytest.raises(VkharpError, match="hold must be a finite number >= 0"):
+            R.loss(np.zeros((T, V)), [0, 1, 2], [1, 1, 1], hold=bad)
     with pytest.raises(VkharpError, match="one entry per row"):
         R.loss(np.zeros((T, V)), [0, 1], [1, 1, 1], rule="ce")

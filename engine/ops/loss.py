@@ -3,7 +3,7 @@ import numpy as np
 
 from ..device import Buffer, Recorder, grid1d
 from ..errors import VkharpError
-from ..reference.loss import DEFAULT_MARGIN, DEFAULT_RULE, RULES, STAT_WORDS, rule_id
+from ..reference.loss import DEFAULT_HOLD, DEFAULT_MARGIN, DEFAULT_RULE, RULES, STAT_WORDS, check_hold, rule_id
 
 ROW_WORDS = 12     # the shader's per-row record (RW)
 
@@ -16,8 +16,8 @@ def default_wg(device) -> int:
 
 def loss(rec: Recorder, dlogits: Buffer, stats: Buffer, logits: Buffer, targets: Buffer, weights: Buffer, *,
          rule: str = DEFAULT_RULE, base: Buffer | None = None, edits: Buffer | None = None,
-         margin: float = DEFAULT_MARGIN, rows: int | None = None, work: Buffer | None = None,
-         wg: int | None = None) -> Buffer:
+         margin: float = DEFAULT_MARGIN, hold: float = DEFAULT_HOLD, rows: int | None = None,
+         work: Buffer | None = None, wg: int | None = None) -> Buffer:
     """Record loss + gradient: dlogits f32[T, V] = dL/dlogits and stats u32[STAT_WORDS (+ T)].
 
     logits f32[T, V] (row t predicts answer token t), targets u32[T], weights f32[T] (>= 0; 0 masks
@@ -25,11 +25,14 @@ def loss(rec: Recorder, dlogits: Buffer, stats: Buffer, logits: Buffer, targets:
     and edits u32[T] (the wrong token at an edited row, EDIT_NONE / EDIT_ARGMAX: see the rule table
     in engine/reference/loss.py; an id >= V counts as EDIT_NONE). When stats holds STAT_WORDS + T
     words, the per-row predictions follow the header (engine.reference.loss.unpack_stats).
+    hold: logits the target must lead every other token by for its row to count as predicted (the
+    mismatch count, first-mismatch's row and mismatch-only's rows; 0: the argmax alone decides).
     rows: use only the first `rows` rows (the buffers may then hold more, e.g. a whole sequence's
     logits of which a shorter answer uses the start).
     work: u32[T * ROW_WORDS] row records ('act' or 'store'), allocated here when not given; returned.
     """
     rid = rule_id(rule)
+    hold = check_hold(hold)
     if len(logits.shape) != 2:
         raise VkharpError(f"loss: logits ({logits.name!r}) must have shape [T, V], got {logits.shape}")
     T, V = logits.shape
@@ -66,7 +69,7 @@ def loss(rec: Recorder, dlogits: Buffer, stats: Buffer, logits: Buffer, targets:
         work = dev.buffer(T * ROW_WORDS, np.uint32, "act", name="loss_rows")
     elif work.dtype != np.uint32 or work.size != T * ROW_WORDS or work.kind not in ("act", "store"):
         raise VkharpError(f"loss: work ({work.name!r}) must be a u32 'act' or 'store' buffer of {T * ROW_WORDS} words")
-    consts = {"WG": wg, "T": T, "V": V, "RULE": rid, "MARGIN": float(margin), "PRED": int(stats.size > STAT_WORDS)}
+    consts = {"WG": wg, "T": T, "V": V, "RULE": rid, "MARGIN": float(margin), "HOLD": hold, "PRED": int(stats.size > STAT_WORDS)}
     b = base if base is not None else logits          # bound but unread by the other rules
     ed = edits if edits is not None else targets
     rec.dispatch("loss_rows", [work, logits, b, targets, ed], grid1d(dev, T, 1), consts)

@@ -7,17 +7,27 @@ Inputs, per row t < T (row t is the model's prediction for answer token t):
   p_t = softmax(z_t), m_t = max z_t, S_t = sum_v exp(z_tv - m_t), lse_t = m_t + log S_t,
   a_t = the row's prediction: argmax_v z_tv (lowest index wins ties); for target-only
         argmin_v |z_tv| (the seed's find_nearest_zero), also lowest index on ties.
-  A row counts when w_t > 0; it mismatches when it counts and a_t != y_t.
+  k_tv = z_tv, for target-only -|z_tv|: the key a_t maximises.
+  r_t = argmax_{v != y_t} k_tv, the strongest wrong token (lowest index on ties; r_t = a_t whenever
+        a_t != y_t; none when V = 1).
+  hold >= 0 (logit units, default 0): how clearly the target must lead to count as predicted, so
+        that greedy decoding on a slightly different path (another fusion, other rounding) still
+        picks it. gap_t = k_ty - k_tr, in f32 (as the shader: the comparison is exact there and
+        here); +inf when there is no r_t.
+  A row counts when w_t > 0; it mismatches when it counts and (a_t != y_t or gap_t < hold).
+        (target-only: |z_y| + hold > min_{v != y} |z_v|.) hold = 0 is plain a_t != y_t, since
+        a_t = y_t means gap_t >= 0.
   t* = the first mismatching row (T when none).  W = sum_t w_t,  N = #{t: w_t > 0}.
   CE_t = lse_t - z_t[y_t] = -log p_t[y_t].
 
 Rule (id)          loss L                                            dL/dz_tv = c_t * g_tv
 ce (0)             sum_t w_t CE_t / W                               c = w_t/W,   g = p - e_y
 first-mismatch (1) w_t* (CE_t* + log S_t* - log S'_t*)   at t* only  c = w_t* [t = t*],
-                   S' = sum_{v != a} exp(z_v - m): the second term       g = 2p - e_y - r
-                   is -log(1 - p[a]) = "lower the predicted token",      r_v = exp(z_v - m)/S' (v != a),
-                   the first "raise the expected one". No mismatch:      r_a = 0
-                   L = 0 and the gradient is exactly 0.
+                   S' = sum_{v != r} exp(z_v - m): the second term       g = 2p - e_y - s
+                   is -log(1 - p[r]) = "lower the strongest wrong        s_v = exp(z_v - m)/S' (v != r),
+                   token" (the prediction a when a != y; the runner-up   s_r = 0
+                   when y leads by less than hold), the first "raise
+                   the expected one". No mismatch: L = 0 and the gradient is exactly 0.
 mismatch-only (2)  sum_{t mismatching} w_t CE_t / W                  c = w_t/W [t mismatches], g = p - e_y
 span (3)           sum_t w_t CE_t / N                                c = w_t/N,   g = p - e_y
                    (normalised by the number of rows, not their weights, so a span weighted k > 1
@@ -26,6 +36,8 @@ position-edit (4)  sum_t w_t CE(q_t, p_t) / W,  CE(q, p) = -sum_v q_v log p_v   
 target-only (5)    sum_t w_t z_t[y_t]^2 / T  (the seed's true_loss: tf.reduce_mean over rows)
                                                                      c = w_t/T,   g = 2 z_ty e_y
 (W, N or T = 0: L = 0 and the gradient is 0.)
+hold changes which rows mismatch, so first-mismatch's t* and r and mismatch-only's rows; for ce,
+span, position-edit and target-only it changes only the stats (n_mismatch, first).
 
 position-edit's soft target q_t, from the untuned model's logits b_t (the `base` buffer) and
 edits[t] (the wrong token at an edited row; EDIT_NONE = 0xFFFFFFFF for an unedited one;
@@ -44,12 +56,14 @@ EDIT_ARGMAX = 0xFFFFFFFE: the wrong token is argmax b_t, what the model said gre
   (position_edit_targets builds targets and edits from what was said and the changes).
 
 Stats (u32 words, floats as bits; STAT_FIELDS):
-  0 loss f32 · 1 n_mismatch · 2 first (t*, T when none) · 3 norm f32 (W, N, T, or 1 for
+  0 loss f32 · 1 n_mismatch (with hold) · 2 first (t*, T when none) · 3 norm f32 (W, N, T, or 1 for
   first-mismatch: the denominator used) · 4 rows counted (N) · 5 nonfinite (rows whose logits hold
-  NaN or +inf) · 6, 7 reserved (0) · then, when the buffer has room, pred[t] = a_t for t < T.
+  NaN or +inf) · 6, 7 reserved (0) · then, when the buffer has room, pred[t] = a_t for t < T (the
+  argmax itself, whatever hold).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +73,7 @@ from ..errors import VkharpError
 RULES = {"ce": 0, "first-mismatch": 1, "mismatch-only": 2, "span": 3, "position-edit": 4, "target-only": 5}
 DEFAULT_RULE = "first-mismatch"
 DEFAULT_MARGIN = 0.1
+DEFAULT_HOLD = 0.0
 EDIT_NONE = 0xFFFFFFFF
 EDIT_ARGMAX = 0xFFFFFFFE
 STAT_FIELDS = {"loss": 0, "n_mismatch": 1, "first": 2, "norm": 3, "counted": 4, "nonfinite": 5}
@@ -192,17 +207,46 @@ def predictions(logits, rule: str) -> np.ndarray:
     return np.argmin(np.abs(z), -1) if rule_id(rule) == RULES["target-only"] else np.argmax(z, -1)
 
 
+def check_hold(hold) -> float:
+    """hold as a float, or a VkharpError: it must be a finite number >= 0 (logit units)."""
+    h = float(hold) if isinstance(hold, numbers.Real) and not isinstance(hold, bool) else float("nan")
+    if not np.isfinite(h) or h < 0:
+        raise VkharpError(f"loss: hold must be a finite number >= 0 (how many logits the target must lead "
+                          f"by; 0 turns it off), got {hold!r}")
+    return h
+
+
+def rivals(logits, targets, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """(r_t, gap_t) of the module doc: the strongest wrong token per row (-1 when V = 1) and
+    k_ty - k_tr in f32 (+inf when there is no r_t)."""
+    z = np.asarray(logits, np.float32)
+    T, V = z.shape
+    y = np.asarray(targets).astype(np.int64).reshape(-1)
+    key = -np.abs(z) if rule_id(rule) == RULES["target-only"] else z
+    rows = np.arange(T)
+    others = np.where(np.arange(V)[None, :] == y[:, None], np.float32(-np.inf), key)
+    r = np.argmax(others, -1)
+    # a row whose other keys are all -inf: the shader keeps the first v != y it saw
+    r = np.where(r == y, np.where(y == 0, 1, 0), r) if V > 1 else np.full(T, -1)
+    with np.errstate(invalid="ignore"):
+        gap = (key[rows, y] - key[rows, np.maximum(r, 0)]).astype(np.float32) if V > 1 \
+            else np.full(T, np.inf, np.float32)
+    return r, gap
+
+
 def loss(logits, targets, weights, *, rule: str = DEFAULT_RULE, base=None, edits=None,
-         margin: float = DEFAULT_MARGIN) -> tuple[np.ndarray, LossStats]:
+         margin: float = DEFAULT_MARGIN, hold: float = DEFAULT_HOLD) -> tuple[np.ndarray, LossStats]:
     """(dlogits f32[T, V], LossStats) for one rule of the module doc (float64 inside)."""
     z32, y, w, rid, b, e = _check(logits, targets, weights, rule, base, edits)
+    hold32 = np.float32(check_hold(hold))
     T, V = z32.shape
     z = z32.astype(np.float64)
     rows = np.arange(T)
     pred = predictions(z32, rule)
+    rival, gap = rivals(z32, y, rule)
     nonfinite = int(np.sum(np.any(np.isnan(z32) | np.isposinf(z32), -1)))
     counted = w > 0
-    mism = counted & (pred != y)
+    mism = counted & ((pred != y) | (gap < hold32))
     first = int(np.argmax(mism)) if mism.any() else T
     W, N = float(w.sum()), int(counted.sum())
     g = np.zeros((T, V))
@@ -222,9 +266,9 @@ def loss(logits, targets, weights, *, rule: str = DEFAULT_RULE, base=None, edits
     if rid == RULES["first-mismatch"]:
         norm, L = 1.0, 0.0
         if first < T:
-            t, a = first, pred[first]
+            t, r = first, rival[first]          # r = pred[t] when pred[t] != y[t]
             rest = ez[t].copy()
-            rest[a] = 0.0
+            rest[r] = 0.0
             Sp = max(rest.sum(), np.finfo(np.float32).tiny)
             L = float(w[t] * (ce[t] + np.log(S[t, 0]) - np.log(Sp)))
             g[t] = w[t] * (2.0 * p[t] - onehot[t] - rest / Sp)
