@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # A tiny random model: large steps still converge. The default rule (first-mismatch) fixes the chat's
 # one short answer; on longer ones it can oscillate on a random model (fixing the first wrong token
 # breaks an earlier one: README's table measures this on the real model), so the others train with ce.
-FIRST = TuneSettings(lr=2e-2)
-FAST = TuneSettings(rule="ce", lr=2e-2)
+# hold=0 there: a random model's logits are flat, so a 1-logit lead takes far more steps than a test has.
+FIRST = TuneSettings(lr=2e-2, hold=0.0)
+FAST = TuneSettings(rule="ce", lr=2e-2, hold=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_threshold_updates_fewer_elements_and_reports_it(device, tiny):
     p, a = answer_ids(model.tokenizer, [{"role": "user", "content": "A quick"}], "brown dog")
     fractions = {}
     for thr in (0.0, 1e-3):
-        tuner = Tuner(model, TuneSettings(rule="ce", lr=2e-2, threshold=thr), rank=4)
+        tuner = Tuner(model, TuneSettings(rule="ce", lr=2e-2, threshold=thr, hold=0.0), rank=4)
         reports = []
         tuner.fix(Correction("A quick", "brown dog", p, a), max_steps=3, on_step=reports.append)
         applied = [r for r in reports if r.applied]
@@ -140,7 +141,7 @@ def test_tune_cli(device, tiny, tmp_path):
                                                       {"prompt": "A quick", "answer": "brown fox"}]) + "\n")
     out = tmp_path / "ad"
     r = subprocess.run([sys.executable, "-m", "engine", "tune", str(tiny), str(corr), "-o", str(out), "--lr", "0.02",
-                        "--rule", "ce", "--rank", "4", "--steps", "80"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                        "--hold", "0", "--rule", "ce", "--rank", "4", "--steps", "80"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     assert "2 of 2 corrections reproduced" in r.stderr
     meta = json.loads((out / "vkharp_adapter.json").read_text())

@@ -22,6 +22,9 @@ def add_tune_flags(p):
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 2e-3)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="leave every adapter weight whose |gradient| is below this unchanged (default 0: none)")
+    p.add_argument("--hold", type=float, default=None,
+                   help="logits the right token must lead the runner-up by before a correction counts as learnt "
+                        "(default 1.0: greedy decoding then says it reliably)")
     p.add_argument("--rank", type=int, default=8, help="LoRA rank of a new adapter (default 8)")
 
 
@@ -45,8 +48,9 @@ def add_parsers(sub, add_device) -> None:
 def settings_from(args):
     from .trainer import TuneSettings
     kw = {"rule": args.rule, "threshold": args.threshold}
-    if args.lr is not None:
-        kw["lr"] = args.lr
+    for k in ("lr", "hold"):
+        if getattr(args, k, None) is not None:
+            kw[k] = getattr(args, k)
     return TuneSettings(**kw)
 
 

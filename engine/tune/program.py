@@ -41,7 +41,8 @@ class TrainProgram:
     """The three programs of one (T, A) bucket for a model and its adapter (see the module doc)."""
 
     def __init__(self, model, adapter, T: int, A: int, grads: dict, *, rule: str, margin: float,
-                 timestamps: bool = False):
+                 hold: float = 0.0, timestamps: bool = False):
+        self.hold = hold               # logits the target must lead by to count as reproduced (engine/ops/loss.py)
         self.timestamps = timestamps   # Vulkan timestamps per step (tools/bench_tune.py)
         self.model, self.ad, self.T, self.A, self.rule, self.margin = model, adapter, T, A, rule, margin
         cfg, dev = model.cfg, model.device
@@ -214,7 +215,7 @@ class TrainProgram:
         if m.arch.final_softcap(cfg):
             ops.softcap(rec, self.logits, self.logits, cap=m.arch.final_softcap(cfg))
         ops.loss(rec, self.dlogits, self.stats, self.logits, self.targets, self.weights, rule=self.rule,
-                 base=self.base, edits=self.edits, margin=self.margin)
+                 base=self.base, edits=self.edits, margin=self.margin, hold=self.hold)
         rec.download(self.stats)
         return rec.finish()
 

@@ -71,11 +71,13 @@ class TuneSettings:
     beta2: float = 0.999
     eps: float = 1e-8
     margin: float = DEFAULT_MARGIN  # position-edit: how clearly the wanted token must lead
+    hold: float = 1.0               # logits the target must lead the runner-up by for a row to count as
+                                    # reproduced: greedy decoding (another, fused path) must not flip it
 
     def __post_init__(self):
         if self.rule not in RULES:
             raise VkharpError(f"unknown loss rule {self.rule!r}; the rules are {', '.join(RULES)}")
-        for k in ("lr", "threshold", "weight_decay", "max_grad_norm", "margin"):
+        for k in ("lr", "threshold", "weight_decay", "max_grad_norm", "margin", "hold"):
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise VkharpError(f"tune setting {k} must be a finite number ≥ 0, got {v!r}")
@@ -151,7 +153,7 @@ class Trainer:
         key = (_bucket(len(ex.ids), 64), _bucket(len(ex.targets), 16))
         if key not in self._programs:
             self._programs[key] = TrainProgram(self.model, self.ad, *key, self.grads, rule=self.settings.rule,
-                                               margin=self.settings.margin)
+                                               margin=self.settings.margin, hold=self.settings.hold)
         prog = self._programs[key]
         weights = ex.weights if ex.weights is not None else np.ones(len(ex.targets), np.float32)
         # position-edit without explicit edits: every row's wrong token is what the model would say there
