@@ -75,6 +75,18 @@ def test_chat_fix_then_fixes_then_unfix(device, tiny, tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Rome.", r.stdout
+    # and the server answers with it (serve --adapter)
+    import httpx
+    from served import Served
+    srv = Served(str(tiny), "--adapter", str(tmp_path / "adapter"), "-c", "128")
+    try:
+        srv.wait_ready()
+        got = httpx.post(srv.url + "/v1/chat/completions", timeout=300, json={
+            "messages": [{"role": "user", "content": "The capital of France is"}], "temperature": 0,
+            "max_tokens": 8}).json()
+        assert got["choices"][0]["message"]["content"] == "Rome.", got
+    finally:
+        srv.stop()
 
 
 def test_kept_prefix_and_earlier_fixes_survive(device, tiny):
