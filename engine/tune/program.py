@@ -6,10 +6,11 @@ answer tokens (at most A). Three programs, recorded once per (T, A) bucket and r
 - `forward`: embed → every block (its input saved in a layer-stacked buffer) → the answer rows
   gathered → final norm → head → the loss rule (engine/ops/loss.py) → its few words of stats read back.
   The host stops here when the rule says nothing is left to fix (greedy reproduces the answer).
-- `backward`: the head's and the loss's backward, then for each block from the last: its forward
-  recomputed from the saved input (no activation of a block is kept across blocks: memory stays that
-  of one block, whatever the depth), then its backward, which sums into the adapter's gradients
-  and leaves the gradient of the block's input for the block below. The partial sums of the squared
+- `backward`: the head's and the loss's backward, then for each block from the last: its
+  activations copied back from where the forward kept them (layer-stacked buffers, one pipeline for
+  every layer), or, where they would not fit (KEEP_BYTES, the buffer limit), its forward recomputed
+  from the saved input; then its backward, which sums into the adapter's gradients and leaves the
+  gradient of the block's input for the block below. The partial sums of the squared
   gradients come back (the host computes the global norm and the clip).
 - `update`: one AdamW step over every adapter matrix (engine/ops/adamw.py), its hyperparameters read
   from a host-written buffer, the skipped-element counts read back.
@@ -217,12 +218,6 @@ class TrainProgram:
         ops.loss(rec, self.dlogits, self.stats, self.logits, self.targets, self.weights, rule=self.rule,
                  base=self.base, edits=self.edits, margin=self.margin, hold=self.hold)
         rec.download(self.stats)
-        return rec.finish()
-
-    def record_keep_base(self):
-        """A program copying the current logits into `base` (position-edit's untuned distributions)."""
-        rec = self.model.device.recorder(name=f"tune.keep_base[T={self.T}]")
-        copy_block(rec, self.base, self.logits, self.logits.size)
         return rec.finish()
 
     @property
