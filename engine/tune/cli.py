@@ -124,7 +124,7 @@ def cmd_tune(args) -> int:
     finally:
         bar.close()
         held = [trainer.evaluate(e).n_mismatch == 0 for e in examples]
-        for c, ok in zip(corrections, held):
+        for c in corrections:
             c.steps = steps
         tuner.corrections = tuner.corrections + corrections
         tuner.adapter.corrections = [c.to_json() for c in tuner.corrections]
