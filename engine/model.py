@@ -66,7 +66,9 @@ class ContextFull(VkharpError):
 
 class Model(HarpPasses):
     def __init__(self, model_dir: str | Path, device: Device | None = None, *, ctx: int | None = None,
-                 chunk: int = DEFAULT_CHUNK, progress: bool = False):
+                 chunk: int = DEFAULT_CHUNK, progress: bool = False, fuse: bool = True):
+        """fuse=False keeps q/k/v and gate/up as separate matrices (training every weight needs them
+        so: engine/tune/scratch.py)."""
         from engine.convert.format import open_model_dir
 
         t0 = time.perf_counter()
@@ -89,7 +91,7 @@ class Model(HarpPasses):
         L = self.cfg.num_hidden_layers
         roles = list(self.arch.layer_tensor_shapes(self.cfg))
         globals_ = [n for n in self.arch.tensor_shapes(self.cfg) if not n.startswith("model.layers.")]
-        fused = self._fusable(reader, roles, L)
+        fused = self._fusable(reader, roles, L) if fuse else {}
         members = {m for group in fused.values() for m in group}
         items = ([("global", n, None) for n in globals_] + [("fused", r, g) for r, g in fused.items()]
                  + [("f32" if self.arch.stored_f32(r) else "layer", r, None) for r in roles if r not in members])

@@ -2,6 +2,8 @@
 // Local1D backward (the forward: shaders/local1d.comp, start(i) = floor(i * M / UNITS), M = IN - KERNEL + 1):
 //   back_x  dx[n, j] (+)= sum_{i: start(i) <= j < start(i) + KERNEL} w[i, j - start(i)] * dy[n, i]
 //   back_w  dw[i, k] (+)= sum_n dy[n, i] * x[n, start(i) + k]
+// woff (a push constant): the offset of this layer's matrix in a buffer stacking layers [L, UNITS, KERNEL]:
+//   back_x reads w[woff + ...], back_w writes dw[woff + ...] (one pipeline for every layer).
 // Deterministic: one invocation per output element, each summing in a fixed order (no atomics).
 // back_x: the starts are nondecreasing in i, so the units covering j are the interval
 //   i_lo = ceil(max(0, j - KERNEL + 1) * UNITS / M) <= i < i_hi = min(UNITS, ceil((j + 1) * UNITS / M)),
@@ -27,6 +29,7 @@ layout(constant_id = 5) const uint Q0 = 1;
 layout(constant_id = 6) const uint R0 = 0;
 layout(constant_id = 7) const uint WIDE = 0;
 layout(local_size_x_id = 0) in;
+layout(push_constant) uniform Push { uint woff; } pc;
 #if ACC
 layout(binding = 0) buffer Out { float o[]; };
 #else
@@ -81,7 +84,7 @@ void main() {
         uint rem = lo - f * UNITS;                        // (i_lo * R0) mod UNITS, exact mod 2^32
         uint start = i_lo * Q0 + f;
         for (uint i = i_lo; i < i_hi; ++i) {
-            acc += w[i * KERNEL + (j - start)] * dy[n * UNITS + i];
+            acc += w[pc.woff + i * KERNEL + (j - start)] * dy[n * UNITS + i];
             start += Q0;
             if (rem >= UNITS - R0) { rem -= UNITS - R0; start += 1u; } else { rem += R0; }
         }
@@ -96,9 +99,14 @@ void main() {
     float acc = 0.0;
     for (uint n = 0u; n < NROWS; ++n) acc += dy[n * UNITS + i] * x[n * IN + col];
 #endif
-#if ACC
-    o[e] += acc;
+#if PART == 0
+    uint oe = e;
 #else
-    o[e] = acc;
+    uint oe = pc.woff + e;                               // this layer's dw in the stack
+#endif
+#if ACC
+    o[oe] += acc;
+#else
+    o[oe] = acc;
 #endif
 }

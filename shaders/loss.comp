@@ -252,7 +252,7 @@ void main() {
     }
     if (l != 0u) return;
     first = su[WG]; counted = su[2u * WG];
-    float norm = RULE == R_FIRST ? 1.0 : RULE == R_SPAN ? float(counted) : RULE == R_TARGET ? float(T) : sf[0];
+    float norm = RULE == R_FIRST ? 1.0 : (RULE == R_SPAN || RULE == R_TARGET) ? float(counted) : sf[0];
     float loss;
     if (RULE == R_FIRST) loss = first < T ? wt[first] * u2f(rw[first * RW + RW_LOSS]) : 0.0;
     else loss = norm > 0.0 ? sf[WG] / norm : 0.0;

@@ -224,3 +224,25 @@ def test_back_bad_inputs(device):
     with pytest.raises(VkharpError, match="read-only"):
         local1d_back_w(rec, device.buffer(np.zeros((10, 3), np.float32), kind="const"), dy, device.buffer((2, 10)),
                        kernel=3)
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_back_reads_and_writes_one_layer_of_a_stack(device, rng, layer):
+    """Weights stacked [L, units, kernel] (as a model holds them): back_x reads layer's matrix,
+    back_w adds into layer's slice of the stacked gradient and leaves the other layers untouched."""
+    rows, in_width, kernel, units = 3, 45, 6, 101
+    w, dy, x = rand(rng, 3, units, kernel), rand(rng, rows, units), rand(rng, rows, in_width)
+    dw0 = rand(rng, 3, units, kernel)
+    dx, dw = device.buffer((rows, in_width)), device.buffer(dw0.copy())
+    rec = device.recorder()
+    local1d_back_x(rec, dx, device.buffer(dy), device.buffer(w), kernel=kernel, units=units, layer=layer)
+    local1d_back_w(rec, dw, device.buffer(dy), device.buffer(x), kernel=kernel, units=units, layer=layer,
+                   accumulate=True)
+    rec.finish().run()
+    want_x = ref_back_x(dy, w[layer], kernel=kernel, in_width=in_width, units=units)
+    assert max_rel_err(dx.read().reshape(rows, in_width), want_x) < TOL
+    want_w = dw0.copy()
+    want_w[layer] += ref_back_w(dy, x, kernel=kernel, units=units)
+    assert max_rel_err(dw.read().reshape(want_w.shape), want_w) < TOL
+    with pytest.raises(VkharpError, match="holds 3 layer"):
+        local1d_back_x(device.recorder(), dx, device.buffer(dy), device.buffer(w), kernel=kernel, units=units, layer=3)

@@ -302,7 +302,7 @@ def _torch_loss(torch, z, y, w, rule, b, ed, margin, hold=0.0):
     counted = wt > 0
     if rule == "target-only":
         pred = z.detach().abs().argmin(-1)
-        return (wt * z[rows, yt] ** 2).sum() / T
+        return (wt * z[rows, yt] ** 2).sum() / counted.sum()
     logp = torch.log_softmax(z, -1)
     ce = -logp[rows, yt]
     pred = z.detach().argmax(-1)

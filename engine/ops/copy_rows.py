@@ -12,9 +12,13 @@ def _f32(op: str, *bufs: Buffer):
 
 
 def copy_block(rec: Recorder, out: Buffer, x: Buffer, n: int, *, src: int = 0, dst: int = 0,
-               accumulate: bool = False, wg: int = 256):
-    """out[dst + i] (+)= x[src + i] for i < n (offsets in floats, fixed at record time)."""
-    _f32("copy_block", out, x)
+               accumulate: bool = False, words: bool = False, wg: int = 256):
+    """out[dst + i] (+)= x[src + i] for i < n (offsets in floats, fixed at record time).
+    words=True: x may be a u32 buffer holding f32 values (how an f32 weight is stored), copied into
+    an f32 `out` as they are (a plain copy, no arithmetic)."""
+    _f32("copy_block", out, *(() if words and not accumulate else (x,)))
+    if words and x.dtype.itemsize != 4:
+        raise VkharpError(f"copy_block: {x.name!r} must hold 32-bit words, got {x.dtype}")
     if n < 1 or src < 0 or dst < 0 or src + n > x.size or dst + n > out.size:
         raise VkharpError(f"copy_block: {n} floats from {src} of {x.name!r} ({x.size}) to {dst} of "
                           f"{out.name!r} ({out.size}) do not fit")

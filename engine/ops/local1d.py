@@ -74,30 +74,41 @@ def _back_check(name: str, out: Buffer, dy: Buffer, other: Buffer, in_width: int
     return units, rows
 
 
+def _layer_check(name: str, what: str, w: Buffer, units: int, kernel: int, layer: int) -> dict:
+    """The push constant of `layer`'s matrix in w (f32[units, kernel] or stacked [L, units, kernel])."""
+    per = units * kernel
+    if w.size % per or (len(w.shape) > 1 and tuple(w.shape[-2:]) != (units, kernel)):
+        raise VkharpError(f"{name}: {what} {w.shape} must be [{units}, {kernel}] (units, kernel), or such "
+                          f"matrices stacked by layer")
+    if int(layer) != layer or not 0 <= layer < w.size // per:
+        raise VkharpError(f"{name}: {what} {w.name!r} holds {w.size // per} layer(s), not layer {layer}")
+    return {"woff": int(layer) * per}
+
+
 def local1d_back_x(rec: Recorder, dx: Buffer, dy: Buffer, weight: Buffer, *, kernel: int, units: int | None = None,
-                   accumulate: bool = False, wg: int = 64):
+                   layer: int = 0, accumulate: bool = False, wg: int = 64):
     """dx[n, j] (+)= sum over the units i whose window covers j of weight[i, j - start(i)] * dy[n, i].
-    dx f32[N, in], dy f32[N, units], weight f32[units, kernel]; accumulate adds to dx instead of
-    overwriting it. One invocation per (n, j), a fixed summation order: deterministic."""
+    dx f32[N, in], dy f32[N, units], weight f32[units, kernel] or stacked [L, units, kernel] (`layer`
+    picks one, as the forward's); accumulate adds to dx instead of overwriting it. One invocation
+    per (n, j), a fixed summation order: deterministic."""
     in_width = dx.shape[-1]
     units, rows = _back_check("weight", dx, dy, weight, in_width, kernel, units)
-    if weight.size != units * kernel or (len(weight.shape) > 1 and weight.shape != (units, kernel)):
-        raise VkharpError(f"local1d_back_x: weight {weight.shape} must be [{units}, {kernel}] (units, kernel)")
+    push = _layer_check("local1d_back_x", "weight", weight, units, kernel, layer)
     if dx.size != rows * in_width:
         raise VkharpError(f"local1d_back_x: dx {dx.shape} must be [{rows}, {in_width}] for dy {dy.shape}")
     rec.dispatch("local1d_back_x_acc" if accumulate else "local1d_back_x", [dx, dy, weight],
-                 grid1d(rec.device, rows * in_width, wg), _back_consts(in_width, kernel, units, rows, wg))
+                 grid1d(rec.device, rows * in_width, wg), _back_consts(in_width, kernel, units, rows, wg), push)
 
 
 def local1d_back_w(rec: Recorder, dw: Buffer, dy: Buffer, x: Buffer, *, kernel: int, units: int | None = None,
-                   accumulate: bool = False, wg: int = 64):
-    """dw[i, k] (+)= sum_n dy[n, i] * x[n, start(i) + k]. dw f32[units, kernel], dy f32[N, units],
-    x f32[N, in]; accumulate adds to dw. One invocation per (i, k), summing over n in order."""
+                   layer: int = 0, accumulate: bool = False, wg: int = 64):
+    """dw[i, k] (+)= sum_n dy[n, i] * x[n, start(i) + k]. dw f32[units, kernel] or stacked
+    [L, units, kernel] (`layer`: the slice written), dy f32[N, units], x f32[N, in]; accumulate adds
+    to dw. One invocation per (i, k), summing over n in order."""
     in_width = x.shape[-1]
     units, rows = _back_check("x", dw, dy, x, in_width, kernel, units)
     if x.size != rows * in_width:
         raise VkharpError(f"local1d_back_w: x {x.shape} must be [{rows}, {in_width}] for dy {dy.shape}")
-    if dw.size != units * kernel or (len(dw.shape) > 1 and dw.shape != (units, kernel)):
-        raise VkharpError(f"local1d_back_w: dw {dw.shape} must be [{units}, {kernel}] (units, kernel)")
+    push = _layer_check("local1d_back_w", "dw", dw, units, kernel, layer)
     rec.dispatch("local1d_back_w_acc" if accumulate else "local1d_back_w", [dw, dy, x],
-                 grid1d(rec.device, units * kernel, wg), _back_consts(in_width, kernel, units, rows, wg))
+                 grid1d(rec.device, units * kernel, wg), _back_consts(in_width, kernel, units, rows, wg), push)

@@ -33,9 +33,10 @@ span (3)           sum_t w_t CE_t / N                                c = w_t/N, 
                    (normalised by the number of rows, not their weights, so a span weighted k > 1
                    (span_weights) pulls k times harder without quieting the other rows)
 position-edit (4)  sum_t w_t CE(q_t, p_t) / W,  CE(q, p) = -sum_v q_v log p_v      c = w_t/W, g = p - q
-target-only (5)    sum_t w_t z_t[y_t]^2 / T  (the seed's true_loss: tf.reduce_mean over rows)
-                                                                     c = w_t/T,   g = 2 z_ty e_y
-(W, N or T = 0: L = 0 and the gradient is 0.)
+target-only (5)    sum_t w_t z_t[y_t]^2 / N  (the seed's true_loss: tf.reduce_mean over its rows;
+                   N, the rows counted: masked rows (a program's padding) do not dilute it)
+                                                                     c = w_t/N,   g = 2 z_ty e_y
+(W or N = 0: L = 0 and the gradient is 0.)
 hold changes which rows mismatch, so first-mismatch's t* and r and mismatch-only's rows; for ce,
 span, position-edit and target-only it changes only the stats (n_mismatch, first).
 
@@ -56,7 +57,7 @@ EDIT_ARGMAX = 0xFFFFFFFE: the wrong token is argmax b_t, what the model said gre
   (position_edit_targets builds targets and edits from what was said and the changes).
 
 Stats (u32 words, floats as bits; STAT_FIELDS):
-  0 loss f32 · 1 n_mismatch (with hold) · 2 first (t*, T when none) · 3 norm f32 (W, N, T, or 1 for
+  0 loss f32 · 1 n_mismatch (with hold) · 2 first (t*, T when none) · 3 norm f32 (W, N, or 1 for
   first-mismatch: the denominator used) · 4 rows counted (N) · 5 nonfinite (rows whose logits hold
   NaN or +inf) · 6, 7 reserved (0) · then, when the buffer has room, pred[t] = a_t for t < T (the
   argmax itself, whatever hold).
@@ -251,7 +252,7 @@ def loss(logits, targets, weights, *, rule: str = DEFAULT_RULE, base=None, edits
     W, N = float(w.sum()), int(counted.sum())
     g = np.zeros((T, V))
     if rid == RULES["target-only"]:
-        norm = float(T)
+        norm = float(N)
         zy = z[rows, y]
         L = float((w * zy ** 2).sum() / norm)
         g[rows, y] = 2.0 * zy * w / norm

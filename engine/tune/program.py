@@ -29,6 +29,8 @@ from ..errors import VkharpError
 from ..ops.activation import geglu, swiglu
 from ..ops.copy_rows import copy_block, gather_rows, scatter_rows
 from ..ops.embed import embed
+from ..ops.embed_back import embed_back
+from ..ops.local1d import local1d, local1d_back_w, local1d_back_x
 from ..ops.matmul import matmul
 from ..ops.rope import rope
 from ..params import STEP_WORDS
@@ -50,6 +52,7 @@ class TrainProgram:
         H, hd, F = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
         hq, hk, L, V, r = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.num_hidden_layers, cfg.vocab_size, adapter.rank
         self.L = L
+        self.full = getattr(adapter, "full", False)   # every weight's gradient too (engine/tune/scratch.py)
 
         def buf(shape, name, dtype=np.float32, kind="act"):
             return dev.buffer(tuple(shape), dtype, kind, name=f"tune.{name}[T={T}]")
@@ -173,6 +176,9 @@ class TrainProgram:
             self._lora_fwd(rec, [("self_attn.o_proj", self.xmid)], self.attn, i)
             mlp_norm = "post_attention_layernorm.weight"
         ops.rmsnorm(rec, self.xn2, self.xmid, lw[mlp_norm], eps=eps, layer=i)
+        if arch.mlp == "local1d":
+            self._local1d_forward(rec, i, to_next=to_next)
+            return
         if "mlp.gate_up_proj.weight" in lw:
             matmul(rec, (self.gate, self.up), lw["mlp.gate_up_proj.weight"], self.xn2, layer=i)
         else:
@@ -197,6 +203,46 @@ class TrainProgram:
         else:
             self._lin(rec, self.x, "mlp.down_proj", self.mlp, i, residual=True)
             self._lora_fwd(rec, [("mlp.down_proj", self.x)], self.mlp, i)
+
+    def _local1d(self, role: str, i: int):
+        """(layer i's buffer of a Local1D weight, its index there, K, units) (models/local1d.py)."""
+        cfg, lw = self.model.cfg, self.model.layer_weights
+        k_in, k_out = self.model.arch.kernels(cfg)
+        buf, j = lw[f"mlp.{role}_local1d.weight"].part_for(i)
+        return buf, j, *((k_out, cfg.hidden_size) if role == "down" else (k_in, cfg.intermediate_size))
+
+    def _local1d_forward(self, rec, i: int, *, to_next: bool):
+        """The Local1D MLP unfused (gate and up kept for the backward): x = x_mid + down(silu(gate)·up)."""
+        with rec.parallel():
+            for role, out in (("gate", self.gate), ("up", self.up)):
+                w, j, k, units = self._local1d(role, i)
+                local1d(rec, out, self.xn2, w, kernel=k, units=units, layer=j)
+        swiglu(rec, self.mlp, self.gate, self.up)
+        if to_next:
+            copy_block(rec, self.x, self.xmid, self.T * self.model.cfg.hidden_size)
+            w, j, k, units = self._local1d("down", i)
+            local1d(rec, self.x, self.mlp, w, kernel=k, units=units, layer=j, residual=True)
+
+    def _local1d_back(self, rec, i: int):
+        """self.dx (the block output's gradient) through the Local1D MLP into self.dxn; with `full`, the
+        Local1D weights' gradients (stacked by layer, as the weights)."""
+        w, j, k, units = self._local1d("down", i)
+        if self.full:
+            local1d_back_w(rec, self._wgrad("mlp.down_local1d.weight"), self.dx, self.mlp, kernel=k, units=units,
+                           layer=i, accumulate=True)
+        local1d_back_x(rec, self.dmlp, self.dx, w, kernel=k, units=units, layer=j)
+        ops.glu_back(rec, self.dgate, self.dup, self.gate, self.up, self.dmlp, act="silu")
+        for n, (role, dy) in enumerate((("gate", self.dgate), ("up", self.dup))):
+            w, j, k, units = self._local1d(role, i)
+            if self.full:
+                local1d_back_w(rec, self._wgrad(f"mlp.{role}_local1d.weight"), dy, self.xn2, kernel=k, units=units,
+                               layer=i, accumulate=True)
+            local1d_back_x(rec, self.dxn, dy, w, kernel=k, units=units, layer=j, accumulate=n > 0)
+
+    def _wgrad(self, name: str) -> Buffer:
+        if name not in self.grads:
+            raise VkharpError(f"no gradient buffer for {name!r} (the trainer's parameters and the model disagree)")
+        return self.grads[name]
 
     def _record_forward(self):
         m, cfg, T, H = self.model, self.model.cfg, self.T, self.model.cfg.hidden_size
@@ -242,14 +288,17 @@ class TrainProgram:
             self._grad(rec, f"{tg}.lora_A", self.dt[tg], x, i)
             ops.matmul_t(rec, dx, self.ad.a[tg], self.dt[tg], layer=i, accumulate=True)
 
-    def _frozen_back(self, rec, dx: Buffer, parts, i: int):
+    def _frozen_back(self, rec, dx: Buffer, parts, i: int, x: Buffer | None = None):
         """dx = Σ dy·W over (role, dy) of frozen matrices sharing the input; stacked q/k/v and
-        gate/up are read by row range."""
+        gate/up are read by row range. With `full` (no fused matrices then), each W's gradient
+        dyᵀ·x is added too (x: the products' shared input)."""
         lw = self.model.layer_weights
         for n, (role, dy, stacked, rows) in enumerate(parts):
             fused = stacked != role and f"{stacked}.weight" in lw
-            ops.matmul_t(rec, dx, lw[f"{stacked if fused else role}.weight"], dy, layer=i,
-                         rows=rows if fused else None, accumulate=n > 0)
+            w = lw[f"{stacked if fused else role}.weight"]
+            ops.matmul_t(rec, dx, w, dy, layer=i, rows=rows if fused else None, accumulate=n > 0)
+            if self.full:
+                ops.grad_weight(rec, self._wgrad(f"{role}.weight"), dy, x, accumulate=True, layer=i, rows=w.rows)
 
     def _block_backward(self, rec, i: int):
         """self.dx: the gradient of block i's output → of its input (self.x is the recomputed input)."""
@@ -257,24 +306,41 @@ class TrainProgram:
         eps = cfg.rms_norm_eps
         hq, hk, hd, F = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.intermediate_size
         # -- MLP: x_out = x_mid + down (or + norm(down))
+        mlp_norm = "pre_feedforward_layernorm.weight" if arch.sandwich_norms else "post_attention_layernorm.weight"
+        if arch.mlp == "local1d":
+            self._local1d_back(rec, i)
+            ops.rmsnorm_back(rec, self.dx, self.xmid, lw[mlp_norm], self.dxn, eps=eps, layer=i, accumulate=True,
+                             **self._dnorm(mlp_norm, i))
+            return self._attention_back(rec, i)
         d_down = self.dx
         if arch.sandwich_norms:
             ops.rmsnorm_back(rec, self.dh, self.down, lw["post_feedforward_layernorm.weight"], self.dx, eps=eps, layer=i)
             d_down = self.dh
-        self._frozen_back(rec, self.dmlp, [("mlp.down_proj", d_down, "mlp.down_proj", None)], i)
+        self._frozen_back(rec, self.dmlp, [("mlp.down_proj", d_down, "mlp.down_proj", None)], i, self.mlp)
         self._lora_back(rec, [("mlp.down_proj", d_down)], self.mlp, self.dmlp, i)
         ops.glu_back(rec, self.dgate, self.dup, self.gate, self.up, self.dmlp, act=arch.activation)
         self._frozen_back(rec, self.dxn, [("mlp.gate_proj", self.dgate, "mlp.gate_up_proj", (0, F)),
-                                          ("mlp.up_proj", self.dup, "mlp.gate_up_proj", (F, F))], i)
+                                          ("mlp.up_proj", self.dup, "mlp.gate_up_proj", (F, F))], i, self.xn2)
         self._lora_back(rec, [("mlp.gate_proj", self.dgate), ("mlp.up_proj", self.dup)], self.xn2, self.dxn, i)
-        mlp_norm = "pre_feedforward_layernorm.weight" if arch.sandwich_norms else "post_attention_layernorm.weight"
-        ops.rmsnorm_back(rec, self.dx, self.xmid, lw[mlp_norm], self.dxn, eps=eps, layer=i, accumulate=True)
+        ops.rmsnorm_back(rec, self.dx, self.xmid, lw[mlp_norm], self.dxn, eps=eps, layer=i, accumulate=True,
+                         **self._dnorm(mlp_norm, i))
+        self._attention_back(rec, i)
+
+    def _dnorm(self, name: str, i: int) -> dict:
+        """rmsnorm_back's arguments for the norm weight's gradient (with `full`)."""
+        return dict(dweight=self._wgrad(name), dweight_accumulate=True) if self.full else {}
+
+    def _attention_back(self, rec, i: int):
+        """self.dx (the gradient of x_mid) through the attention half of block i, into the block input's."""
+        m, cfg, arch, lw = self.model, self.model.cfg, self.model.arch, self.model.layer_weights
+        eps = cfg.rms_norm_eps
+        hq, hk, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         # -- attention: x_mid = x + o (or + norm(o))
         d_o = self.dx
         if arch.sandwich_norms:
             ops.rmsnorm_back(rec, self.dh, self.o, lw["post_attention_layernorm.weight"], self.dx, eps=eps, layer=i)
             d_o = self.dh
-        self._frozen_back(rec, self.dattn, [("self_attn.o_proj", d_o, "self_attn.o_proj", None)], i)
+        self._frozen_back(rec, self.dattn, [("self_attn.o_proj", d_o, "self_attn.o_proj", None)], i, self.attn)
         self._lora_back(rec, [("self_attn.o_proj", d_o)], self.attn, self.dattn, i)
         q, k = (self.qn, self.kn) if arch.qk_norm else (self.q, self.k)
         ops.attention_back(rec, self.dq, self.dk, self.dv, q, k, self.v, self.attn, self.lse, self.dattn,
@@ -290,11 +356,12 @@ class TrainProgram:
         qr, kr = hq * hd, hk * hd
         self._frozen_back(rec, self.dxn, [("self_attn.q_proj", dq, "self_attn.qkv_proj", (0, qr)),
                                           ("self_attn.k_proj", dk, "self_attn.qkv_proj", (qr, kr)),
-                                          ("self_attn.v_proj", self.dv, "self_attn.qkv_proj", (qr + kr, kr))], i)
+                                          ("self_attn.v_proj", self.dv, "self_attn.qkv_proj", (qr + kr, kr))], i,
+                          self.xn1)
         self._lora_back(rec, [("self_attn.q_proj", dq), ("self_attn.k_proj", dk), ("self_attn.v_proj", self.dv)],
                         self.xn1, self.dxn, i)
         ops.rmsnorm_back(rec, self.dx, self.x, lw["input_layernorm.weight"], self.dxn, eps=eps, layer=i,
-                         accumulate=True)
+                         accumulate=True, **self._dnorm("input_layernorm.weight", i))
 
     def _record_backward(self):
         m, cfg, T, H = self.model, self.model.cfg, self.T, self.model.cfg.hidden_size
@@ -302,7 +369,11 @@ class TrainProgram:
         if m.arch.final_softcap(cfg):
             ops.softcap_back(rec, self.dlogits, self.logits, self.dlogits, cap=m.arch.final_softcap(cfg))
         ops.matmul_t(rec, self.dxan, self.head, self.dlogits)
-        ops.rmsnorm_back(rec, self.dxa, self.xa, m.weights["model.norm.weight"], self.dxan, eps=cfg.rms_norm_eps)
+        if self.full:   # the head's gradient (the tied embedding's first part; embed_back adds the rest)
+            head = "lm_head.weight" if "lm_head.weight" in m.weights else "model.embed_tokens.weight"
+            ops.grad_weight(rec, self._wgrad(head), self.dlogits, self.xan, accumulate=True)
+        ops.rmsnorm_back(rec, self.dxa, self.xa, m.weights["model.norm.weight"], self.dxan, eps=cfg.rms_norm_eps,
+                         **self._dnorm("model.norm.weight", 0))
         ops.fill_u32(rec, self.dx, value=0)   # 0.0f
         scatter_rows(rec, self.dx, self.dxa, self.idx)
         for i in reversed(range(self.L)):
@@ -314,6 +385,9 @@ class TrainProgram:
             if self.kept is None:
                 self._block_forward(rec, i, to_next=False)
             self._block_backward(rec, i)
+        if self.full:
+            embed_back(rec, self._wgrad("model.embed_tokens.weight"), self.ids, self.dx,
+                       scale=m.arch.embed_scale(cfg), accumulate=True)
         sizes = [ops.sum_squares_groups(m.device, g.size) for g in self.grads.values()]
         self.sumsq = m.device.buffer((sum(sizes),), np.float32, "act", name=f"tune.sumsq[T={T}]")
         with rec.parallel():
@@ -351,3 +425,4 @@ class TrainProgram:
 
     def grad_sumsq(self) -> float:
         return float(np.sum(self.sumsq.host_view().astype(np.float64)))
+
