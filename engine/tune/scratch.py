@@ -157,3 +157,61 @@ class FullWeights:
             if (src / name).is_file() and name != "config.json":
                 (path / name).write_bytes((src / name).read_bytes())
         return path
+
+
+def init_weights(torch_model, seed: int = 0, std: float = 0.02):
+    """transformers' Llama initialisation for training from scratch, applied alike to a dense model and a
+    Local1D one (so that a comparison of the two starts from the same rule): every matrix, Local1D
+    window and embedding N(0, std) (its initializer_range), every norm weight 1."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in torch_model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return torch_model
+
+
+def windows(ids: np.ndarray, length: int) -> list[np.ndarray]:
+    """Non-overlapping sequences of `length` tokens (the tail that does not fill one is dropped)."""
+    ids = np.asarray(ids, np.uint32)
+    return [ids[i:i + length] for i in range(0, len(ids) - length + 1, length)]
+
+
+def evaluate_sequences(trainer, seqs) -> dict:
+    """Mean loss per predicted token and next-token accuracy (argmax; argmin |y| for a target-only
+    model) over held-out sequences, with the weights as they are."""
+    loss = wrong = n = 0.0
+    for s in seqs:
+        st = trainer.evaluate(sequence_example(s))
+        rows = len(s) - 1
+        loss, wrong, n = loss + st.loss * rows, wrong + st.n_mismatch, n + rows
+    return {"loss": loss / n, "accuracy": 1.0 - wrong / n, "tokens": int(n)}
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up to `peak`, then cosine decay to a tenth of it at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * min(1.0, t))))
+
+
+def train_sequences(trainer, seqs, *, steps: int, batch: int, lr: float, warmup: int = 10, seed: int = 0,
+                    on_step=None) -> list:
+    """`steps` optimizer steps, each over `batch` sequences drawn without replacement per epoch
+    (shuffled by `seed`), at cosine_lr. Returns the StepReports."""
+    rng = np.random.default_rng(seed)
+    order, reports = [], []
+    for step in range(steps):
+        while len(order) < batch:
+            order.extend(rng.permutation(len(seqs)).tolist())
+        pick, order = order[:batch], order[batch:]
+        trainer.settings.lr = cosine_lr(step, steps, lr, warmup)
+        rep = trainer.step([sequence_example(seqs[i]) for i in pick], stop_when_reproduced=False)
+        reports.append(rep)
+        if on_step is not None:
+            on_step(step, rep)
+    return reports
