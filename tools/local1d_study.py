@@ -30,8 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-import numpy as np  # noqa: E402
-
 from local1d_params import compare  # noqa: E402
 
 SHAPE = dict(hidden=64, layers=2, vocab=512, heads=4, kv_heads=2, tied=True)

@@ -15,6 +15,10 @@ answer tokens (at most A). Three programs, recorded once per (T, A) bucket and r
 - `update`: one AdamW step over every adapter matrix (engine/ops/adamw.py), its hyperparameters read
   from a host-written buffer, the skipped-element counts read back.
 
+Given engine/tune/scratch.py's FullWeights in the adapter's place (`full`), the backward also writes
+every weight's gradient: dyᵀ·x beside each transposed product, the norms' dweight, the head's, the
+embedding's (embed_back) and the Local1D layers' (local1d_back_w).
+
 Each block is computed as transformers writes it, unfused and without a KV cache: causal attention
 over the whole sequence (ops.attention_seq saves each row's log-sum-exp for its backward). The base
 weights are only ever read: every gradient of a frozen matrix is a transposed product (ops.matmul_t).
@@ -304,7 +308,7 @@ class TrainProgram:
         """self.dx: the gradient of block i's output → of its input (self.x is the recomputed input)."""
         m, cfg, arch, lw = self.model, self.model.cfg, self.model.arch, self.model.layer_weights
         eps = cfg.rms_norm_eps
-        hq, hk, hd, F = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.intermediate_size
+        F = cfg.intermediate_size
         # -- MLP: x_out = x_mid + down (or + norm(down))
         mlp_norm = "pre_feedforward_layernorm.weight" if arch.sandwich_norms else "post_attention_layernorm.weight"
         if arch.mlp == "local1d":
