@@ -77,7 +77,7 @@ def torch_loss_and_grads(ref, ids, rule):
     return float(loss.detach()), {n: p.grad.numpy().copy() for n, p in ref.named_parameters()}
 
 
-def stacked_reference(name, grads, L, tied):
+def stacked_reference(name, grads, L):
     """Our gradient buffer's layout from the HF-named torch gradients (layer roles stacked)."""
     if name.startswith("model.") or name == "lm_head.weight":
         return grads[name]
@@ -101,13 +101,11 @@ def test_every_weight_gradient_matches_torch_autograd(device, checkpoints, case)
 
     want_loss, want = torch_loss_and_grads(ref, ids, rule)
     assert abs(stats.loss - want_loss) <= 1e-5 * abs(want_loss), (stats.loss, want_loss)
-    L, tied = model.cfg.num_hidden_layers, "lm_head.weight" not in model.weights
-    worst, names = {}, set()
+    L, worst = model.cfg.num_hidden_layers, {}
     for name, p in weights.params():
         g = trainer.grads[name].read()
-        r = stacked_reference(name, want, L, tied)
+        r = stacked_reference(name, want, L)
         worst[name] = nmse(g.reshape(r.shape), r)
-        names.add(name)
     assert max(worst.values()) <= 1e-6, worst
     # every torch parameter has its gradient here (tied: the embedding's holds the head's part too)
     assert len(weights.params()) == len({n if n.startswith(("model.embed", "model.norm", "lm_head")) else

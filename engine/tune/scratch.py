@@ -40,11 +40,10 @@ def sequence_example(ids) -> Example:
 
 
 class _Param:
-    """What the Trainer reads of a trained matrix (as it reads an adapter's): its buffer and rows."""
+    """What the Trainer reads of a trained weight (as it reads an adapter's matrix): its buffer."""
 
-    def __init__(self, buf: Buffer, rows: int, layer_shape: tuple | None = None):
+    def __init__(self, buf: Buffer, layer_shape: tuple | None = None):
         self.parts = [type("Part", (), {"qs": buf})()]
-        self.rows = rows
         self.layer_shape = layer_shape     # stacked by role (one matrix or norm vector per layer): its shape
 
 
@@ -71,7 +70,7 @@ class FullWeights:
                 for i in range(L):
                     src, j = w.part_for(i)
                     copy_block(rec, buf, src, n, src=j * n, dst=i * n)
-                self._params.append((role, _Param(buf, w.rows, (w.rows, w.cols))))
+                self._params.append((role, _Param(buf, (w.rows, w.cols))))
                 model.layer_weights[role] = StackedF32(w.rows, w.cols, [(buf, 0, L)], role, L)
             else:
                 model.layer_weights[role] = self._writable(rec, role, w, layers=L)
@@ -110,15 +109,15 @@ class FullWeights:
         dev = self.model.device
         if isinstance(w, DeviceWeight):
             shape = (w.layers, w.rows, w.cols) if w.layers > 1 else (w.rows, w.cols)
-            src, rows = w.parts[0].qs, w.rows
+            src = w.parts[0].qs
         else:                                 # a norm's plain f32 buffer ([L, D] or [D])
-            shape, src, rows = tuple(w.shape), w, 1
+            shape, src = tuple(w.shape), w
         per_layer = None
         if not name.startswith("model.") and name != HEAD:
             per_layer = (w.rows, w.cols) if isinstance(w, DeviceWeight) else (int(np.prod(shape)) // layers,)
         buf = dev.buffer(shape, np.float32, "act", name=f"train.{name}")
         copy_block(rec, buf, src, int(np.prod(shape)), words=True)   # f32 weights are stored as u32 words
-        self._params.append((name, _Param(buf, rows, per_layer)))
+        self._params.append((name, _Param(buf, per_layer)))
         return trainable_weight(buf, name) if isinstance(w, DeviceWeight) else buf
 
     def params(self) -> list[tuple[str, _Param]]:
@@ -139,7 +138,7 @@ class FullWeights:
                 for i in range(L):
                     out[f"model.layers.{i}.{name}"] = np.ascontiguousarray(a[i])
             else:
-                out[name] = a.reshape(a.shape[-2:]) if name.startswith("model.layers.") else a
+                out[name] = a
         return out
 
     def save(self, path, *, tokenizer_from=None) -> Path:
