@@ -157,11 +157,12 @@ def normed_linears(rec, products, x: Buffer, norm_weight: Buffer, eps: float, la
 
 def _lora_t(model, acts: Acts, target: str) -> Buffer:
     """The [N, r] buffer of A·x for one adapted target (kept with the activations, so that a program
-    recorded again over the same activations reuses every pipeline)."""
-    key = f"lora_t:{target}"
+    recorded again over the same activations reuses every pipeline); one per rank, since the next
+    adapter may have another."""
+    r = model.adapter.rank
+    key = f"lora_t:{target}:r{r}"
     if key not in acts.extra:
-        acts.extra[key] = model.device.buffer((acts.n, model.adapter.rank), np.float32, "act",
-                                              name=f"{key}[N={acts.n}]")
+        acts.extra[key] = model.device.buffer((acts.n, r), np.float32, "act", name=f"{key}[N={acts.n}]")
     return acts.extra[key]
 
 

@@ -148,10 +148,15 @@ class Adapter:
             raise VkharpError(f"adapter {path} was trained for another model ({meta.get('base_model', '?')}, "
                               f"weights {fp}); this is {model.path.name} ({_fingerprint(model)}): "
                               f"load it with the model it was made for")
+        _refuse_unsupported(path, config)
         rank = int(config["r"])
-        targets = tuple(meta.get("targets") or [t for t in TARGETS if t.split(".")[-1] in config.get("target_modules", [])])
         dims = target_dims(model)
         L = model.cfg.num_hidden_layers
+        targets = tuple(meta.get("targets") or _peft_targets(config, dims, L))
+        if not targets:
+            raise VkharpError(f"adapter {path} adapts none of this model's linear layers "
+                              f"(target_modules {config.get('target_modules')!r}; it has {sorted(dims)})")
+        out = {}
         for t in targets:
             if t not in dims:
                 raise VkharpError(f"adapter {path} adapts {t!r}, which {model.cfg.model_type} does not have")
@@ -160,14 +165,59 @@ class Adapter:
                 for ab, shape in (("A", (rank, n_in)), ("B", (n_out, rank))):
                     name = peft_name(i, t, ab)
                     got = arrays.get(name)
+                    if got is None and not _peft_adapts(config, t, i):   # a layer PEFT left alone: no delta
+                        got = np.zeros(shape, np.float32)
                     if got is None or tuple(got.shape) != shape:
                         raise VkharpError(f"adapter {path} does not fit this model: {name} is "
                                           f"{None if got is None else tuple(got.shape)}, the model needs {shape}")
                     if not np.isfinite(got).all():
                         raise VkharpError(f"adapter {path}: {name} holds NaN or infinite values")
-        return cls(model, rank=rank, alpha=float(config.get("lora_alpha", rank)), targets=targets,
-                   corrections=list(meta.get("corrections", [])),
-                   arrays={k: v.astype(np.float32) for k, v in arrays.items()})
+                    out[name] = got.astype(np.float32)
+        alpha = float(config.get("lora_alpha", rank))
+        if config.get("use_rslora"):   # rsLoRA scales by alpha/√r: the same delta as alpha·√r over r
+            alpha *= math.sqrt(rank)
+        return cls(model, rank=rank, alpha=alpha, targets=targets,
+                   corrections=list(meta.get("corrections", [])), arrays=out)
+
+
+def _refuse_unsupported(path: Path, config: dict) -> None:
+    """PEFT LoRA options whose weights this engine would silently drop or misapply."""
+    why = None
+    if config.get("use_dora"):
+        why = "it is a DoRA adapter (use_dora), whose magnitude vectors this engine does not apply"
+    elif config.get("modules_to_save"):
+        why = f"it also trains whole modules ({config['modules_to_save']}), which an adapter here cannot hold"
+    elif config.get("bias", "none") != "none":
+        why = f"it trains biases (bias={config['bias']!r})"
+    elif config.get("rank_pattern") or config.get("alpha_pattern"):
+        why = "it gives layers their own rank or alpha (rank_pattern/alpha_pattern)"
+    elif config.get("fan_in_fan_out"):
+        why = "its matrices are stored transposed (fan_in_fan_out, GPT-2 style)"
+    if why:
+        raise VkharpError(f"adapter {path} cannot be loaded: {why}; merge it into the model with PEFT "
+                          f"(merge_and_unload, save_pretrained) and convert that with `vkharp convert`")
+
+
+def _peft_targets(config: dict, dims: dict, layers: int) -> list[str]:
+    """The targets a PEFT config adapts in at least one layer."""
+    return [t for t in TARGETS if t in dims and any(_peft_adapts(config, t, i) for i in range(layers))]
+
+
+def _peft_adapts(config: dict, target: str, layer: int) -> bool:
+    """Whether PEFT puts a LoRA on this layer's target, matching as PEFT matches: 'all-linear', a
+    regular expression over the whole module path, or names that equal the path or end it
+    ('q_proj', 'model.layers.0.self_attn.q_proj'); then layers_to_transform."""
+    import re
+    path = f"model.layers.{layer}.{target}"
+    modules = config.get("target_modules") or []
+    if modules == "all-linear":
+        hit = True
+    elif isinstance(modules, str):
+        hit = re.fullmatch(modules, path) is not None
+    else:
+        hit = any(path == m or path.endswith("." + m) for m in modules)
+    only = config.get("layers_to_transform")
+    return hit and (only is None or layer in ([only] if isinstance(only, int) else only))
 
 
 def peft_name(layer: int, target: str, ab: str) -> str:
