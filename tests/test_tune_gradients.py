@@ -22,6 +22,10 @@ CASES = {name: FIDELITY[name] for name in
          ("llama-gqa-tied", "llama-odd-heads-untied", "qwen2-bias", "mistral-window", "gemma3", "qwen3-qk-norm",
           "phi3-longrope-long", "gemma2-softcaps", "smollm3-nope-layers")}
 UNFUSED = {"qwen2-bias-unfused": "qwen2-bias"}
+# the backward's other path: no activations kept (they would pass KEEP_BYTES), each block recomputed
+# from its saved input; sandwich norms and q/k norms recompute more of a block
+RECOMPUTE = {"llama-gqa-tied-recomputed": "llama-gqa-tied", "gemma3-recomputed": "gemma3",
+             "qwen3-qk-norm-recomputed": "qwen3-qk-norm"}
 RANK = 4
 
 
@@ -88,10 +92,14 @@ def converted(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("case", list(CASES) + list(UNFUSED))
+@pytest.mark.parametrize("case", list(CASES) + list(UNFUSED) + list(RECOMPUTE))
 def test_gradients_match_torch_autograd(device, converted, case, monkeypatch):
     monkeypatch.setenv("VKHARP_FUSE", "0" if case in UNFUSED else "1")
-    case = UNFUSED.get(case, case)
+    recompute = case in RECOMPUTE
+    if recompute:
+        import engine.tune.program
+        monkeypatch.setattr(engine.tune.program, "KEEP_BYTES", 0)
+    case = UNFUSED.get(case, RECOMPUTE.get(case, case))
     arch, over = CASES[case]
     model = Model(converted(case), device, ctx=128, chunk=8)
     rng = np.random.default_rng(3)
@@ -106,6 +114,7 @@ def test_gradients_match_torch_autograd(device, converted, case, monkeypatch):
     ids = rng.integers(3, model.cfg.vocab_size, 19).astype(np.uint32)   # 13 prompt + 6 answer tokens
     ex = Example(ids, 13)
     prog = trainer.program(ex)
+    assert (prog.kept is None) == recompute
     prog.forward.run()
     stats = prog.read_stats()
     prog.backward.run()
