@@ -11,6 +11,7 @@ shader. Semantics are GGUF's (a weight decodes to the same float), the layout is
 | q4_0   | 4 words per 32-block: byte j = q[j] | q[j+16] << 4     | one f16 d per block, 2 per word       | d*(q-8)             |
 | q4_1   | same as q4_0                                           | one word per block: packHalf2x16(d,m) | d*q + m             |
 | q5_0 q5_1 q4_k q5_k q6_k | engine/kquant.py (GGUF's 5-bit and k-quant types, permuted losslessly)          |
+| iq4_nl                   | engine/iquant.py (GGUF's non-linear 4-bit type: q4_0's layout, a 16-entry table) |
 
 Quants are kept apart from scales so that the quant words of a row are contiguous and 16-byte
 aligned (vectorisable loads); scales are indexed flat by block: block b of row r is r*nb + b, and
@@ -24,24 +25,39 @@ import numpy as np
 
 from .errors import VkharpError
 
-from . import kquant
+from . import iquant, kquant
 
-FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl")
+# What `vkharp convert --dtype` offers: the formats gguf (or our k-quant quantizer) writes. The iq4
+# types are kept from GGUF files only (iquant's quantizer is a plain one, for tests).
+DTYPES = tuple(f for f in FORMATS if f not in iquant.IFORMATS)
 BLOCK = 32
 # Bytes per weight as stored (quants + scales), for bandwidth figures.
 BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
-                    **{f: bb / bc for f, (bc, bb) in kquant.GGUF_BLOCK.items()}}
+                    **{f: bb / bc for f, (bc, bb) in kquant.GGUF_BLOCK.items()},
+                    **{f: bb / bc for f, (bc, bb) in iquant.GGUF_BLOCK.items()}}
 
 
 def block_cols(fmt: str) -> int:
     """Columns of one GGUF block: rows of a q format must be whole blocks (256 for the k-quants)."""
-    return kquant.block_cols(fmt) if fmt in kquant.KFORMATS else (BLOCK if fmt.startswith("q") else 1)
+    if fmt in kquant.KFORMATS:
+        return kquant.block_cols(fmt)
+    if fmt in iquant.IFORMATS:
+        return iquant.block_cols(fmt)
+    return BLOCK if fmt.startswith("q") else 1
+
+
+def has_scales(fmt: str) -> bool:
+    """Whether a format has a scales array (every format but f32 and f16)."""
+    return fmt not in ("f32", "f16")
 
 
 def scale_layout(fmt: str, cols: int) -> tuple[int, type] | None:
     """(entries per row, dtype) of a format's scales array, or None (f32, f16)."""
     if fmt in kquant.KFORMATS:
         return kquant.scale_layout(fmt, cols)
+    if fmt in iquant.IFORMATS:
+        return iquant.scale_layout(fmt, cols)
     if fmt in ("q8_0", "q4_0"):
         return cols // BLOCK, np.uint16
     if fmt == "q4_1":
@@ -63,6 +79,8 @@ def words_per_row(fmt: str, cols: int) -> int:
         return (cols + 1) // 2
     if fmt in kquant.KFORMATS:
         return kquant.words_per_row(fmt, cols)
+    if fmt in iquant.IFORMATS:
+        return iquant.words_per_row(fmt, cols)
     nb = cols // BLOCK
     return nb * (8 if fmt == "q8_0" else 4)
 
@@ -122,6 +140,8 @@ def quantize(w: np.ndarray, fmt: str) -> Packed:
         return Packed(fmt, rows, cols, np.ascontiguousarray(h).view(np.uint32), None)
     if fmt in ("q4_k", "q5_k", "q6_k"):
         return from_gguf_blocks(kquant.quantize_k(w, fmt), fmt, rows, cols)
+    if fmt in iquant.IFORMATS:
+        return from_gguf_blocks(iquant.quantize_blocks(w, fmt), fmt, rows, cols)
     from gguf.quants import quantize as gguf_quantize
     return from_gguf_blocks(gguf_quantize(w, _gguf_type(fmt)), fmt, rows, cols)
 
@@ -129,7 +149,8 @@ def quantize(w: np.ndarray, fmt: str) -> Packed:
 def _gguf_type(fmt: str):
     from gguf import GGMLQuantizationType as T
     return {"f32": T.F32, "f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0,
-            "q5_1": T.Q5_1, "q4_k": T.Q4_K, "q5_k": T.Q5_K, "q6_k": T.Q6_K}[fmt]
+            "q5_1": T.Q5_1, "q4_k": T.Q4_K, "q5_k": T.Q5_K, "q6_k": T.Q6_K, "iq4_nl": T.IQ4_NL,
+            "iq4_xs": T.IQ4_XS}[fmt]
 
 
 def from_gguf_blocks(raw: np.ndarray, fmt: str, rows: int, cols: int) -> Packed:
@@ -138,6 +159,8 @@ def from_gguf_blocks(raw: np.ndarray, fmt: str, rows: int, cols: int) -> Packed:
     if fmt in kquant.KFORMATS:
         qs, scales = kquant.from_gguf(raw, fmt, rows, cols)
         return Packed(fmt, rows, cols, qs, scales)
+    if fmt in iquant.IFORMATS:
+        return Packed(fmt, rows, cols, *iquant.from_gguf(raw, fmt, rows, cols))
     if fmt in ("f32", "f16"):
         arr = np.asarray(raw).reshape(-1).view(np.float32 if fmt == "f32" else np.float16).reshape(rows, cols)
         return quantize(arr.astype(np.float32), fmt) if fmt == "f32" else _pack_f16(arr)
@@ -166,10 +189,12 @@ def _pack_f16(h: np.ndarray) -> Packed:
 
 def to_gguf_blocks(p: Packed) -> np.ndarray:
     """Inverse of from_gguf_blocks for quantized formats: [rows, nb * block_bytes] uint8."""
-    if not p.format.startswith("q"):
+    if not has_scales(p.format):
         raise VkharpError("to_gguf_blocks is for quantized formats")
     if p.format in kquant.KFORMATS:
         return kquant.to_gguf(p.qs, p.scales, p.format, p.rows, p.cols)
+    if p.format in iquant.IFORMATS:
+        return iquant.to_gguf(p.qs, p.scales, p.format, p.rows, p.cols)
     nb = p.cols // BLOCK
     quants = p.qs.view(np.uint8).reshape(p.rows, nb, -1)
     scales = p.scales.view(np.uint8).reshape(p.rows, nb, -1)
@@ -184,6 +209,8 @@ def dequantize(p: Packed) -> np.ndarray:
         return p.qs.view(np.float16).reshape(p.rows, -1)[:, :p.cols].astype(np.float32)
     if p.format in kquant.KFORMATS:
         return kquant.dequantize(p.qs, p.scales, p.format, p.rows, p.cols)
+    if p.format in iquant.IFORMATS:
+        return iquant.dequantize(p.qs, p.scales, p.format, p.rows, p.cols)
     nb = p.cols // BLOCK
     if p.format == "q8_0":
         q = p.qs.view(np.int8).reshape(p.rows, nb, BLOCK).astype(np.float32)

@@ -11,6 +11,7 @@
 // @variant matmul_t_q4_k  WFMT=7
 // @variant matmul_t_q5_k  WFMT=8
 // @variant matmul_t_q6_k  WFMT=9
+// @variant matmul_t_iq4_nl  WFMT=10
 // matmul_t: the backward of x·Wᵀ through a frozen weight, for NR rows of one weight part:
 //   dx[dxo + n*COLS + c] (+)= sum_{r < NR} dy[dyo + n*DYS + DY0 + r] * W[wrow + r, c]   n < NTOK, c < COLS
 // (wrow: buffer row of the first summed row in the part, layer offset included; dxo, dyo: element
@@ -26,7 +27,7 @@
 // [t*TN, t*TN + TN) of tile t = g / NCG: an output tile no other lane writes (no atomics, no
 // ordering between groups). Each lane walks all NR rows in order (deterministic sums): per row it
 // decodes its block's 32 weights once -- 16-byte loads and one scale load for f32, f16, q8_0,
-// q4_0, q4_1; the 5-bit and k-quant block's words and scales loaded once, then weight_at's
+// q4_0, q4_1; the 5-bit, k-quant and iq4 block's words and scales loaded once, then weight_at's
 // arithmetic (weights.glsl, the same roundings); weight_at itself for f32/f16 rows that are not
 // whole 32-column blocks (`_odd`) -- and adds them times TN values of dy into 32 x TN
 // accumulators. All lanes of a group walk the same rows, so the dy values are the same for every
@@ -108,6 +109,17 @@ void decode_block(uint row, uint b, inout vec4 w[8]) {
         w[i] = v;
     }
   #endif
+#elif WFMT_IQ4
+    // iq4 (engine/iquant.py): the block's 4 words and its scale loaded once, then weight_at's product
+    uint rb = row * WROW_WORDS + b * 4u;
+    uvec4 lo = uvec4(wq[rb], wq[rb + 1u], wq[rb + 2u], wq[rb + 3u]);
+    uint f = row * (COLS / 32u) + b;
+    float d = unpackHalf2x16((f & 1u) == 0u ? ws[f >> 1] : ws[f >> 1] >> 16).x;
+    for (uint i = 0u; i < 8u; i++) {
+        uint wi = i & 3u;
+        precise vec4 v = d * (i >= 4u ? iq4_hi(pick4(lo, wi)) : iq4_lo(pick4(lo, wi)));
+        w[i] = v;
+    }
 #elif WFMT >= FMT_Q5_0
     // 5-bit and k-quants (engine/kquant.py): the block's words loaded once, then weight_at's
     // arithmetic for its 32 weights (the same `precise` roundings as gguf's numpy decoder)

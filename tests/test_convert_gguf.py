@@ -239,6 +239,52 @@ def _kq_llama(tmp_path, name, blocks, qtype):
     return path
 
 
+def _iq4_blocks(rng, qtype, rows, cols):
+    """Valid GGUF blocks of an iq4 type (gguf has no quantizer for them): random nibbles and 6-bit
+    sub-block scales, random finite f16 d (every such bit pattern is a valid block)."""
+    from gguf import GGML_QUANT_SIZES
+    bc, bb = GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, (rows, cols // bc, bb), dtype=np.uint8)
+    d = rng.uniform(0.0005, 0.005, (rows, cols // bc)) * rng.choice([-1, 1], (rows, cols // bc))
+    raw[:, :, 0:2] = d.astype(np.float16).view(np.uint8).reshape(rows, -1, 2)
+    return raw.reshape(rows, -1)
+
+
+@pytest.mark.parametrize("qtype", [T.IQ4_NL])
+def test_gguf_iq4_kept_natively(tmp_path, device, rng, qtype):
+    """IQ4 tensors (one of them llama's permuted q_proj) are kept as they are: the device holds the
+    file's bytes (regrouped, the same size), the decoder gives gguf's floats bit for bit, and a matvec
+    on the device matches gguf's decoded matrix times x (the bound of tests/test_matmul.py)."""
+    from engine.ops.matmul import matvec
+    from engine.weights import upload_weight
+    names = {"model.layers.0.self_attn.q_proj.weight": 4, "model.layers.0.mlp.gate_proj.weight": None}
+    blocks = {n: (_iq4_blocks(rng, qtype, 256, 256), qtype) for n in names}
+    model, cfg, _ = _tiny("llama", hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                          num_attention_heads=4, num_key_value_heads=2)
+    path = tmp_path / "iq4.gguf"
+    write_gguf(path, "llama", model, cfg, tokenizer_dir=make_hf_checkpoint(tmp_path, "llama"), raw_blocks=blocks)
+    m = open_model_dir(convert(path, tmp_path / "out", progress=False), verify=True)
+    for name, heads in names.items():
+        raw = blocks[name][0] if heads is None else unpermute_rows(blocks[name][0], heads)
+        got, info = m.load(name), m.info(name)
+        assert info["format"] == qtype.name.lower() and "rel_error" not in info
+        assert got.nbytes == raw.nbytes
+        np.testing.assert_array_equal(quant.to_gguf_blocks(got), raw, err_msg=name)
+        want = gguf_dequantize(raw, qtype).reshape(256, 256)
+        np.testing.assert_array_equal(quant.dequantize(got).view(np.uint32), want.view(np.uint32))
+        dw = upload_weight(device, got, name)
+        part = dw.parts[0]
+        assert part.qs.read().tobytes() + part.scales.read().tobytes()[:got.scales.nbytes] == \
+            got.qs.tobytes() + got.scales.tobytes()
+        x = rng.standard_normal(256).astype(np.float32)
+        out = device.buffer(256)
+        rec = device.recorder()
+        matvec(rec, out, dw, device.buffer(x))
+        rec.finish().run()
+        ref = want.astype(np.float64) @ x
+        assert np.linalg.norm(out.read() - ref) / np.linalg.norm(ref) < 1e-6 * 16
+
+
 def test_gguf_unsupported_type_is_one_line_and_writes_nothing(tmp_path):
     q81 = np.zeros((256, 256 // 32 * 40), np.uint8)            # Q8_1: gguf has no decoder for it
     path = _kq_llama(tmp_path, "model.layers.0.mlp.up_proj.weight", q81, T.Q8_1)

@@ -17,11 +17,13 @@ def test_repack_is_lossless(rng, fmt):
 
 
 @pytest.mark.parametrize("fmt,tol", [("f32", 0), ("f16", 1e-3), ("q8_0", 1e-2), ("q4_0", 0.2), ("q4_1", 0.15),
-                                     ("q5_0", 0.1), ("q5_1", 0.08), ("q4_k", 0.2), ("q5_k", 0.1), ("q6_k", 0.05)])
+                                     ("q5_0", 0.1), ("q5_1", 0.08), ("q4_k", 0.2), ("q5_k", 0.1), ("q6_k", 0.05),
+                                     ("iq4_nl", 0.1)])
 def test_quantize_round_trip(rng, fmt, tol):
     # Error bounds: half an f16 ulp (~5e-4 relative); q8_0 step = max/127; q4 steps = max/8, range/15;
     # q5: max/16, range/31; k-quants: the sub-block step (range/15, range/31, max/31) plus the
-    # rounding of the sub-block scale to the super-block's 6-bit (8-bit for q6_k) grid.
+    # rounding of the sub-block scale to the super-block's 6-bit (8-bit for q6_k) grid; iq4_nl: half
+    # the widest gap of its table (24 of 127: 113 - 89) times d = max/127, so < 12/127 of the max.
     w = rng.standard_normal((5, 512)).astype(np.float32)
     back = quant.dequantize(quant.quantize(w, fmt))
     err = np.abs(back - w).max() / np.abs(w).max()
@@ -56,10 +58,11 @@ def _gguf_blocks(rng, fmt, rows, cols):
     scales (every bit pattern of the quants and 6-bit/int8 scales is a valid block)."""
     if fmt in ("q5_0", "q5_1"):
         return gguf_quantize(rng.standard_normal((rows, cols)).astype(np.float32), quant._gguf_type(fmt))
+    from engine.iquant import GGUF_BLOCK as I_BLOCK
     from engine.kquant import GGUF_BLOCK
-    bc, bb = GGUF_BLOCK[fmt]
+    bc, bb = {**GGUF_BLOCK, **I_BLOCK}[fmt]
     raw = rng.integers(0, 256, (rows, cols // bc, bb), dtype=np.uint8)
-    halves = [(0, 2), (2, 4)] if fmt != "q6_k" else [(208, 210)]
+    halves = [(0, 2)] if fmt in I_BLOCK else [(0, 2), (2, 4)] if fmt != "q6_k" else [(208, 210)]
     for a, b in halves:   # small finite f16 scales
         raw[:, :, a:b] = (rng.uniform(0.001, 0.1, (rows, cols // bc)).astype(np.float16)
                           * rng.choice([-1, 1], (rows, cols // bc))).astype(np.float16).view(np.uint8).reshape(rows, -1, 2)
@@ -88,7 +91,38 @@ def test_kquant_quantizer_writes_valid_blocks(rng, fmt):
     np.testing.assert_array_equal(gguf_dequantize(raw, quant._gguf_type(fmt)).reshape(4, 512), quant.dequantize(packed))
 
 
-@pytest.mark.parametrize("fmt", KQ)
+IQ = ["iq4_nl"]
+
+
+@pytest.mark.parametrize("fmt", IQ)
+@pytest.mark.parametrize("rows,cols", [(7, 256), (3, 768)])
+def test_iq4_repack_bit_identical_to_gguf(rng, fmt, rows, cols):
+    """Arbitrary valid iq4 blocks (every code, every 6-bit sub-block scale, both signs of d) are kept
+    byte for byte (the same size) and decode to gguf's floats bit for bit (float32 bits compared, so
+    -0.0 and 0.0 differ)."""
+    raw = _gguf_blocks(rng, fmt, rows, cols)
+    packed = quant.from_gguf_blocks(raw, fmt, rows, cols)
+    assert packed.nbytes == raw.nbytes
+    want = gguf_dequantize(raw, quant._gguf_type(fmt)).reshape(rows, cols)
+    np.testing.assert_array_equal(quant.dequantize(packed).view(np.uint32), want.view(np.uint32))
+    np.testing.assert_array_equal(quant.to_gguf_blocks(packed), raw)
+
+
+@pytest.mark.parametrize("fmt", IQ)
+def test_iq4_quantizer_writes_valid_blocks(rng, fmt):
+    """gguf has no iq4 quantizer; ours writes blocks that gguf decodes to what our decoder gives."""
+    w = rng.standard_normal((4, 512)).astype(np.float32)
+    packed = quant.quantize(w, fmt)
+    raw = quant.to_gguf_blocks(packed)
+    np.testing.assert_array_equal(gguf_dequantize(raw, quant._gguf_type(fmt)).reshape(4, 512), quant.dequantize(packed))
+
+
+def test_iq4_is_not_a_convert_dtype():
+    """`vkharp convert --dtype` offers only what gguf (or our k-quant quantizer) writes."""
+    assert set(IQ) <= set(quant.FORMATS) and not set(IQ) & set(quant.DTYPES)
+
+
+@pytest.mark.parametrize("fmt", KQ + IQ)
 def test_truncated_blocks_are_refused(rng, fmt):
     raw = _gguf_blocks(rng, fmt, 2, 256).reshape(-1)
     with pytest.raises(VkharpError, match="truncated"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..quant import FORMATS
+from ..quant import DTYPES
 
 HELP = "convert a Hugging Face model directory or a GGUF file into vkharp's format"
 
@@ -14,7 +14,7 @@ HELP = "convert a Hugging Face model directory or a GGUF file into vkharp's form
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="HF model directory (config.json + *.safetensors) or a .gguf file")
     p.add_argument("dst", help="output directory")
-    p.add_argument("--dtype", choices=FORMATS, help="format of the 2-D weights (default: f16 from HF, f32 if "
+    p.add_argument("--dtype", choices=DTYPES, help="format of the 2-D weights (default: f16 from HF, f32 if "
                    "the checkpoint is f32; from GGUF each tensor's own type, other quantizations as f16)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace dst if it is a vkharp model directory (never anything else, never the source)")

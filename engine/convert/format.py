@@ -4,7 +4,7 @@
                          "architecture": "llama" | "mistral" | "qwen2" | "gemma3",
                          "dtype": the requested weight format, or "auto" (each tensor kept in its source's),
                          "source": {"kind": "hf" | "gguf", "path": ..., "bytes": ...},
-                         "tensors": {hf_name: {"format": f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k,
+                         "tensors": {hf_name: {"format": f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|iq4_nl,
                                                "shape": [rows, cols] or [n],
                                                "file": "model.safetensors",
                                                "source_format": e.g. "bf16", "q4_k",
@@ -21,10 +21,11 @@
     DST/model.safetensors  (model-0000K-of-0000N.safetensors when split) ordinary safetensors files:
                         per 2-D weight W [rows, cols]: "W.qs" uint32 [rows, words_per_row] and, for q
                         formats, "W.scales" (quant.scale_layout: uint16 [rows, cols/32] for q8_0, q4_0,
-                        q5_0; uint32 [rows, cols/32] for q4_1, q5_1; uint32 [rows, cols/64] for q4_k,
+                        q5_0, iq4_nl; uint32 [rows, cols/32] for q4_1, q5_1; uint32 [rows, cols/64] for q4_k,
                         q5_k; uint16 [rows, cols/256] for q6_k), exactly as engine.quant.Packed holds
-                        them (engine/kquant.py: the 5-bit and k-quant layouts); 1-D tensors (norms, biases)
-                        as float32 "W" [n]. Tensor names are HF's, verbatim.
+                        them (engine/kquant.py: the 5-bit and k-quant layouts; engine/iquant.py: the
+                        iq4 ones); 1-D tensors (norms, biases) as float32 "W" [n]. Tensor names are
+                        HF's, verbatim.
 
     DST/verified.json   the stamp of the last checksum verification (verify.py; not in "files")
 
@@ -45,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DamagedModelDir, VkharpError
-from ..quant import Packed, scale_layout, words_per_row
+from ..quant import Packed, has_scales, scale_layout, words_per_row
 from .safetensors_io import read_header
 
 FORMAT_NAME = "vkharp"
@@ -138,7 +139,7 @@ class ModelDir:
         if len(shape) == 1:
             return self._get(info["file"], name)
         fmt = info["format"]
-        scales = self._get(info["file"], f"{name}.scales") if fmt.startswith("q") else None
+        scales = self._get(info["file"], f"{name}.scales") if has_scales(fmt) else None
         return Packed(fmt, shape[0], shape[1], self._get(info["file"], f"{name}.qs"), scales)
 
     def read_text(self, filename: str) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VkharpError, WriteError
-from ..quant import FORMATS, block_cols
+from ..quant import DTYPES, block_cols
 from . import staging
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, arrays_for, arrays_of, replace_refusal, shard_names
 from .verify import tensor_digest, write_stamp
@@ -102,8 +102,8 @@ def convert(src, dst, dtype: str | None = None, progress: bool = True, overwrite
     from HF checkpoints (f32 when the checkpoint is f32) and each tensor's own type from a GGUF.
     """
     from models import ModelConfig, get_architecture
-    if dtype is not None and dtype not in FORMATS:
-        raise VkharpError(f"unknown dtype {dtype!r}; choose one of {', '.join(FORMATS)}")
+    if dtype is not None and dtype not in DTYPES:
+        raise VkharpError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     dst = Path(dst)
     _check_destination(Path(src), dst, overwrite)
     source = open_source(src)

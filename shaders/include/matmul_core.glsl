@@ -3,7 +3,7 @@
 // for one weight part (ROWS rows of the layer starting at buffer row wrow). Twins: reference.matvec,
 // reference.matmul.
 // Defines (per variant): WFMT (weights.glsl), BIAS (0/1), and either
-//   RUN = 32-column blocks per run (the unit of one scale load: q4_1 RUN words, q8_0/q4_0 RUN/2
+//   RUN = 32-column blocks per run (the unit of one scale load: q4_1 RUN words, q8_0/q4_0/iq4_nl RUN/2
 //         words, so the scales come as one uint/uvec2/uvec4; f32/f16 use RUN=1), or
 //   GENERIC = 1: any column count (f32/f16 rows that are not whole 16-byte words), one output per
 //         invocation with scalar loads: correct everywhere, slow; for odd shapes only.
@@ -444,6 +444,10 @@ void main() {
                             uint h = RUN >= 4 ? hq[b & 3u] : pick4(hq, blk & 3u);
                             w0 = q5_lo(a.x, h, 0u); w1 = q5_lo(a.y, h, 1u); w2 = q5_lo(a.z, h, 2u); w3 = q5_lo(a.w, h, 3u);
                             w4 = q5_hi(a.x, h, 0u); w5 = q5_hi(a.y, h, 1u); w6 = q5_hi(a.z, h, 2u); w7 = q5_hi(a.w, h, 3u);
+    #elif WFMT_IQ4
+                            uvec4 a = wq4[q0];   // the int8 KVALUES of the codes, as floats (exact)
+                            w0 = iq4_lo(a.x); w1 = iq4_lo(a.y); w2 = iq4_lo(a.z); w3 = iq4_lo(a.w);
+                            w4 = iq4_hi(a.x); w5 = iq4_hi(a.y); w6 = iq4_hi(a.z); w7 = iq4_hi(a.w);
     #else
                             uvec4 a = wq4[q0];
                             w0 = q4_lo(a.x); w1 = q4_lo(a.y); w2 = q4_lo(a.z); w3 = q4_lo(a.w);
@@ -478,7 +482,7 @@ void main() {
                                 acc[t] = fma(dm.x, s - 16.0 * xs[t][i][b], acc[t]);
       #elif WFMT == FMT_Q4_1 || WFMT == FMT_Q5_1 || WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
                                 acc[t] = fma(dm.x, s, fma(dm.y, xs[t][i][b], acc[t]));
-      #elif WFMT == FMT_Q8_0
+      #elif WFMT == FMT_Q8_0 || WFMT_IQ4
                                 acc[t] = fma(dm.x, s, acc[t]);
       #else
                                 acc[t] += s;

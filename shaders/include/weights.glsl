@@ -1,6 +1,7 @@
 // Decoding the GPU weight layout (engine/quant.py documents it). Before including, define
-//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1, 5 q5_0, 6 q5_1, 7 q4_k, 8 q5_k, 9 q6_k
-// (5..9 are GGUF's 5-bit and k-quant types in the layout of engine/kquant.py; RUN kernels only)
+//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1, 5 q5_0, 6 q5_1, 7 q4_k, 8 q5_k, 9 q6_k, 10 iq4_nl
+// (5..9 are GGUF's 5-bit and k-quant types in the layout of engine/kquant.py, 10 its non-linear
+// 4-bit type in the layout of engine/iquant.py: q4_0's, each code looked up in KVALUES; RUN kernels only)
 // and declare `uint wq[]` (quants, one row = WROW_WORDS words) and, for q formats, `uint ws[]` (scales).
 // COLS must be a constant in scope. Block b of row r has flat index r * (COLS/32) + b.
 // Kernels that load whole 16-byte words themselves (matvec, matmul) define WEIGHTS_NO_SCALAR first:
@@ -15,8 +16,11 @@
 #define FMT_Q4_K 7
 #define FMT_Q5_K 8
 #define FMT_Q6_K 9
+#define FMT_IQ4_NL 10
 // quants with a high-bit tail after the row's low nibbles (engine/kquant.py)
 #define WFMT_HIGH (WFMT == FMT_Q5_0 || WFMT == FMT_Q5_1 || WFMT == FMT_Q5_K || WFMT == FMT_Q6_K)
+// 4-bit codes standing for the int8 KVALUES (engine/iquant.py)
+#define WFMT_IQ4 (WFMT == FMT_IQ4_NL)
 
 #if WFMT == FMT_F32
   #define WROW_WORDS (COLS)
@@ -47,6 +51,17 @@ vec2 k_scale_min(uvec4 s, uint jj, uint h) {
     return vec2(dd.x * float(sc), -(dd.y * float(m)));
 }
 uint pick4(uvec4 s, uint i) { return i == 0u ? s.x : (i == 1u ? s.y : (i == 2u ? s.z : s.w)); }
+// iq4: llama.cpp's kvalues_iq4nl as 16 int8 bytes (code q at byte q); picked with selects and a
+// shift, not an indexed array (a per-lane index into an array becomes a stack gather on lavapipe).
+const uint IQ4_KV0 = 0xBFAD9881u, IQ4_KV1 = 0xF6EADDCFu, IQ4_KV2 = 0x26190D01u, IQ4_KV3 = 0x71594535u;
+vec4 iq4_kv(uvec4 q) {
+    uvec4 w = mix(mix(uvec4(IQ4_KV0), uvec4(IQ4_KV1), greaterThanEqual(q, uvec4(4u))),
+                  mix(uvec4(IQ4_KV2), uvec4(IQ4_KV3), greaterThanEqual(q, uvec4(12u))), greaterThanEqual(q, uvec4(8u)));
+    return vec4(ivec4(w << (24u - 8u * (q & 3u))) >> 24);
+}
+// The 8 weights' codes of quant word w: bytes k = 0..3 hold weight 4wi+k (low) and 16+4wi+k (high).
+vec4 iq4_lo(uint w) { return iq4_kv((uvec4(w) >> uvec4(0u, 8u, 16u, 24u)) & 15u); }
+vec4 iq4_hi(uint w) { return iq4_kv((uvec4(w) >> uvec4(4u, 12u, 20u, 28u)) & 15u); }
 #ifndef WEIGHTS_NO_SCALAR
 // d (and m for q4_1) of flat block index `blk`.
 vec2 block_scale(uint blk) {
@@ -67,6 +82,14 @@ float weight_at(uint row, uint col) {
 #elif WFMT == FMT_F16
     vec2 h = unpackHalf2x16(wq[row * WROW_WORDS + (col >> 1)]);
     return (col & 1u) == 0u ? h.x : h.y;
+#elif WFMT_IQ4
+    // engine/iquant.py's layout; `precise`: one rounding per product, as gguf's numpy decoder
+    uint b = col >> 5, j = col & 31u, jj = j & 15u;
+    uint w = wq[row * WROW_WORDS + b * 4u + (jj >> 2)];
+    float kv = iq4_kv(uvec4((w >> (8u * (jj & 3u) + (j >= 16u ? 4u : 0u))) & 15u)).x;
+    uint f = row * (COLS / 32u) + b;
+    precise float v = unpackHalf2x16((f & 1u) == 0u ? ws[f >> 1] : ws[f >> 1] >> 16).x * kv;
+    return v;
 #elif WFMT >= FMT_Q5_0
     // engine/kquant.py's layout; `precise`: one rounding per product, as gguf's numpy decoder
     const uint NBR = COLS / 32u;
