@@ -11,7 +11,7 @@ shader. Semantics are GGUF's (a weight decodes to the same float), the layout is
 | q4_0   | 4 words per 32-block: byte j = q[j] | q[j+16] << 4     | one f16 d per block, 2 per word       | d*(q-8)             |
 | q4_1   | same as q4_0                                           | one word per block: packHalf2x16(d,m) | d*q + m             |
 | q5_0 q5_1 q4_k q5_k q6_k | engine/kquant.py (GGUF's 5-bit and k-quant types, permuted losslessly)          |
-| iq4_nl                   | engine/iquant.py (GGUF's non-linear 4-bit type: q4_0's layout, a 16-entry table) |
+| iq4_nl iq4_xs            | engine/iquant.py (GGUF's non-linear 4-bit types: q4 nibbles, a 16-entry table)   |
 
 Quants are kept apart from scales so that the quant words of a row are contiguous and 16-byte
 aligned (vectorisable loads); scales are indexed flat by block: block b of row r is r*nb + b, and
@@ -27,7 +27,7 @@ from .errors import VkharpError
 
 from . import iquant, kquant
 
-FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl")
+FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")
 # What `vkharp convert --dtype` offers: the formats gguf (or our k-quant quantizer) writes. The iq4
 # types are kept from GGUF files only (iquant's quantizer is a plain one, for tests).
 DTYPES = tuple(f for f in FORMATS if f not in iquant.IFORMATS)

@@ -21,6 +21,8 @@
 // @variant embed_q6_k_drop  WFMT=9 DROPOUT=1
 // @variant embed_iq4_nl       WFMT=10 DROPOUT=0
 // @variant embed_iq4_nl_drop  WFMT=10 DROPOUT=1
+// @variant embed_iq4_xs       WFMT=11 DROPOUT=0
+// @variant embed_iq4_xs_drop  WFMT=11 DROPOUT=1
 // Embedding gather for one row part [ROW0, ROW0 + PROWS) of a table [vocab, COLS]:
 //   o[t, d] = table[ids[t], d] * SCALE     for t < NTOK whose id falls in this part's rows,
 //   o[t, d] = 0                            if LAST != 0 and ids[t] >= ROW0 + PROWS (= vocab: no

@@ -12,6 +12,7 @@
 // @variant matmul_t_q5_k  WFMT=8
 // @variant matmul_t_q6_k  WFMT=9
 // @variant matmul_t_iq4_nl  WFMT=10
+// @variant matmul_t_iq4_xs  WFMT=11
 // matmul_t: the backward of x·Wᵀ through a frozen weight, for NR rows of one weight part:
 //   dx[dxo + n*COLS + c] (+)= sum_{r < NR} dy[dyo + n*DYS + DY0 + r] * W[wrow + r, c]   n < NTOK, c < COLS
 // (wrow: buffer row of the first summed row in the part, layer offset included; dxo, dyo: element
@@ -113,8 +114,13 @@ void decode_block(uint row, uint b, inout vec4 w[8]) {
     // iq4 (engine/iquant.py): the block's 4 words and its scale loaded once, then weight_at's product
     uint rb = row * WROW_WORDS + b * 4u;
     uvec4 lo = uvec4(wq[rb], wq[rb + 1u], wq[rb + 2u], wq[rb + 3u]);
+  #if WFMT == FMT_IQ4_NL
     uint f = row * (COLS / 32u) + b;
     float d = unpackHalf2x16((f & 1u) == 0u ? ws[f >> 1] : ws[f >> 1] >> 16).x;
+  #else
+    uint sbi = (row * (COLS / 256u) + (b >> 3)) * 2u;
+    float d = iq4xs_scale(uvec2(ws[sbi], ws[sbi + 1u]), b & 7u);
+  #endif
     for (uint i = 0u; i < 8u; i++) {
         uint wi = i & 3u;
         precise vec4 v = d * (i >= 4u ? iq4_hi(pick4(lo, wi)) : iq4_lo(pick4(lo, wi)));

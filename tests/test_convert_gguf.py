@@ -250,7 +250,7 @@ def _iq4_blocks(rng, qtype, rows, cols):
     return raw.reshape(rows, -1)
 
 
-@pytest.mark.parametrize("qtype", [T.IQ4_NL])
+@pytest.mark.parametrize("qtype", [T.IQ4_NL, T.IQ4_XS])
 def test_gguf_iq4_kept_natively(tmp_path, device, rng, qtype):
     """IQ4 tensors (one of them llama's permuted q_proj) are kept as they are: the device holds the
     file's bytes (regrouped, the same size), the decoder gives gguf's floats bit for bit, and a matvec

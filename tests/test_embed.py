@@ -18,7 +18,7 @@ ULPS = 2 * 2.0 ** -23
 
 def _cols(fmt):
     # q formats need whole blocks (k-quants: 256-column super-blocks); f32/f16 get an odd width
-    return (512 if fmt.endswith("_k") else 96) if quant.has_scales(fmt) else 75
+    return (512 if quant.block_cols(fmt) == 256 else 96) if quant.has_scales(fmt) else 75
 
 
 def _table(device, rng, fmt, split, vocab=VOCAB):
@@ -56,7 +56,7 @@ def _record(device, table, ids, step, **kw):
 def test_embed(device, rng, fmt, split, dropout):
     packed, table = _table(device, rng, fmt, split)
     wg = {"f32": 32, "f16": 64, "q8_0": 256, "q4_0": 64, "q4_1": 32, "q5_0": 64, "q5_1": 32, "q4_k": 128,
-          "q5_k": 64, "q6_k": 96, "iq4_nl": 64}[fmt]
+          "q5_k": 64, "q6_k": 96, "iq4_nl": 64, "iq4_xs": 128}[fmt]
     scale = float(np.sqrt(_cols(fmt)))  # Gemma's sqrt(hidden)
     step = device.buffer(params.STEP_WORDS, np.uint32, name="step") if dropout else None
     values = dict(pos=41, seed=2024, drop_on=1, drop_p=0.3)

@@ -54,12 +54,12 @@ def _check(got, want, cols):
 
 # Shapes: rows not a multiple of anything; cols odd for f32/f16 (the scalar `_any` variant) and
 # whole 32-blocks otherwise; q formats: multiples of 32 that are not multiples of 64 or 128 (the
-# 5-bit formats' high-bit tail then ends in a partly used uvec4); k-quants: 1 and 3 super-blocks.
+# 5-bit formats' high-bit tail then ends in a partly used uvec4); k-quants, iq4_xs: 1 and 3 super-blocks.
 SHAPES = {"f32": [(37, 101), (45, 96)], "f16": [(37, 101), (45, 160)],
           "q8_0": [(37, 96), (45, 288)], "q4_0": [(37, 96), (45, 288)], "q4_1": [(37, 96), (45, 288)],
           "q5_0": [(37, 96), (45, 288)], "q5_1": [(37, 96), (45, 288)],
           "q4_k": [(37, 256), (45, 768)], "q5_k": [(37, 256), (45, 768)], "q6_k": [(37, 256), (45, 768)],
-          "iq4_nl": [(37, 96), (45, 288)]}
+          "iq4_nl": [(37, 96), (45, 288)], "iq4_xs": [(37, 256), (45, 768)]}
 
 
 @pytest.mark.parametrize("fmt", quant.FORMATS)
@@ -112,6 +112,9 @@ TILINGS = [
     # iq4_nl (q4_0's layout, codes through the 16-entry table): every RUN, spare runs, token tiles.
     ("iq4_nl", 96, Tiling(1, 2, 8, 3, 1)), ("iq4_nl", 320, Tiling(2, 3, 8, 4, 2)),
     ("iq4_nl", 384, Tiling(4, 3, 8, 6, 2)), ("iq4_nl", 768, Tiling(8, 3, 8, 2, 1, 1)),
+    # iq4_xs (runs inside one super-block, its 8 sub-block scales from one uvec2): every RUN.
+    ("iq4_xs", 256, Tiling(1, 3, 8, 3, 1)), ("iq4_xs", 512, Tiling(2, 3, 8, 4, 2)),
+    ("iq4_xs", 768, Tiling(4, 4, 2, 5, 3)), ("iq4_xs", 768, Tiling(8, 2, 4, 3, 2, 1)),
     # GPU subgroup tilings (`_sg`: subgroupAdd, then one partial per subgroup in shared memory): whole
     # groups of 1-3 subgroups on this device, spare lanes, several runs per lane, token tiles.
     ("f32", 160, Tiling(1, 8, 1, 3, 1, subgroup=True)), ("f16", 96, Tiling(1, 16, 1, 4, 3, subgroup=True)),
@@ -121,6 +124,7 @@ TILINGS = [
     ("q4_k", 768, Tiling(2, 16, 1, 4, 3, subgroup=True)), ("q5_k", 512, Tiling(1, 8, 1, 3, 1, subgroup=True)),
     ("q6_k", 768, Tiling(2, 8, 1, 2, 3, subgroup=True)), ("q6_k", 1536, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)),
     ("iq4_nl", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("iq4_nl", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
+    ("iq4_xs", 768, Tiling(2, 16, 1, 4, 3, subgroup=True)), ("iq4_xs", 512, Tiling(1, 8, 1, 3, 1, 1, subgroup=True)),
 ]
 
 
@@ -141,7 +145,8 @@ def test_explicit_tilings_on_parts(device, rng, fmt, cols, tiling):
 RESIDUAL = [("f32", 101, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
             ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("f16", 96, Tiling(1, 2, 3, 5, 2)),
             ("q5_0", 288, None), ("q5_1", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)), ("q4_k", 512, None),
-            ("q5_k", 768, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 288, None)]
+            ("q5_k", 768, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 288, None),
+            ("iq4_xs", 512, None)]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", RESIDUAL, ids=[f"{f}-{c}-{t}" for f, c, t in RESIDUAL])
@@ -170,7 +175,7 @@ NORMED = [("f32", 96, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 
           ("q4_1", 576, Tiling(2, 3, 3, 4, 2)),
           ("q5_0", 320, None), ("q5_1", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q4_k", 768, None),
           ("q5_k", 512, Tiling(4, 3, 3, 4, 2)), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
-          ("iq4_nl", 320, Tiling(2, 3, 3, 4, 2))]
+          ("iq4_nl", 320, Tiling(2, 3, 3, 4, 2)), ("iq4_xs", 768, Tiling(2, 8, 1, 5, 2, subgroup=True))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", NORMED, ids=[f"{f}-{c}-{t}" for f, c, t in NORMED])
@@ -206,7 +211,7 @@ def test_folded_rmsnorm_prologue(device, rng, fmt, cols, tiling):
 # The last four: Gemma-3-270M Q4_K_M's mix (q_proj / gate_proj Q5_0, o_proj Q4_K, down_proj Q6_K).
 @pytest.mark.parametrize("fmt,rows,cols", [("q4_1", 300, 576), ("q8_0", 130, 1536), ("f16", 70, 1024),
                                            ("q5_0", 130, 640), ("q4_k", 70, 1024), ("q6_k", 70, 2048),
-                                           ("q5_1", 50, 640), ("iq4_nl", 130, 640)])
+                                           ("q5_1", 50, 640), ("iq4_nl", 130, 640), ("iq4_xs", 70, 1024)])
 def test_model_like_shapes_default_tiling(device, rng, fmt, rows, cols):
     packed, dw = _weight(device, rng, fmt, rows, cols)
     x, xn = rand(rng, cols), rand(rng, 9, cols)
@@ -239,7 +244,7 @@ def test_layer_stacked_weights_share_a_pipeline(device, rng, fmt, split):
         _check(outn.read().reshape(4, rows), ref.matmul(packed[l], xn.read().reshape(4, cols), bias[l]), cols)
 
 
-KQ_FORMATS = ("q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl")
+KQ_FORMATS = ("q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")
 
 
 @pytest.mark.parametrize("fmt", KQ_FORMATS)
@@ -248,7 +253,7 @@ def test_gpu_tilings_run_here(device, rng, fmt):
     column lanes meeting in shared memory), run on this device for decode and a prefill chunk."""
     from dataclasses import replace
     from engine.ops.matmul import _gpu_tiling
-    rows, cols = 45, (768 if fmt.endswith("_k") else 288)
+    rows, cols = 45, (768 if quant.block_cols(fmt) == 256 else 288)
     packed, dw = _weight(device, rng, fmt, rows, cols)
     for info in (replace(device.info, type="discrete"), replace(device.info, type="discrete", subgroup_ops=0)):
         for n in (1, 6):
@@ -340,7 +345,7 @@ SPLIT = [("f32", 101, None, False), ("q4_1", 288, None, False), ("q4_1", 288, No
          ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True), True),
          ("q4_0", 288, Tiling(1, 3, 3, 4, 3), True), ("f16", 160, Tiling(1, 5, 8, 2, 3), False),
          ("q5_0", 288, None, True), ("q4_k", 512, None, False), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True), True),
-         ("iq4_nl", 288, Tiling(1, 3, 3, 4, 3), True)]
+         ("iq4_nl", 288, Tiling(1, 3, 3, 4, 3), True), ("iq4_xs", 512, None, False)]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling,folded", SPLIT, ids=[f"{f}-{c}-{t}-{'norm' if n else 'plain'}"
@@ -397,7 +402,8 @@ GLU = [("f32", 101, None), ("f16", 160, None), ("q4_1", 288, None), ("q4_0", 96,
        ("q4_0", 288, Tiling(1, 1, 8, 3, 4)),                     # CL = 1: the pair meets in one lane
        ("f16", 96, Tiling(1, 3, 2, 4, 2, 3)),                    # RC 3 → 2 rows per reduction round
        ("q5_0", 640, None), ("q5_1", 320, Tiling(2, 3, 3, 5, 3)), ("q4_k", 512, None),   # Gemma's gate/up: Q5_0
-       ("q5_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 320, None)]
+       ("q5_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 320, None),
+       ("iq4_xs", 512, Tiling(4, 1, 8, 3, 2))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", GLU, ids=[f"{f}-{c}-{t}" for f, c, t in GLU])

@@ -18,12 +18,14 @@ def test_repack_is_lossless(rng, fmt):
 
 @pytest.mark.parametrize("fmt,tol", [("f32", 0), ("f16", 1e-3), ("q8_0", 1e-2), ("q4_0", 0.2), ("q4_1", 0.15),
                                      ("q5_0", 0.1), ("q5_1", 0.08), ("q4_k", 0.2), ("q5_k", 0.1), ("q6_k", 0.05),
-                                     ("iq4_nl", 0.1)])
+                                     ("iq4_nl", 0.1), ("iq4_xs", 0.15)])
 def test_quantize_round_trip(rng, fmt, tol):
     # Error bounds: half an f16 ulp (~5e-4 relative); q8_0 step = max/127; q4 steps = max/8, range/15;
     # q5: max/16, range/31; k-quants: the sub-block step (range/15, range/31, max/31) plus the
     # rounding of the sub-block scale to the super-block's 6-bit (8-bit for q6_k) grid; iq4_nl: half
-    # the widest gap of its table (24 of 127: 113 - 89) times d = max/127, so < 12/127 of the max.
+    # the widest gap of its table (24 of 127: 113 - 89) times d = max/127, so < 12/127 of the max;
+    # iq4_xs: the same plus the rounding of each sub-block's d to the super-block's 6-bit grid (half a
+    # step of max/(127*32) on a code of up to 127: < 2/127 of the max more).
     w = rng.standard_normal((5, 512)).astype(np.float32)
     back = quant.dequantize(quant.quantize(w, fmt))
     err = np.abs(back - w).max() / np.abs(w).max()
@@ -91,7 +93,7 @@ def test_kquant_quantizer_writes_valid_blocks(rng, fmt):
     np.testing.assert_array_equal(gguf_dequantize(raw, quant._gguf_type(fmt)).reshape(4, 512), quant.dequantize(packed))
 
 
-IQ = ["iq4_nl"]
+IQ = ["iq4_nl", "iq4_xs"]
 
 
 @pytest.mark.parametrize("fmt", IQ)

@@ -224,6 +224,8 @@ void main() {
   #define SCALE_WORDS 4                   // the super-block's head (RUN <= 8: a run is in one super-block)
 #elif WFMT == FMT_Q6_K
   #define SCALE_WORDS 1                   // the word holding the super-block's f16 d
+#elif WFMT == FMT_IQ4_XS
+  #define SCALE_WORDS 2                   // the super-block's head (RUN <= 8: a run is in one super-block)
 #elif WFMT >= 2
   #define SCALE_WORDS (RUN / 2)
 #else
@@ -277,6 +279,8 @@ vec2 run_scale(SVEC s, uint b, uint fb0) {
 #if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
     // runs are aligned to RUN inside a super-block: for RUN >= 4 the byte lane is the constant b & 3
     return k_scale_min(s, RUN >= 4 ? (b & 3u) : ((fb0 + b) & 3u), ((fb0 + b) >> 2) & 1u);
+#elif WFMT == FMT_IQ4_XS
+    return vec2(iq4xs_scale(s, RUN >= 8 ? b : ((fb0 + b) & 7u)), 0.0);
 #elif WFMT == FMT_Q6_K
     return vec2(unpackHalf2x16(((fb0 >> 3) & 1u) == 0u ? s : s >> 16).x, 0.0);
 #elif WFMT == FMT_Q4_1 || WFMT == FMT_Q5_1
@@ -379,7 +383,7 @@ void main() {
                     uint run = c + i * CL;
                     if (ALL_RUNS || run < NRUN) {
                         uint fb0 = (pc.wrow + weight_row(row)) * NB + run * RUN;   // flat index of the run's first block
-    #if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
+    #if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K || WFMT == FMT_IQ4_XS
                         SVEC sc = ws[fb0 / 8u];
     #elif WFMT == FMT_Q6_K
                         SVEC sc = ws[fb0 / 16u];

@@ -1,7 +1,8 @@
 // Decoding the GPU weight layout (engine/quant.py documents it). Before including, define
-//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1, 5 q5_0, 6 q5_1, 7 q4_k, 8 q5_k, 9 q6_k, 10 iq4_nl
-// (5..9 are GGUF's 5-bit and k-quant types in the layout of engine/kquant.py, 10 its non-linear
-// 4-bit type in the layout of engine/iquant.py: q4_0's, each code looked up in KVALUES; RUN kernels only)
+//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1, 5 q5_0, 6 q5_1, 7 q4_k, 8 q5_k, 9 q6_k, 10 iq4_nl, 11 iq4_xs
+// (5..9 are GGUF's 5-bit and k-quant types in the layout of engine/kquant.py, 10 and 11 its non-linear
+// 4-bit types in the layout of engine/iquant.py: q4 nibbles, each code looked up in KVALUES; iq4_xs's
+// scales are 2 words per 256-column super-block, d | scales_h << 16 and scales_l; RUN kernels only)
 // and declare `uint wq[]` (quants, one row = WROW_WORDS words) and, for q formats, `uint ws[]` (scales).
 // COLS must be a constant in scope. Block b of row r has flat index r * (COLS/32) + b.
 // Kernels that load whole 16-byte words themselves (matvec, matmul) define WEIGHTS_NO_SCALAR first:
@@ -17,10 +18,11 @@
 #define FMT_Q5_K 8
 #define FMT_Q6_K 9
 #define FMT_IQ4_NL 10
+#define FMT_IQ4_XS 11
 // quants with a high-bit tail after the row's low nibbles (engine/kquant.py)
 #define WFMT_HIGH (WFMT == FMT_Q5_0 || WFMT == FMT_Q5_1 || WFMT == FMT_Q5_K || WFMT == FMT_Q6_K)
 // 4-bit codes standing for the int8 KVALUES (engine/iquant.py)
-#define WFMT_IQ4 (WFMT == FMT_IQ4_NL)
+#define WFMT_IQ4 (WFMT == FMT_IQ4_NL || WFMT == FMT_IQ4_XS)
 
 #if WFMT == FMT_F32
   #define WROW_WORDS (COLS)
@@ -62,6 +64,14 @@ vec4 iq4_kv(uvec4 q) {
 // The 8 weights' codes of quant word w: bytes k = 0..3 hold weight 4wi+k (low) and 16+4wi+k (high).
 vec4 iq4_lo(uint w) { return iq4_kv((uvec4(w) >> uvec4(0u, 8u, 16u, 24u)) & 15u); }
 vec4 iq4_hi(uint w) { return iq4_kv((uvec4(w) >> uvec4(4u, 12u, 20u, 28u)) & 15u); }
+// IQ4_XS: d * (ls - 32) of sub-block ib (0..7) from the super-block's head s = (d | scales_h << 16,
+// scales_l): ls = 4 bits of scales_l at 4ib, 2 of scales_h at 2ib above them; the product in float32,
+// as gguf.quants computes it.
+float iq4xs_scale(uvec2 s, uint ib) {
+    uint ls = ((s.y >> (4u * ib)) & 15u) | (((s.x >> (16u + 2u * ib)) & 3u) << 4);
+    precise float dl = unpackHalf2x16(s.x).x * float(int(ls) - 32);
+    return dl;
+}
 #ifndef WEIGHTS_NO_SCALAR
 // d (and m for q4_1) of flat block index `blk`.
 vec2 block_scale(uint blk) {
@@ -87,8 +97,13 @@ float weight_at(uint row, uint col) {
     uint b = col >> 5, j = col & 31u, jj = j & 15u;
     uint w = wq[row * WROW_WORDS + b * 4u + (jj >> 2)];
     float kv = iq4_kv(uvec4((w >> (8u * (jj & 3u) + (j >= 16u ? 4u : 0u))) & 15u)).x;
+  #if WFMT == FMT_IQ4_NL
     uint f = row * (COLS / 32u) + b;
     precise float v = unpackHalf2x16((f & 1u) == 0u ? ws[f >> 1] : ws[f >> 1] >> 16).x * kv;
+  #else
+    uint sb = (row * (COLS / 256u) + (b >> 3)) * 2u;
+    precise float v = iq4xs_scale(uvec2(ws[sb], ws[sb + 1u]), b & 7u) * kv;
+  #endif
     return v;
 #elif WFMT >= FMT_Q5_0
     // engine/kquant.py's layout; `precise`: one rounding per product, as gguf's numpy decoder
