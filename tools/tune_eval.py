@@ -8,7 +8,7 @@ last one, perplexity on data/corrections/heldout.txt, and agreement of greedy an
 unrelated prompts with the untuned model's (data/corrections/unrelated.jsonl; exact text and the
 shared-prefix fraction of tokens).
 
-    python tools/tune_eval.py -o tune_eval.jsonl --table tune_eval.md [--corrections 16] [--steps 20]
+    python tools/tune_eval.py -o docs/tune_eval.jsonl --table tune_eval.md [--corrections 16] [--steps 20]
 
 Results are appended per configuration (--resume skips those already in the file).
 """
@@ -25,8 +25,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "data" / "corrections"
-CONFIGS = [("first-mismatch", 0.0), ("first-mismatch", 3e-4), ("ce", 0.0), ("ce", 3e-4),
-           ("mismatch-only", 0.0), ("span", 0.0), ("position-edit", 0.0)]
+# Every loss of the default model's convention, each without and with the gradient threshold (seed
+# idea 5); target-only needs a model trained in its output convention (tools/local1d_study.py).
+RULES = ("ce", "first-mismatch", "mismatch-only", "span", "position-edit")
+THRESHOLD = 3e-4
+CONFIGS = [(rule, thr) for rule in RULES for thr in (0.0, THRESHOLD)]
 
 
 def perplexity(model, text: str) -> float:
