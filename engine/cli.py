@@ -63,6 +63,11 @@ def cmd_selfcheck(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.tune:
+        from .tune.bench import run_tune_bench
+        run_tune_bench(args.model, args.device, steps=2 if args.quick else args.tune_steps, json_path=args.json,
+                       out=sys.stderr if args.json == "-" else sys.stdout)
+        return 0
     if args.kernels:
         from .device import Device
         from .kernel_bench import run_kernel_bench
@@ -315,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--contexts", type=int, nargs="*", default=[128, 1024, 2000], metavar="N",
                    help="decode speed with the cache holding N positions (default 128 1024 2000; none: skip)")
     s.add_argument("--kernels", action="store_true", help="time each kernel, with GB/s and GFLOP/s next to numpy")
+    s.add_argument("--tune", action="store_true",
+                   help="time adapter training instead (/fix, vkharp tune): ms per optimizer step and training tokens/s")
+    s.add_argument("--tune-steps", type=int, default=5, help="timed optimizer steps with --tune (default 5)")
     s.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     s.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': to stdout, the table to stderr)")
     s.add_argument("--llama-cpp", metavar="PYTHON", default=None,

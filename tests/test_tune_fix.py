@@ -164,3 +164,17 @@ def test_tune_cli(device, tiny, tmp_path):
     r = subprocess.run([sys.executable, "-m", "engine", "tune", str(tiny), str(bad), "-o", str(tmp_path / "x")],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "bad.jsonl:1" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_tune_bench_times_the_step_and_training_moves(device, tiny, capsys):
+    """`vkharp bench --tune`: the step's figures hang together (forward + loss is part of the step, tokens/s
+    is tokens over the step) and the timed steps really train (the loss falls). Speed is not asserted."""
+    from engine.cli import main
+    assert main(["bench", "--tune", "--quick", str(tiny), "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    r = json.loads(out)
+    assert r["tokens"] == 42 and r["answer_tokens"] == 16 and r["steps"] == 2 and len(r["losses"]) == 3
+    assert 0 < r["forward_loss_ms"] < r["step_ms"]
+    assert abs(r["train_tok_s"] - r["tokens"] / (r["step_ms"] / 1e3)) < 1e-6 * r["train_tok_s"]
+    assert r["losses"][-1] < r["losses"][0]
+    assert "training tokens/s" in err and "compiles" in err
