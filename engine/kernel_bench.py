@@ -113,9 +113,9 @@ def _matvec_bench(fmt: str, rows: int, cols: int):
 
 
 # Every quantized format next to q4_1 (GB/s of its own bytes) at 4096x4096, at the default model's
-# shapes, and at Gemma-3-270M's (whose Q4_K_M mixes Q5_0, Q4_K, Q6_K and Q8_0), and GGUF's iq4 types;
-# the k-quants only where the rows are whole 256-column super-blocks.
-KQ_COMPARE = ("q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")
+# shapes, and at Gemma-3-270M's (whose Q4_K_M mixes Q5_0, Q4_K, Q6_K and Q8_0), and GGUF's iq4 types
+# and 2-/3-bit k-quants; the k-quants only where the rows are whole 256-column super-blocks.
+KQ_COMPARE = ("q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "q2_k", "q3_k")
 for _fmt in ("f16", "q8_0") + KQ_COMPARE:
     bench(f"matvec {_fmt} 4096x4096")(_matvec_bench(_fmt, 4096, 4096))
 for _shape in ((576, 576), (1536, 576), (576, 1536), (49152, 576), (2048, 640), (640, 2048)):

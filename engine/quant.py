@@ -12,6 +12,7 @@ shader. Semantics are GGUF's (a weight decodes to the same float), the layout is
 | q4_1   | same as q4_0                                           | one word per block: packHalf2x16(d,m) | d*q + m             |
 | q5_0 q5_1 q4_k q5_k q6_k | engine/kquant.py (GGUF's 5-bit and k-quant types, permuted losslessly)          |
 | iq4_nl iq4_xs            | engine/iquant.py (GGUF's non-linear 4-bit types: q4 nibbles, a 16-entry table)   |
+| q2_k q3_k                | engine/kquant23.py (GGUF's 2- and 3-bit k-quants, regrouped losslessly)          |
 
 Quants are kept apart from scales so that the quant words of a row are contiguous and 16-byte
 aligned (vectorisable loads); scales are indexed flat by block: block b of row r is r*nb + b, and
@@ -25,17 +26,20 @@ import numpy as np
 
 from .errors import VkharpError
 
-from . import iquant, kquant
+from . import iquant, kquant, kquant23
 
-FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")
+FORMATS = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs",
+           "q2_k", "q3_k")
 # What `vkharp convert --dtype` offers: the formats gguf (or our k-quant quantizer) writes. The iq4
-# types are kept from GGUF files only (iquant's quantizer is a plain one, for tests).
-DTYPES = tuple(f for f in FORMATS if f not in iquant.IFORMATS)
+# types and q2_k/q3_k are kept from GGUF files only (iquant's and kquant23's quantizers are plain
+# ones, for tests).
+DTYPES = tuple(f for f in FORMATS if f not in iquant.IFORMATS + kquant23.K23FORMATS)
 BLOCK = 32
 # Bytes per weight as stored (quants + scales), for bandwidth figures.
 BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
                     **{f: bb / bc for f, (bc, bb) in kquant.GGUF_BLOCK.items()},
-                    **{f: bb / bc for f, (bc, bb) in iquant.GGUF_BLOCK.items()}}
+                    **{f: bb / bc for f, (bc, bb) in iquant.GGUF_BLOCK.items()},
+                    **{f: bb / bc for f, (bc, bb) in kquant23.GGUF_BLOCK.items()}}
 
 
 def block_cols(fmt: str) -> int:
@@ -44,6 +48,8 @@ def block_cols(fmt: str) -> int:
         return kquant.block_cols(fmt)
     if fmt in iquant.IFORMATS:
         return iquant.block_cols(fmt)
+    if fmt in kquant23.K23FORMATS:
+        return kquant23.block_cols(fmt)
     return BLOCK if fmt.startswith("q") else 1
 
 
@@ -58,6 +64,8 @@ def scale_layout(fmt: str, cols: int) -> tuple[int, type] | None:
         return kquant.scale_layout(fmt, cols)
     if fmt in iquant.IFORMATS:
         return iquant.scale_layout(fmt, cols)
+    if fmt in kquant23.K23FORMATS:
+        return kquant23.scale_layout(fmt, cols)
     if fmt in ("q8_0", "q4_0"):
         return cols // BLOCK, np.uint16
     if fmt == "q4_1":
@@ -81,6 +89,8 @@ def words_per_row(fmt: str, cols: int) -> int:
         return kquant.words_per_row(fmt, cols)
     if fmt in iquant.IFORMATS:
         return iquant.words_per_row(fmt, cols)
+    if fmt in kquant23.K23FORMATS:
+        return kquant23.words_per_row(fmt, cols)
     nb = cols // BLOCK
     return nb * (8 if fmt == "q8_0" else 4)
 
@@ -142,6 +152,8 @@ def quantize(w: np.ndarray, fmt: str) -> Packed:
         return from_gguf_blocks(kquant.quantize_k(w, fmt), fmt, rows, cols)
     if fmt in iquant.IFORMATS:
         return from_gguf_blocks(iquant.quantize_blocks(w, fmt), fmt, rows, cols)
+    if fmt in kquant23.K23FORMATS:
+        return from_gguf_blocks(kquant23.quantize_blocks(w, fmt), fmt, rows, cols)
     from gguf.quants import quantize as gguf_quantize
     return from_gguf_blocks(gguf_quantize(w, _gguf_type(fmt)), fmt, rows, cols)
 
@@ -150,7 +162,7 @@ def _gguf_type(fmt: str):
     from gguf import GGMLQuantizationType as T
     return {"f32": T.F32, "f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0,
             "q5_1": T.Q5_1, "q4_k": T.Q4_K, "q5_k": T.Q5_K, "q6_k": T.Q6_K, "iq4_nl": T.IQ4_NL,
-            "iq4_xs": T.IQ4_XS}[fmt]
+            "iq4_xs": T.IQ4_XS, "q2_k": T.Q2_K, "q3_k": T.Q3_K}[fmt]
 
 
 def from_gguf_blocks(raw: np.ndarray, fmt: str, rows: int, cols: int) -> Packed:
@@ -161,6 +173,8 @@ def from_gguf_blocks(raw: np.ndarray, fmt: str, rows: int, cols: int) -> Packed:
         return Packed(fmt, rows, cols, qs, scales)
     if fmt in iquant.IFORMATS:
         return Packed(fmt, rows, cols, *iquant.from_gguf(raw, fmt, rows, cols))
+    if fmt in kquant23.K23FORMATS:
+        return Packed(fmt, rows, cols, *kquant23.from_gguf(raw, fmt, rows, cols))
     if fmt in ("f32", "f16"):
         arr = np.asarray(raw).reshape(-1).view(np.float32 if fmt == "f32" else np.float16).reshape(rows, cols)
         return quantize(arr.astype(np.float32), fmt) if fmt == "f32" else _pack_f16(arr)
@@ -195,6 +209,8 @@ def to_gguf_blocks(p: Packed) -> np.ndarray:
         return kquant.to_gguf(p.qs, p.scales, p.format, p.rows, p.cols)
     if p.format in iquant.IFORMATS:
         return iquant.to_gguf(p.qs, p.scales, p.format, p.rows, p.cols)
+    if p.format in kquant23.K23FORMATS:
+        return kquant23.to_gguf(p.qs, p.scales, p.format, p.rows, p.cols)
     nb = p.cols // BLOCK
     quants = p.qs.view(np.uint8).reshape(p.rows, nb, -1)
     scales = p.scales.view(np.uint8).reshape(p.rows, nb, -1)
@@ -211,6 +227,8 @@ def dequantize(p: Packed) -> np.ndarray:
         return kquant.dequantize(p.qs, p.scales, p.format, p.rows, p.cols)
     if p.format in iquant.IFORMATS:
         return iquant.dequantize(p.qs, p.scales, p.format, p.rows, p.cols)
+    if p.format in kquant23.K23FORMATS:
+        return kquant23.dequantize(p.qs, p.scales, p.format, p.rows, p.cols)
     nb = p.cols // BLOCK
     if p.format == "q8_0":
         q = p.qs.view(np.int8).reshape(p.rows, nb, BLOCK).astype(np.float32)

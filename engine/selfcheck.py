@@ -104,7 +104,7 @@ def _matrix_case(fmt: str, rows: int, cols: int, ntok: int):
 for _fmt in ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"):
     case(f"matvec {_fmt} 1536x576", 1e-4)(_matrix_case(_fmt, 1536, 576, 1))
     case(f"matmul {_fmt} 17x576x1536", 1e-4)(_matrix_case(_fmt, 576, 1536, 17))
-for _fmt in ("q4_k", "q5_k", "q6_k", "iq4_xs"):   # whole 256-column super-blocks
+for _fmt in ("q4_k", "q5_k", "q6_k", "iq4_xs", "q2_k", "q3_k"):   # whole 256-column super-blocks
     case(f"matvec {_fmt} 576x1536", 1e-4)(_matrix_case(_fmt, 576, 1536, 1))
     case(f"matmul {_fmt} 17x576x1536", 1e-4)(_matrix_case(_fmt, 576, 1536, 17))
 

@@ -23,6 +23,10 @@
 // @variant embed_iq4_nl_drop  WFMT=10 DROPOUT=1
 // @variant embed_iq4_xs       WFMT=11 DROPOUT=0
 // @variant embed_iq4_xs_drop  WFMT=11 DROPOUT=1
+// @variant embed_q2_k       WFMT=12 DROPOUT=0
+// @variant embed_q2_k_drop  WFMT=12 DROPOUT=1
+// @variant embed_q3_k       WFMT=13 DROPOUT=0
+// @variant embed_q3_k_drop  WFMT=13 DROPOUT=1
 // Embedding gather for one row part [ROW0, ROW0 + PROWS) of a table [vocab, COLS]:
 //   o[t, d] = table[ids[t], d] * SCALE     for t < NTOK whose id falls in this part's rows,
 //   o[t, d] = 0                            if LAST != 0 and ids[t] >= ROW0 + PROWS (= vocab: no

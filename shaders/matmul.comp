@@ -310,6 +310,66 @@
 // @variant matmul_iq4_xs_r2_sg_res             WFMT=11 RUN=2 BIAS=0 RES=1 SGR=1
 // @variant matmul_iq4_xs_r2_sg_norm            WFMT=11 RUN=2 BIAS=0 NORM=1 SGR=1
 // @variant matmul_iq4_xs_r2_sg_bias_norm       WFMT=11 RUN=2 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q2_k_r1                      WFMT=12 RUN=1 BIAS=0
+// @variant matmul_q2_k_r1_bias                 WFMT=12 RUN=1 BIAS=1
+// @variant matmul_q2_k_r1_res                  WFMT=12 RUN=1 BIAS=0 RES=1
+// @variant matmul_q2_k_r1_norm                 WFMT=12 RUN=1 BIAS=0 NORM=1
+// @variant matmul_q2_k_r1_bias_norm            WFMT=12 RUN=1 BIAS=1 NORM=1
+// @variant matmul_q2_k_r2                      WFMT=12 RUN=2 BIAS=0
+// @variant matmul_q2_k_r2_bias                 WFMT=12 RUN=2 BIAS=1
+// @variant matmul_q2_k_r2_res                  WFMT=12 RUN=2 BIAS=0 RES=1
+// @variant matmul_q2_k_r2_norm                 WFMT=12 RUN=2 BIAS=0 NORM=1
+// @variant matmul_q2_k_r2_bias_norm            WFMT=12 RUN=2 BIAS=1 NORM=1
+// @variant matmul_q2_k_r4                      WFMT=12 RUN=4 BIAS=0
+// @variant matmul_q2_k_r4_bias                 WFMT=12 RUN=4 BIAS=1
+// @variant matmul_q2_k_r4_res                  WFMT=12 RUN=4 BIAS=0 RES=1
+// @variant matmul_q2_k_r4_norm                 WFMT=12 RUN=4 BIAS=0 NORM=1
+// @variant matmul_q2_k_r4_bias_norm            WFMT=12 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q2_k_r8                      WFMT=12 RUN=8 BIAS=0
+// @variant matmul_q2_k_r8_bias                 WFMT=12 RUN=8 BIAS=1
+// @variant matmul_q2_k_r8_res                  WFMT=12 RUN=8 BIAS=0 RES=1
+// @variant matmul_q2_k_r8_norm                 WFMT=12 RUN=8 BIAS=0 NORM=1
+// @variant matmul_q2_k_r8_bias_norm            WFMT=12 RUN=8 BIAS=1 NORM=1
+// @variant matmul_q2_k_r1_sg                   WFMT=12 RUN=1 BIAS=0 SGR=1
+// @variant matmul_q2_k_r1_sg_bias              WFMT=12 RUN=1 BIAS=1 SGR=1
+// @variant matmul_q2_k_r1_sg_res               WFMT=12 RUN=1 BIAS=0 RES=1 SGR=1
+// @variant matmul_q2_k_r1_sg_norm              WFMT=12 RUN=1 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q2_k_r1_sg_bias_norm         WFMT=12 RUN=1 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q2_k_r2_sg                   WFMT=12 RUN=2 BIAS=0 SGR=1
+// @variant matmul_q2_k_r2_sg_bias              WFMT=12 RUN=2 BIAS=1 SGR=1
+// @variant matmul_q2_k_r2_sg_res               WFMT=12 RUN=2 BIAS=0 RES=1 SGR=1
+// @variant matmul_q2_k_r2_sg_norm              WFMT=12 RUN=2 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q2_k_r2_sg_bias_norm         WFMT=12 RUN=2 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q3_k_r1                      WFMT=13 RUN=1 BIAS=0
+// @variant matmul_q3_k_r1_bias                 WFMT=13 RUN=1 BIAS=1
+// @variant matmul_q3_k_r1_res                  WFMT=13 RUN=1 BIAS=0 RES=1
+// @variant matmul_q3_k_r1_norm                 WFMT=13 RUN=1 BIAS=0 NORM=1
+// @variant matmul_q3_k_r1_bias_norm            WFMT=13 RUN=1 BIAS=1 NORM=1
+// @variant matmul_q3_k_r2                      WFMT=13 RUN=2 BIAS=0
+// @variant matmul_q3_k_r2_bias                 WFMT=13 RUN=2 BIAS=1
+// @variant matmul_q3_k_r2_res                  WFMT=13 RUN=2 BIAS=0 RES=1
+// @variant matmul_q3_k_r2_norm                 WFMT=13 RUN=2 BIAS=0 NORM=1
+// @variant matmul_q3_k_r2_bias_norm            WFMT=13 RUN=2 BIAS=1 NORM=1
+// @variant matmul_q3_k_r4                      WFMT=13 RUN=4 BIAS=0
+// @variant matmul_q3_k_r4_bias                 WFMT=13 RUN=4 BIAS=1
+// @variant matmul_q3_k_r4_res                  WFMT=13 RUN=4 BIAS=0 RES=1
+// @variant matmul_q3_k_r4_norm                 WFMT=13 RUN=4 BIAS=0 NORM=1
+// @variant matmul_q3_k_r4_bias_norm            WFMT=13 RUN=4 BIAS=1 NORM=1
+// @variant matmul_q3_k_r8                      WFMT=13 RUN=8 BIAS=0
+// @variant matmul_q3_k_r8_bias                 WFMT=13 RUN=8 BIAS=1
+// @variant matmul_q3_k_r8_res                  WFMT=13 RUN=8 BIAS=0 RES=1
+// @variant matmul_q3_k_r8_norm                 WFMT=13 RUN=8 BIAS=0 NORM=1
+// @variant matmul_q3_k_r8_bias_norm            WFMT=13 RUN=8 BIAS=1 NORM=1
+// @variant matmul_q3_k_r1_sg                   WFMT=13 RUN=1 BIAS=0 SGR=1
+// @variant matmul_q3_k_r1_sg_bias              WFMT=13 RUN=1 BIAS=1 SGR=1
+// @variant matmul_q3_k_r1_sg_res               WFMT=13 RUN=1 BIAS=0 RES=1 SGR=1
+// @variant matmul_q3_k_r1_sg_norm              WFMT=13 RUN=1 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q3_k_r1_sg_bias_norm         WFMT=13 RUN=1 BIAS=1 NORM=1 SGR=1
+// @variant matmul_q3_k_r2_sg                   WFMT=13 RUN=2 BIAS=0 SGR=1
+// @variant matmul_q3_k_r2_sg_bias              WFMT=13 RUN=2 BIAS=1 SGR=1
+// @variant matmul_q3_k_r2_sg_res               WFMT=13 RUN=2 BIAS=0 RES=1 SGR=1
+// @variant matmul_q3_k_r2_sg_norm              WFMT=13 RUN=2 BIAS=0 NORM=1 SGR=1
+// @variant matmul_q3_k_r2_sg_bias_norm         WFMT=13 RUN=2 BIAS=1 NORM=1 SGR=1
 // Matrix x matrix (prefill): o[n, r] = sum_c x[n, c] * W[r, c] (+ bias[r]) for n < NTOK tokens, one
 // weight part. Tiled over tokens: a work group keeps the activations of TN tokens in registers and
 // reads each weight word once for all of them (once per tile of TN tokens, not once per token).

@@ -13,6 +13,8 @@
 // @variant matmul_t_q6_k  WFMT=9
 // @variant matmul_t_iq4_nl  WFMT=10
 // @variant matmul_t_iq4_xs  WFMT=11
+// @variant matmul_t_q2_k  WFMT=12
+// @variant matmul_t_q3_k  WFMT=13
 // matmul_t: the backward of x·Wᵀ through a frozen weight, for NR rows of one weight part:
 //   dx[dxo + n*COLS + c] (+)= sum_{r < NR} dy[dyo + n*DYS + DY0 + r] * W[wrow + r, c]   n < NTOK, c < COLS
 // (wrow: buffer row of the first summed row in the part, layer offset included; dxo, dyo: element
@@ -28,7 +30,7 @@
 // [t*TN, t*TN + TN) of tile t = g / NCG: an output tile no other lane writes (no atomics, no
 // ordering between groups). Each lane walks all NR rows in order (deterministic sums): per row it
 // decodes its block's 32 weights once -- 16-byte loads and one scale load for f32, f16, q8_0,
-// q4_0, q4_1; the 5-bit, k-quant and iq4 block's words and scales loaded once, then weight_at's
+// q4_0, q4_1; the 5-bit, k-quant (q2_k .. q6_k) and iq4 block's words and scales loaded once, then weight_at's
 // arithmetic (weights.glsl, the same roundings); weight_at itself for f32/f16 rows that are not
 // whole 32-column blocks (`_odd`) -- and adds them times TN values of dy into 32 x TN
 // accumulators. All lanes of a group walk the same rows, so the dy values are the same for every
@@ -124,6 +126,30 @@ void decode_block(uint row, uint b, inout vec4 w[8]) {
     for (uint i = 0u; i < 8u; i++) {
         uint wi = i & 3u;
         precise vec4 v = d * (i >= 4u ? iq4_hi(pick4(lo, wi)) : iq4_lo(pick4(lo, wi)));
+        w[i] = v;
+    }
+#elif WFMT_K23
+    // q2_k, q3_k (engine/kquant23.py): the block's words and scales loaded once, then weight_at's
+    // arithmetic for its 32 weights (the same `precise` roundings as gguf's numpy decoder)
+    const uint NBR = COLS / 32u;
+    uint rb = row * WROW_WORDS, S = row * (COLS / 256u) + (b >> 3);
+    uint l0 = wq[rb + b * 2u], l1 = wq[rb + b * 2u + 1u];
+  #if WFMT == FMT_Q2_K
+    vec4 s = q2k_scales(wq[rb + NBR * 2u + (b >> 3) * 4u + ((b & 7u) >> 1)], 16u * (b & 1u), unpackHalf2x16(ws[S]));
+  #else
+    uint h = wq[rb + NBR * 2u + b], h0 = (7u * S) >> 1;
+    uvec4 hd = q3k_head(ws[h0], ws[h0 + 1u], ws[h0 + 2u], ws[h0 + 3u], (S & 1u) != 0u);
+    float dl0 = q3k_scale(hd, 2u * (b & 7u)), dl1 = q3k_scale(hd, 2u * (b & 7u) + 1u);
+  #endif
+    for (uint i = 0u; i < 8u; i++) {
+        // weights 4i + k: field i % 4 of byte k of the block's word i / 4 (q3_k: high bit i of byte k)
+        uvec4 q = (uvec4(i >= 4u ? l1 : l0) >> (uvec4(0u, 8u, 16u, 24u) + 2u * (i & 3u))) & 3u;
+  #if WFMT == FMT_Q2_K
+        precise vec4 v = (i >= 4u ? s.z : s.x) * vec4(q) - (i >= 4u ? s.w : s.y);
+  #else
+        q |= ((uvec4(h) >> (uvec4(0u, 8u, 16u, 24u) + i)) & 1u) << 2;
+        precise vec4 v = (i >= 4u ? dl1 : dl0) * (vec4(q) - 4.0);
+  #endif
         w[i] = v;
     }
 #elif WFMT >= FMT_Q5_0

@@ -58,7 +58,7 @@ def _run_t(device, dw, dy, ntok, *, dx0=None, **kw):
 # that do not divide it), and N = 1.
 T_SHAPES = {"f32": (37, 101), "f16": (45, 101), "q8_0": (37, 96), "q4_0": (45, 160), "q4_1": (41, 96),
             "q5_0": (37, 96), "q5_1": (45, 160), "q4_k": (37, 256), "q5_k": (45, 256), "q6_k": (41, 512),
-            "iq4_nl": (45, 160), "iq4_xs": (37, 512)}
+            "iq4_nl": (45, 160), "iq4_xs": (37, 512), "q2_k": (41, 512), "q3_k": (45, 256)}
 
 
 @pytest.mark.parametrize("fmt", quant.FORMATS)

@@ -8,7 +8,10 @@ errors add like a random walk, so ‖err‖/‖ref‖ ≈ 2^-24·sqrt(cols) ≈ 
 far below a real bug: a missing or misplaced 32-column block changes the result by >1e-2).
 The q4 kernels also scale activations by powers of two (exact) and q4_0 subtracts 8·sum(x) per block
 (one more rounding per block), both covered by the same bound. iq4_nl multiplies x by its codes' int8
-table values (exact floats) and the block sum by d, as q8_0: the same bound.
+table values (exact floats) and the block sum by d, as q8_0: the same bound. q2_k and q3_k sum each
+16-weight sub-block's q·x (exact small integers times x, x pre-scaled by powers of two) and subtract
+dmin·m·sum(x) (q2_k) or 4·sum(x) (q3_k) per sub-block, as q6_k subtracts 32·sum(x): one or two more
+roundings per 16 weights of terms no larger than the sum itself, covered by the same bound.
 """
 import math
 
@@ -59,7 +62,8 @@ SHAPES = {"f32": [(37, 101), (45, 96)], "f16": [(37, 101), (45, 160)],
           "q8_0": [(37, 96), (45, 288)], "q4_0": [(37, 96), (45, 288)], "q4_1": [(37, 96), (45, 288)],
           "q5_0": [(37, 96), (45, 288)], "q5_1": [(37, 96), (45, 288)],
           "q4_k": [(37, 256), (45, 768)], "q5_k": [(37, 256), (45, 768)], "q6_k": [(37, 256), (45, 768)],
-          "iq4_nl": [(37, 96), (45, 288)], "iq4_xs": [(37, 256), (45, 768)]}
+          "iq4_nl": [(37, 96), (45, 288)], "iq4_xs": [(37, 256), (45, 768)],
+          "q2_k": [(37, 256), (45, 768)], "q3_k": [(37, 256), (45, 768)]}
 
 
 @pytest.mark.parametrize("fmt", quant.FORMATS)
@@ -115,6 +119,12 @@ TILINGS = [
     # iq4_xs (runs inside one super-block, its 8 sub-block scales from one uvec2): every RUN.
     ("iq4_xs", 256, Tiling(1, 3, 8, 3, 1)), ("iq4_xs", 512, Tiling(2, 3, 8, 4, 2)),
     ("iq4_xs", 768, Tiling(4, 4, 2, 5, 3)), ("iq4_xs", 768, Tiling(8, 2, 4, 3, 2, 1)),
+    # q2_k, q3_k (2-bit words two blocks per uvec4, q3_k's high words four, runs inside one
+    # super-block): every RUN, spare runs, one lane per row, token tiles, a reduction every row.
+    ("q2_k", 256, Tiling(1, 3, 8, 3, 1)), ("q2_k", 512, Tiling(2, 3, 8, 4, 2)), ("q2_k", 768, Tiling(4, 4, 2, 5, 3)),
+    ("q2_k", 768, Tiling(8, 1, 4, 3, 2, 1)),
+    ("q3_k", 256, Tiling(1, 5, 8, 3, 2)), ("q3_k", 512, Tiling(2, 3, 1, 9, 1)), ("q3_k", 768, Tiling(4, 2, 8, 2, 3)),
+    ("q3_k", 768, Tiling(8, 3, 4, 3, 1, 1)),
     # GPU subgroup tilings (`_sg`: subgroupAdd, then one partial per subgroup in shared memory): whole
     # groups of 1-3 subgroups on this device, spare lanes, several runs per lane, token tiles.
     ("f32", 160, Tiling(1, 8, 1, 3, 1, subgroup=True)), ("f16", 96, Tiling(1, 16, 1, 4, 3, subgroup=True)),
@@ -125,6 +135,8 @@ TILINGS = [
     ("q6_k", 768, Tiling(2, 8, 1, 2, 3, subgroup=True)), ("q6_k", 1536, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)),
     ("iq4_nl", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("iq4_nl", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
     ("iq4_xs", 768, Tiling(2, 16, 1, 4, 3, subgroup=True)), ("iq4_xs", 512, Tiling(1, 8, 1, 3, 1, 1, subgroup=True)),
+    ("q2_k", 768, Tiling(2, 16, 1, 4, 3, subgroup=True)), ("q2_k", 512, Tiling(1, 8, 1, 3, 1, 1, subgroup=True)),
+    ("q3_k", 768, Tiling(1, 24, 1, 3, 2, subgroup=True)), ("q3_k", 512, Tiling(2, 8, 1, 5, 1, subgroup=True)),
 ]
 
 
@@ -146,7 +158,7 @@ RESIDUAL = [("f32", 101, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 
             ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("f16", 96, Tiling(1, 2, 3, 5, 2)),
             ("q5_0", 288, None), ("q5_1", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)), ("q4_k", 512, None),
             ("q5_k", 768, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 288, None),
-            ("iq4_xs", 512, None)]
+            ("iq4_xs", 512, None), ("q2_k", 512, None), ("q3_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", RESIDUAL, ids=[f"{f}-{c}-{t}" for f, c, t in RESIDUAL])
@@ -175,7 +187,8 @@ NORMED = [("f32", 96, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 
           ("q4_1", 576, Tiling(2, 3, 3, 4, 2)),
           ("q5_0", 320, None), ("q5_1", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q4_k", 768, None),
           ("q5_k", 512, Tiling(4, 3, 3, 4, 2)), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
-          ("iq4_nl", 320, Tiling(2, 3, 3, 4, 2)), ("iq4_xs", 768, Tiling(2, 8, 1, 5, 2, subgroup=True))]
+          ("iq4_nl", 320, Tiling(2, 3, 3, 4, 2)), ("iq4_xs", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
+          ("q2_k", 768, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q3_k", 512, Tiling(4, 2, 3, 4, 2))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", NORMED, ids=[f"{f}-{c}-{t}" for f, c, t in NORMED])
@@ -211,7 +224,8 @@ def test_folded_rmsnorm_prologue(device, rng, fmt, cols, tiling):
 # The last four: Gemma-3-270M Q4_K_M's mix (q_proj / gate_proj Q5_0, o_proj Q4_K, down_proj Q6_K).
 @pytest.mark.parametrize("fmt,rows,cols", [("q4_1", 300, 576), ("q8_0", 130, 1536), ("f16", 70, 1024),
                                            ("q5_0", 130, 640), ("q4_k", 70, 1024), ("q6_k", 70, 2048),
-                                           ("q5_1", 50, 640), ("iq4_nl", 130, 640), ("iq4_xs", 70, 1024)])
+                                           ("q5_1", 50, 640), ("iq4_nl", 130, 640), ("iq4_xs", 70, 1024),
+                                           ("q2_k", 70, 1024), ("q3_k", 130, 2048)])
 def test_model_like_shapes_default_tiling(device, rng, fmt, rows, cols):
     packed, dw = _weight(device, rng, fmt, rows, cols)
     x, xn = rand(rng, cols), rand(rng, 9, cols)
@@ -244,7 +258,7 @@ def test_layer_stacked_weights_share_a_pipeline(device, rng, fmt, split):
         _check(outn.read().reshape(4, rows), ref.matmul(packed[l], xn.read().reshape(4, cols), bias[l]), cols)
 
 
-KQ_FORMATS = ("q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")
+KQ_FORMATS = ("q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "q2_k", "q3_k")
 
 
 @pytest.mark.parametrize("fmt", KQ_FORMATS)
@@ -300,8 +314,8 @@ def test_bad_inputs_raise_clear_errors(device, rng):
         matmul(rec, out, dw, device.buffer(128), None)
     with pytest.raises(VkharpError, match="must be f32"):
         matvec(rec, out, dw, device.buffer(64, np.uint32), None)
-    bogus = DeviceWeight("q3_k", dw.rows, dw.cols, dw.parts, "bogus")
-    with pytest.raises(VkharpError, match="unknown weight format 'q3_k'"):
+    bogus = DeviceWeight("q7_k", dw.rows, dw.cols, dw.parts, "bogus")
+    with pytest.raises(VkharpError, match="unknown weight format 'q7_k'"):
         matvec(rec, out, bogus, x, None)
     with pytest.raises(VkharpError, match="RUN=8 is not available for q4_1"):
         matvec(rec, out, dw, x, None, tiling=Tiling(8, 1, 8, 1, 1))
@@ -345,7 +359,8 @@ SPLIT = [("f32", 101, None, False), ("q4_1", 288, None, False), ("q4_1", 288, No
          ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True), True),
          ("q4_0", 288, Tiling(1, 3, 3, 4, 3), True), ("f16", 160, Tiling(1, 5, 8, 2, 3), False),
          ("q5_0", 288, None, True), ("q4_k", 512, None, False), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True), True),
-         ("iq4_nl", 288, Tiling(1, 3, 3, 4, 3), True), ("iq4_xs", 512, None, False)]
+         ("iq4_nl", 288, Tiling(1, 3, 3, 4, 3), True), ("iq4_xs", 512, None, False),
+         ("q2_k", 512, Tiling(2, 3, 3, 4, 3), True), ("q3_k", 768, None, False)]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling,folded", SPLIT, ids=[f"{f}-{c}-{t}-{'norm' if n else 'plain'}"
@@ -403,7 +418,8 @@ GLU = [("f32", 101, None), ("f16", 160, None), ("q4_1", 288, None), ("q4_0", 96,
        ("f16", 96, Tiling(1, 3, 2, 4, 2, 3)),                    # RC 3 → 2 rows per reduction round
        ("q5_0", 640, None), ("q5_1", 320, Tiling(2, 3, 3, 5, 3)), ("q4_k", 512, None),   # Gemma's gate/up: Q5_0
        ("q5_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 320, None),
-       ("iq4_xs", 512, Tiling(4, 1, 8, 3, 2))]
+       ("iq4_xs", 512, Tiling(4, 1, 8, 3, 2)), ("q2_k", 512, None),
+       ("q3_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", GLU, ids=[f"{f}-{c}-{t}" for f, c, t in GLU])

@@ -226,6 +226,10 @@ void main() {
   #define SCALE_WORDS 1                   // the word holding the super-block's f16 d
 #elif WFMT == FMT_IQ4_XS
   #define SCALE_WORDS 2                   // the super-block's head (RUN <= 8: a run is in one super-block)
+#elif WFMT == FMT_Q2_K
+  #define SCALE_WORDS 1                   // d | dmin << 16 of the super-block
+#elif WFMT == FMT_Q3_K
+  #define SCALE_WORDS 1                   // uint[]: the 4 words holding the super-block's 14 bytes, loaded apart
 #elif WFMT >= 2
   #define SCALE_WORDS (RUN / 2)
 #else
@@ -274,9 +278,19 @@ shared float red[CL > 1u && TN == 1u ? RL * RC * CL : 1u];
 shared vec4 red4[CL > 1u && TN > 1u ? RL * RC * TV * CL : 1u];
 
 // (d, m) of block b of a run whose first flat block is fb0 and whose scales are s (q6_k: (d, 0); its
-// int8 sub-block scales are applied in the block loop).
-vec2 run_scale(SVEC s, uint b, uint fb0) {
-#if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
+// int8 sub-block scales are applied in the block loop; q2_k: (d, dmin), q3_k: unused, both per
+// 16-weight sub-block in the block loop).
+#if WFMT == FMT_Q3_K
+  #define SC_T uvec4                      // q3k_head: the super-block's 14 bytes
+#else
+  #define SC_T SVEC
+#endif
+vec2 run_scale(SC_T s, uint b, uint fb0) {
+#if WFMT == FMT_Q2_K
+    return unpackHalf2x16(s);
+#elif WFMT == FMT_Q3_K
+    return vec2(0.0);
+#elif WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
     // runs are aligned to RUN inside a super-block: for RUN >= 4 the byte lane is the constant b & 3
     return k_scale_min(s, RUN >= 4 ? (b & 3u) : ((fb0 + b) & 3u), ((fb0 + b) >> 2) & 1u);
 #elif WFMT == FMT_IQ4_XS
@@ -337,8 +351,8 @@ void main() {
     // Activations of this lane's columns for the group's tokens, kept for all its rows.
     vec4 xr[TN][CPL][RUN][8];
     float xs[TN][CPL][RUN];    // per-block sums of x (q4_0: the -8 offset, q4_1: the minimum m)
-#if WFMT == FMT_Q6_K
-    float xq[TN][CPL][RUN];    // q6_k: sums of each block's first 16 x (xs: of its last 16)
+#if WFMT == FMT_Q6_K || WFMT_K23
+    float xq[TN][CPL][RUN];    // q6_k, q2_k, q3_k: sums of each block's first 16 x (xs: of its last 16)
 #endif
     for (uint t = 0; t < TN; t++) {
         for (uint i = 0; i < CPL; i++) {
@@ -352,13 +366,13 @@ void main() {
                     if (ok) v = (v * ninv[t]) * nw4[(pc.noff + (run * RUN + b) * 32u) / 4u + k];   // as rmsnorm rounds it
 #endif
                     s += (v.x + v.y) + (v.z + v.w);
-#if WFMT == FMT_Q6_K
+#if WFMT == FMT_Q6_K || WFMT_K23
                     if (k == 3u) { xq[t][i][b] = s; s = 0.0; }
 #endif
 #if WFMT == FMT_Q4_0 || WFMT == FMT_Q4_1 || WFMT == FMT_Q4_K
                     v *= k < 4u ? Q4_LO_SCALE : Q4_HI_SCALE;
-#elif WFMT_HIGH
-                    v *= Q4_LO_SCALE;   // q5/q6 words decode both nibbles at 8k (q5_lo/q5_hi, ...)
+#elif WFMT_HIGH || WFMT_K23
+                    v *= Q4_LO_SCALE;   // q5/q6 words decode both nibbles at 8k (q5_lo/q5_hi, ...), q2/q3 fields too
 #endif
                     xr[t][i][b][k] = v;
                 }
@@ -387,6 +401,11 @@ void main() {
                         SVEC sc = ws[fb0 / 8u];
     #elif WFMT == FMT_Q6_K
                         SVEC sc = ws[fb0 / 16u];
+    #elif WFMT == FMT_Q2_K
+                        SVEC sc = ws[fb0 / 8u];
+    #elif WFMT == FMT_Q3_K
+                        uint S = fb0 / 8u, h0 = (7u * S) >> 1;   // super-block S: bytes 14S .. 14S + 13
+                        uvec4 sc = q3k_head(ws[h0], ws[h0 + 1u], ws[h0 + 2u], ws[h0 + 3u], (S & 1u) != 0u);
     #elif WFMT >= 2
       #if RUN == 1 && WFMT != FMT_Q4_1 && WFMT != FMT_Q5_1
                         SVEC sc = ws[fb0 >> 1];
@@ -402,6 +421,16 @@ void main() {
                         uvec4 hq = uvec4(0u);
       #if WFMT == FMT_Q6_K
                         uvec4 s6 = wq4[rb4 + NB + NB / 2u + (run * RUN) / 8u];   // the int8 scales
+      #endif
+    #endif
+    #if WFMT_K23
+                        // 2-bit words first (2 per block), then q2_k's scale bytes or q3_k's high-bit words
+                        uint rb4 = (pc.wrow + weight_row(row)) * (WROW_WORDS / 4u);
+                        uvec4 lq = uvec4(0u);
+      #if WFMT == FMT_Q2_K
+                        uvec4 s2 = wq4[rb4 + NB / 2u + (run * RUN) / 8u];   // the super-block's 16 scale bytes
+      #else
+                        uvec4 hq = uvec4(0u);
       #endif
     #endif
                         for (uint b = 0; b < RUN; b++) {
@@ -448,6 +477,24 @@ void main() {
                             uint h = RUN >= 4 ? hq[b & 3u] : pick4(hq, blk & 3u);
                             w0 = q5_lo(a.x, h, 0u); w1 = q5_lo(a.y, h, 1u); w2 = q5_lo(a.z, h, 2u); w3 = q5_lo(a.w, h, 3u);
                             w4 = q5_hi(a.x, h, 0u); w5 = q5_hi(a.y, h, 1u); w6 = q5_hi(a.z, h, 2u); w7 = q5_hi(a.w, h, 3u);
+    #elif WFMT_K23
+                            uint blk = run * RUN + b, bs = RUN >= 8 ? b : (blk & 7u);
+                            if ((b & 1u) == 0u) lq = wq4[rb4 + (blk >> 1)];   // 2 blocks' 2-bit words (runs are aligned)
+                            bool odd = RUN >= 2 ? (b & 1u) == 1u : (blk & 1u) == 1u;
+                            uint l0 = odd ? lq.z : lq.x, l1 = odd ? lq.w : lq.y;
+      #if WFMT == FMT_Q2_K
+                            w0 = q2_v(l0, 0u); w1 = q2_v(l0, 1u); w2 = q2_v(l0, 2u); w3 = q2_v(l0, 3u);
+                            w4 = q2_v(l1, 0u); w5 = q2_v(l1, 1u); w6 = q2_v(l1, 2u); w7 = q2_v(l1, 3u);
+                            // scale bytes 2bs, 2bs+1: word bs/2, bytes 2(bs&1) and 2(bs&1)+1
+                            uint sw = RUN >= 8 ? s2[b >> 1] : pick4(s2, bs >> 1);
+                            vec4 s4 = q2k_scales(sw, odd ? 16u : 0u, dm);   // (d*sc, dmin*m) of both sub-blocks
+      #else
+                            if ((b & 3u) == 0u) hq = wq4[rb4 + NB / 2u + (blk >> 2)];   // 4 blocks' high-bit words
+                            uint h = RUN >= 4 ? hq[b & 3u] : pick4(hq, blk & 3u);
+                            w0 = q3_v(l0, h, 0u, 0u); w1 = q3_v(l0, h, 1u, 1u); w2 = q3_v(l0, h, 2u, 2u); w3 = q3_v(l0, h, 3u, 3u);
+                            w4 = q3_v(l1, h, 0u, 4u); w5 = q3_v(l1, h, 1u, 5u); w6 = q3_v(l1, h, 2u, 6u); w7 = q3_v(l1, h, 3u, 7u);
+                            float da = q3k_scale(sc, 2u * bs), db = q3k_scale(sc, 2u * bs + 1u);
+      #endif
     #elif WFMT_IQ4
                             uvec4 a = wq4[q0];   // the int8 KVALUES of the codes, as floats (exact)
                             w0 = iq4_lo(a.x); w1 = iq4_lo(a.y); w2 = iq4_lo(a.z); w3 = iq4_lo(a.w);
@@ -458,8 +505,9 @@ void main() {
                             w4 = q4_hi(a.x); w5 = q4_hi(a.y); w6 = q4_hi(a.z); w7 = q4_hi(a.w);
     #endif
                             for (uint t = 0; t < TN; t++) {
-    #if WFMT == FMT_Q6_K
-                                // two 16-weight sub-blocks, each (d*sc) * (q - 32)
+    #if WFMT == FMT_Q6_K || WFMT_K23
+                                // two 16-weight sub-blocks, each (d*sc) * (q - 32) (q6_k), (d*sc)*q - dmin*m
+                                // (q2_k) or (d*(s-32)) * (q - 4) (q3_k)
                                 vec4 pa = w0 * xr[t][i][b][0];
                                 pa = fma(w1, xr[t][i][b][1], pa);
                                 pa = fma(w2, xr[t][i][b][2], pa);
@@ -469,7 +517,13 @@ void main() {
                                 pb = fma(w6, xr[t][i][b][6], pb);
                                 pb = fma(w7, xr[t][i][b][7], pb);
                                 float sa = (pa.x + pa.y) + (pa.z + pa.w), sb = (pb.x + pb.y) + (pb.z + pb.w);
+      #if WFMT == FMT_Q6_K
                                 acc[t] = fma(da, sa - 32.0 * xq[t][i][b], fma(db, sb - 32.0 * xs[t][i][b], acc[t]));
+      #elif WFMT == FMT_Q3_K
+                                acc[t] = fma(da, sa - 4.0 * xq[t][i][b], fma(db, sb - 4.0 * xs[t][i][b], acc[t]));
+      #else
+                                acc[t] = fma(s4.x, sa, fma(s4.z, sb, fma(-s4.y, xq[t][i][b], fma(-s4.w, xs[t][i][b], acc[t]))));
+      #endif
     #else
                                 vec4 p = w0 * xr[t][i][b][0];
                                 p = fma(w1, xr[t][i][b][1], p);

@@ -1,8 +1,11 @@
 // Decoding the GPU weight layout (engine/quant.py documents it). Before including, define
-//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1, 5 q5_0, 6 q5_1, 7 q4_k, 8 q5_k, 9 q6_k, 10 iq4_nl, 11 iq4_xs
+//   WFMT: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 q4_1, 5 q5_0, 6 q5_1, 7 q4_k, 8 q5_k, 9 q6_k, 10 iq4_nl, 11 iq4_xs,
+//         12 q2_k, 13 q3_k
 // (5..9 are GGUF's 5-bit and k-quant types in the layout of engine/kquant.py, 10 and 11 its non-linear
 // 4-bit types in the layout of engine/iquant.py: q4 nibbles, each code looked up in KVALUES; iq4_xs's
-// scales are 2 words per 256-column super-block, d | scales_h << 16 and scales_l; RUN kernels only)
+// scales are 2 words per 256-column super-block, d | scales_h << 16 and scales_l; 12 and 13 its 2- and
+// 3-bit k-quants in the layout of engine/kquant23.py: 2-bit words, q3_k's high-bit words, 16-weight
+// sub-blocks; RUN kernels only)
 // and declare `uint wq[]` (quants, one row = WROW_WORDS words) and, for q formats, `uint ws[]` (scales).
 // COLS must be a constant in scope. Block b of row r has flat index r * (COLS/32) + b.
 // Kernels that load whole 16-byte words themselves (matvec, matmul) define WEIGHTS_NO_SCALAR first:
@@ -19,10 +22,14 @@
 #define FMT_Q6_K 9
 #define FMT_IQ4_NL 10
 #define FMT_IQ4_XS 11
+#define FMT_Q2_K 12
+#define FMT_Q3_K 13
 // quants with a high-bit tail after the row's low nibbles (engine/kquant.py)
 #define WFMT_HIGH (WFMT == FMT_Q5_0 || WFMT == FMT_Q5_1 || WFMT == FMT_Q5_K || WFMT == FMT_Q6_K)
 // 4-bit codes standing for the int8 KVALUES (engine/iquant.py)
 #define WFMT_IQ4 (WFMT == FMT_IQ4_NL || WFMT == FMT_IQ4_XS)
+// 2-bit words per 32-block, (d * sub-block scale) per 16 weights (engine/kquant23.py)
+#define WFMT_K23 (WFMT == FMT_Q2_K || WFMT == FMT_Q3_K)
 
 #if WFMT == FMT_F32
   #define WROW_WORDS (COLS)
@@ -36,6 +43,10 @@
   #define WROW_WORDS ((COLS / 32u) * 5u)
 #elif WFMT == FMT_Q6_K
   #define WROW_WORDS ((COLS / 32u) * 6u + COLS / 64u)
+#elif WFMT == FMT_Q2_K
+  #define WROW_WORDS ((COLS / 32u) * 2u + COLS / 64u)   // 2-bit words, then 4 words of scale bytes per super-block
+#elif WFMT == FMT_Q3_K
+  #define WROW_WORDS ((COLS / 32u) * 3u)                 // 2-bit words, then one high-bit word per block
 #else
   #define WROW_WORDS ((COLS / 32u) * 4u)
 #endif
@@ -72,6 +83,36 @@ float iq4xs_scale(uvec2 s, uint ib) {
     precise float dl = unpackHalf2x16(s.x).x * float(int(ls) - 32);
     return dl;
 }
+// Q2_K / Q3_K (engine/kquant23.py). The 4 codes of quant word w's field f (bits 2f of bytes k = 0..3:
+// weights 4(4u+f)+k of the block, u the word's half) at bytes k, so that masking gives q * 2^(8k);
+// q3_k ORs in its high bits from word h (bit 4u+f = j of byte k) at bit 2 of each byte.
+const uvec4 Q2_MASK = uvec4(0x3u, 0x300u, 0x30000u, 0x3000000u);
+const uvec4 Q3_MASK = uvec4(0x7u, 0x700u, 0x70000u, 0x7000000u);
+vec4 q2_v(uint w, uint f) { return vec4(uvec4(w >> (2u * f)) & Q2_MASK); }
+vec4 q3_v(uint w, uint h, uint f, uint j) {
+    return vec4(uvec4(((w >> (2u * f)) & 0x03030303u) | (((h >> j) & 0x01010101u) << 2)) & Q3_MASK);
+}
+// Q2_K: (d*sc, dmin*m) of the two 16-weight sub-blocks of a block from its scale-byte pair sw >> sh
+// (bytes 2bs, 2bs+1 of the super-block's 16) and dd = (d, dmin); the products in float32, as gguf.
+vec4 q2k_scales(uint sw, uint sh, vec2 dd) {
+    uint a = sw >> sh, b = sw >> (sh + 8u);
+    precise vec4 r = vec4(dd.x, dd.y, dd.x, dd.y) * vec4(uvec4(a & 15u, (a >> 4) & 15u, b & 15u, (b >> 4) & 15u));
+    return r;
+}
+// Q3_K: a super-block's 14 scale bytes (12 packed 6-bit scales, then f16 d) from the 4 words holding
+// them; odd: they start at byte 2 (super-block S is at byte 14S of the flat scales buffer).
+uvec4 q3k_head(uint w0, uint w1, uint w2, uint w3, bool odd) {
+    return odd ? uvec4((w0 >> 16) | (w1 << 16), (w1 >> 16) | (w2 << 16), (w2 >> 16) | (w3 << 16), w3 >> 16)
+               : uvec4(w0, w1, w2, w3);
+}
+// d * (s - 32) of sub-block j (0..15): s's low 4 bits in byte j%8 at 4(j/8), its high 2 in byte
+// 8 + j%4 at 2(j/4) (ggml's packing); the product in float32, as gguf.quants computes it.
+float q3k_scale(uvec4 hd, uint j) {
+    uint lo = (pick4(hd, (j & 7u) >> 2) >> (8u * (j & 3u) + 4u * (j >> 3))) & 15u;
+    uint hi = (hd.z >> (8u * (j & 3u) + 2u * (j >> 2))) & 3u;
+    precise float dl = unpackHalf2x16(hd.w).x * float(int(lo | (hi << 4)) - 32);
+    return dl;
+}
 #ifndef WEIGHTS_NO_SCALAR
 // d (and m for q4_1) of flat block index `blk`.
 vec2 block_scale(uint blk) {
@@ -103,6 +144,23 @@ float weight_at(uint row, uint col) {
   #else
     uint sb = (row * (COLS / 256u) + (b >> 3)) * 2u;
     precise float v = iq4xs_scale(uvec2(ws[sb], ws[sb + 1u]), b & 7u) * kv;
+  #endif
+    return v;
+#elif WFMT_K23
+    // engine/kquant23.py's layout; `precise`: the roundings of gguf's numpy decoder
+    const uint NBR = COLS / 32u;
+    uint b = col >> 5, i = col & 31u, u = i >> 4, f = (i & 15u) >> 2, k = i & 3u;
+    uint rb = row * WROW_WORDS, S = row * (COLS / 256u) + (b >> 3);
+    uint q = (wq[rb + b * 2u + u] >> (8u * k + 2u * f)) & 3u;
+  #if WFMT == FMT_Q2_K
+    uint sw = wq[rb + NBR * 2u + (b >> 3) * 4u + ((b & 7u) >> 1)];
+    vec4 s = q2k_scales(sw, 16u * (b & 1u), unpackHalf2x16(ws[S]));
+    precise float v = (u == 0u ? s.x : s.z) * float(q) - (u == 0u ? s.y : s.w);
+  #else
+    q |= ((wq[rb + NBR * 2u + b] >> (8u * k + 4u * u + f)) & 1u) << 2;
+    uint h0 = (7u * S) >> 1;
+    uvec4 hd = q3k_head(ws[h0], ws[h0 + 1u], ws[h0 + 2u], ws[h0 + 3u], (S & 1u) != 0u);
+    precise float v = q3k_scale(hd, 2u * (b & 7u) + u) * (float(q) - 4.0);
   #endif
     return v;
 #elif WFMT >= FMT_Q5_0
