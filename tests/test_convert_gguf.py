@@ -138,13 +138,13 @@ def test_llama_gguf_round_trip_all_types(tmp_path):
     q4k[:, 0:4] = np.frombuffer(np.array([0.01, 0.002], np.float16).tobytes(), np.uint8)   # sane d, dmin
     q6k = rng.integers(0, 256, size=(256, 210), dtype=np.uint8)
     q6k[:, 208:210] = np.frombuffer(np.array([0.001], np.float16).tobytes(), np.uint8)
-    q3k = rng.integers(0, 256, size=(300, 110), dtype=np.uint8)   # lm_head [vocab 300, 256]: decoded to f16
-    q3k[:, 108:110] = np.frombuffer(np.array([0.001], np.float16).tobytes(), np.uint8)
+    iq2 = rng.integers(0, 256, size=(300, 66), dtype=np.uint8)    # lm_head [vocab 300, 256]: decoded to f16
+    iq2[:, 0:2] = np.frombuffer(np.array([0.001], np.float16).tobytes(), np.uint8)
     types = {"model.embed_tokens.weight": T.Q8_0, "model.layers.0.self_attn.q_proj.weight": T.Q4_0,
              "model.layers.0.self_attn.k_proj.weight": T.Q4_1, "model.layers.0.self_attn.v_proj.weight": T.F16,
              "model.layers.0.self_attn.o_proj.weight": T.BF16, "model.layers.0.mlp.gate_proj.weight": T.Q5_0}
     kq = {"model.layers.0.mlp.up_proj.weight": (q4k, T.Q4_K), "model.layers.0.mlp.down_proj.weight": (q6k, T.Q6_K),
-          "lm_head.weight": (q3k, T.Q3_K)}
+          "lm_head.weight": (iq2, T.IQ2_XXS)}
     tokdir = make_hf_checkpoint(tmp_path, "llama")
     path = tmp_path / "tiny.gguf"
     raw = write_gguf(path, "llama", model, cfg, types, tokenizer_dir=tokdir, raw_blocks=kq)
@@ -158,9 +158,9 @@ def test_llama_gguf_round_trip_all_types(tmp_path):
 
     for name, w in state.items():
         got, info = m.load(name), m.info(name)
-        if name == "lm_head.weight":                        # Q3_K → f16: the GGUF-decoded values, rounded
+        if name == "lm_head.weight":                        # IQ2_XXS → f16: the GGUF-decoded values, rounded
             assert info["format"] == "f16" and 0 < info["rel_error"] < 5e-4
-            np.testing.assert_array_equal(quant.dequantize(got), gguf_dequantize(q3k, T.Q3_K).astype(np.float16))
+            np.testing.assert_array_equal(quant.dequantize(got), gguf_dequantize(iq2, T.IQ2_XXS).astype(np.float16))
             continue
         if name in kq:                                      # k-quants kept as they are, block for block
             assert info["format"] == kq[name][1].name.lower() and "rel_error" not in info
@@ -239,26 +239,33 @@ def _kq_llama(tmp_path, name, blocks, qtype):
     return path
 
 
-def _iq4_blocks(rng, qtype, rows, cols):
-    """Valid GGUF blocks of an iq4 type (gguf has no quantizer for them): random nibbles and 6-bit
-    sub-block scales, random finite f16 d (every such bit pattern is a valid block)."""
+# Where the f16 scales of a block of a type without a gguf quantizer lie (d; Q2_K: d, dmin).
+SCALE_HALVES = {T.IQ4_NL: (0,), T.IQ4_XS: (0,), T.Q2_K: (80, 82), T.Q3_K: (108,)}
+
+
+def _random_blocks(rng, qtype, rows, cols):
+    """Valid GGUF blocks of an iq4 type, Q2_K or Q3_K (gguf has no quantizer for them): random codes,
+    high bits and 4-/6-bit sub-block scales, random finite f16 d (and dmin) of both signs (every such
+    bit pattern is a valid block)."""
     from gguf import GGML_QUANT_SIZES
     bc, bb = GGML_QUANT_SIZES[qtype]
     raw = rng.integers(0, 256, (rows, cols // bc, bb), dtype=np.uint8)
-    d = rng.uniform(0.0005, 0.005, (rows, cols // bc)) * rng.choice([-1, 1], (rows, cols // bc))
-    raw[:, :, 0:2] = d.astype(np.float16).view(np.uint8).reshape(rows, -1, 2)
+    for at in SCALE_HALVES[qtype]:
+        d = rng.uniform(0.0005, 0.005, (rows, cols // bc)) * rng.choice([-1, 1], (rows, cols // bc))
+        raw[:, :, at:at + 2] = d.astype(np.float16).view(np.uint8).reshape(rows, -1, 2)
     return raw.reshape(rows, -1)
 
 
-@pytest.mark.parametrize("qtype", [T.IQ4_NL, T.IQ4_XS])
-def test_gguf_iq4_kept_natively(tmp_path, device, rng, qtype):
-    """IQ4 tensors (one of them llama's permuted q_proj) are kept as they are: the device holds the
-    file's bytes (regrouped, the same size), the decoder gives gguf's floats bit for bit, and a matvec
-    on the device matches gguf's decoded matrix times x (the bound of tests/test_matmul.py)."""
+@pytest.mark.parametrize("qtype", [T.IQ4_NL, T.IQ4_XS, T.Q2_K, T.Q3_K])
+def test_gguf_iq4_q2k_q3k_kept_natively(tmp_path, device, rng, qtype):
+    """IQ4, Q2_K and Q3_K tensors (one of them llama's permuted q_proj) are kept as they are: the
+    device holds the file's bytes (regrouped, the same size), the decoder gives gguf's floats bit for
+    bit, and a matvec on the device matches gguf's decoded matrix times x (the bound of
+    tests/test_matmul.py)."""
     from engine.ops.matmul import matvec
     from engine.weights import upload_weight
     names = {"model.layers.0.self_attn.q_proj.weight": 4, "model.layers.0.mlp.gate_proj.weight": None}
-    blocks = {n: (_iq4_blocks(rng, qtype, 256, 256), qtype) for n in names}
+    blocks = {n: (_random_blocks(rng, qtype, 256, 256), qtype) for n in names}
     model, cfg, _ = _tiny("llama", hidden_size=256, intermediate_size=256, num_hidden_layers=1,
                           num_attention_heads=4, num_key_value_heads=2)
     path = tmp_path / "iq4.gguf"
@@ -308,34 +315,42 @@ def _patch_dims(path, gname: str, dims: tuple[int, ...]):
     path.write_bytes(bytes(data))
 
 
-def test_gguf_bad_super_blocks_are_refused_at_conversion(tmp_path):
-    """A Q4_K tensor whose rows are not whole 256-weight super-blocks (its scale table cannot match
+@pytest.mark.parametrize("qtype", [T.Q4_K, T.Q2_K, T.Q3_K])
+def test_gguf_bad_super_blocks_are_refused_at_conversion(tmp_path, qtype):
+    """A k-quant tensor whose rows are not whole 256-weight super-blocks (its scale table cannot match
     its shape), and a file cut inside a super-block: both refused when the file is opened."""
-    q4k = np.zeros((256, 144), np.uint8)
-    path = _kq_llama(tmp_path, "model.layers.0.mlp.up_proj.weight", q4k, T.Q4_K)
+    from gguf import GGML_QUANT_SIZES
+    blocks = np.zeros((256, GGML_QUANT_SIZES[qtype][1]), np.uint8)
+    path = _kq_llama(tmp_path, "model.layers.0.mlp.up_proj.weight", blocks, qtype)
     _patch_dims(path, "blk.0.ffn_up.weight", (320, 256))
-    with pytest.raises(VkharpError, match="could not be read as GGUF.*not a multiple"):
+    with pytest.raises(VkharpError, match="could not be read as GGUF.*not a multiple") as e:
         convert(path, tmp_path / "o", progress=False)
+    assert "\n" not in str(e.value)
     from gguf import GGUFReader
-    path = _kq_llama(tmp_path, "model.layers.0.mlp.up_proj.weight", q4k, T.Q4_K)
+    path = _kq_llama(tmp_path, "model.layers.0.mlp.up_proj.weight", blocks, qtype)
     last = max(GGUFReader(str(path)).tensors, key=lambda t: t.data_offset)
     data = path.read_bytes()
     path.write_bytes(data[: last.data_offset + last.n_bytes - 100])   # the last tensor's final block cut
-    with pytest.raises(VkharpError, match="could not be read as GGUF"):
+    with pytest.raises(VkharpError, match="could not be read as GGUF") as e:
         convert(path, tmp_path / "o", progress=False)
+    assert "\n" not in str(e.value)
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or p.name == "o"] == []
 
 
-def test_gguf_tensor_data_must_match_its_shape():
+@pytest.mark.parametrize("qtype", [T.Q6_K, T.Q2_K, T.Q3_K])
+def test_gguf_tensor_data_must_match_its_shape(qtype):
     """The check every tensor passes before conversion starts: whole blocks, exactly the bytes its
     shape needs (what a reader that does not check, or a damaged index, would let through)."""
     from types import SimpleNamespace
+    from gguf import GGML_QUANT_SIZES
     from engine.convert.gguf import check_tensor_data
-    ok = SimpleNamespace(tensor_type=T.Q6_K, data=np.zeros((4, 210), np.uint8), n_bytes=840)
+    bb = GGML_QUANT_SIZES[qtype][1]
+    ok = SimpleNamespace(tensor_type=qtype, data=np.zeros((4, bb), np.uint8), n_bytes=4 * bb)
     check_tensor_data("w", ok, (4, 256))
-    short = SimpleNamespace(tensor_type=T.Q6_K, data=np.zeros((4 * 210 - 10,), np.uint8), n_bytes=840)
-    with pytest.raises(VkharpError, match="holds 830 bytes of data, its shape needs 840"):
+    short = SimpleNamespace(tensor_type=qtype, data=np.zeros((4 * bb - 10,), np.uint8), n_bytes=4 * bb)
+    with pytest.raises(VkharpError, match=f"holds {4 * bb - 10} bytes of data, its shape needs {4 * bb}") as e:
         check_tensor_data("w", short, (4, 256))
+    assert "\n" not in str(e.value)
     with pytest.raises(VkharpError, match="not whole 256-weight blocks"):
         check_tensor_data("w", ok, (4, 320))
 

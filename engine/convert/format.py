@@ -4,7 +4,7 @@
                          "architecture": "llama" | "mistral" | "qwen2" | "gemma3",
                          "dtype": the requested weight format, or "auto" (each tensor kept in its source's),
                          "source": {"kind": "hf" | "gguf", "path": ..., "bytes": ...},
-                         "tensors": {hf_name: {"format": f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|iq4_nl,
+                         "tensors": {hf_name: {"format": f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|iq4_nl|iq4_xs|q2_k|q3_k,
                                                "shape": [rows, cols] or [n],
                                                "file": "model.safetensors",
                                                "source_format": e.g. "bf16", "q4_k",
@@ -22,10 +22,11 @@
                         per 2-D weight W [rows, cols]: "W.qs" uint32 [rows, words_per_row] and, for q
                         formats, "W.scales" (quant.scale_layout: uint16 [rows, cols/32] for q8_0, q4_0,
                         q5_0, iq4_nl; uint32 [rows, cols/32] for q4_1, q5_1; uint32 [rows, cols/64] for q4_k,
-                        q5_k; uint16 [rows, cols/256] for q6_k), exactly as engine.quant.Packed holds
-                        them (engine/kquant.py: the 5-bit and k-quant layouts; engine/iquant.py: the
-                        iq4 ones); 1-D tensors (norms, biases) as float32 "W" [n]. Tensor names are
-                        HF's, verbatim.
+                        q5_k; uint16 [rows, cols/256] for q6_k; uint32 [rows, cols/128] for iq4_xs;
+                        uint32 [rows, cols/256] for q2_k; uint16 [rows, 7*cols/256] for q3_k), exactly
+                        as engine.quant.Packed holds them (engine/kquant.py: the 5-bit and k-quant
+                        layouts; engine/iquant.py: the iq4 ones; engine/kquant23.py: q2_k, q3_k);
+                        1-D tensors (norms, biases) as float32 "W" [n]. Tensor names are HF's, verbatim.
 
     DST/verified.json   the stamp of the last checksum verification (verify.py; not in "files")
 

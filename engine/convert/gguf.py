@@ -1,9 +1,9 @@
 """GGUF files (llama.cpp): tensors repacked or dequantized, config.json and tokenizer rebuilt from metadata.
 
-- F32/F16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS are repacked losslessly
-  (quant.from_gguf_blocks) when kept, so a mixed file (Q4_K_M: a type per layer and per matrix) keeps its size on the device;
-  BF16 becomes f16 (exact for |w| in f16's normal range; the error is measured); other types gguf can
-  decode (Q2_K, Q3_K, IQ2_XS, ...) are dequantized with gguf.quants.dequantize and stored as f16 unless
+- F32/F16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS/Q2_K/Q3_K are repacked losslessly
+  (quant.from_gguf_blocks) when kept, so a mixed file (Q4_K_M, Q2_K, Q3_K_M: a type per layer and per matrix) keeps
+  its size on the device; BF16 becomes f16 (exact for |w| in f16's normal range; the error is measured); other
+  types gguf can decode (IQ2_XS, IQ3_S, TQ2_0, ...) are dequantized with gguf.quants.dequantize and stored as f16 unless
   a dtype is asked for, with the error of that step measured per tensor (‖stored − GGUF-decoded‖ /
   ‖GGUF-decoded‖). A type gguf cannot decode, a tensor that is not whole blocks (256-column
   super-blocks for the k-quants) or whose data is shorter or longer than its shape needs are refused
@@ -25,7 +25,8 @@ from ..errors import VkharpError
 from ..quant import FORMATS, from_gguf_blocks
 from .source import Converted, Source, SourceTensor, pack_rows, resolve, split_fused
 
-NATIVE = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")   # kept as they are
+NATIVE = ("f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs",
+          "q2_k", "q3_k")   # kept as they are
 SKIPPED = {"rope_freqs.weight": "llama3 RoPE factors, rebuilt into config.json rope_scaling",
            "rope_factors_long.weight": "longrope long factors, rebuilt into config.json rope_scaling",
            "rope_factors_short.weight": "longrope short factors, rebuilt into config.json rope_scaling"}
