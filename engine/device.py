@@ -164,6 +164,14 @@ class Buffer:
             raise VkharpError(f"buffer {self.name!r} has no host copy (kind 'store')")
         if self.kind == "act":
             self.device._eval_once([_require_kp().OpTensorSyncLocal([self.tensor])])
+        if self.kind == "const" and not self.device.info.unified_memory:
+            # device-local, no host mapping (its data() would be unmapped memory): copy it back
+            kp = _require_kp()
+            host = self.device.mgr.tensor_t(np.zeros(self.size, self.dtype), kp.TensorTypes.host)
+            self.device._eval_once([kp.OpTensorCopy([self.tensor, host])])
+            out = np.array(host.data(), copy=True).view(self.dtype)
+            host.destroy()
+            return out
         return np.array(self.tensor.data(), copy=True).view(self.dtype)
 
     def write(self, data) -> None:

@@ -37,3 +37,11 @@ def test_buffer_over_the_device_limit_is_refused_clearly():
     assert dev.buffer(1000).size == 1000
     with pytest.raises(VkharpError, match="float32, uint32 or int32"):
         dev.buffer(np.zeros(4, np.float64))
+
+
+def test_const_buffers_read_back(device):
+    """A weight part reads back as uploaded: host-visible on unified memory, copied back from
+    device-local memory otherwise (VKHARP_DEVICE_PROFILE=gpu; its mapping would be no host memory)."""
+    data = np.arange(1001, dtype=np.uint32) * np.uint32(2654435761)
+    buf = device.upload(data, "w.qs")
+    np.testing.assert_array_equal(buf.read(), data)
