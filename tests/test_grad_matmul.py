@@ -85,7 +85,8 @@ def test_matmul_t_row_range_and_accumulate(device, rng, fmt, cols):
     _check(_run_t(device, dw, dy, ntok, rows=(r0, count), dx0=dx0, accumulate=True), dx0 + want, count)
 
 
-@pytest.mark.parametrize("fmt,cols", [("q8_0", 96), ("f32", 96), ("f16", 101), ("q5_0", 96), ("q4_k", 256)])
+@pytest.mark.parametrize("fmt,cols", [("q8_0", 96), ("f32", 96), ("f16", 101), ("q5_0", 96), ("q4_k", 256),
+                                      ("q3_k", 256), ("q2_k", 512)])
 def test_matmul_t_on_weight_parts(device, rng, fmt, cols):
     """A weight split into parts of 9 rows (the last one short): every part adds to dx in turn; row
     ranges that span several parts, start and end inside parts, or lie inside one part."""
