@@ -256,7 +256,7 @@ def _random_blocks(rng, qtype, rows, cols):
     return raw.reshape(rows, -1)
 
 
-@pytest.mark.parametrize("qtype", [T.IQ4_NL, T.IQ4_XS, T.Q2_K, T.Q3_K])
+@pytest.mark.parametrize("qtype", [T.IQ4_NL, T.IQ4_XS, T.Q2_K, T.Q3_K], ids=lambda t: t.name)
 def test_gguf_iq4_q2k_q3k_kept_natively(tmp_path, device, rng, qtype):
     """IQ4, Q2_K and Q3_K tensors (one of them llama's permuted q_proj) are kept as they are: the
     device holds the file's bytes (regrouped, the same size), the decoder gives gguf's floats bit for
@@ -315,7 +315,7 @@ def _patch_dims(path, gname: str, dims: tuple[int, ...]):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("qtype", [T.Q4_K, T.Q2_K, T.Q3_K])
+@pytest.mark.parametrize("qtype", [T.Q4_K, T.Q2_K, T.Q3_K], ids=lambda t: t.name)
 def test_gguf_bad_super_blocks_are_refused_at_conversion(tmp_path, qtype):
     """A k-quant tensor whose rows are not whole 256-weight super-blocks (its scale table cannot match
     its shape), and a file cut inside a super-block: both refused when the file is opened."""
@@ -337,7 +337,7 @@ def test_gguf_bad_super_blocks_are_refused_at_conversion(tmp_path, qtype):
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or p.name == "o"] == []
 
 
-@pytest.mark.parametrize("qtype", [T.Q6_K, T.Q2_K, T.Q3_K])
+@pytest.mark.parametrize("qtype", [T.Q6_K, T.Q2_K, T.Q3_K], ids=lambda t: t.name)
 def test_gguf_tensor_data_must_match_its_shape(qtype):
     """The check every tensor passes before conversion starts: whole blocks, exactly the bytes its
     shape needs (what a reader that does not check, or a damaged index, would let through)."""
