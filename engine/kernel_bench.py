@@ -40,6 +40,9 @@ class Row:
     spread: float
 
 
+ROUNDS = 5   # interleaved rounds of the whole table (spread: of the rounds' medians)
+
+
 def median_time(fn: Callable[[], None], repeats: int, warmup: int = 2) -> tuple[float, float]:
     """Median seconds per call and the relative spread (max−min)/median."""
     for _ in range(warmup):
@@ -162,26 +165,51 @@ def numpy_read_bandwidth(nbytes: int = 256 << 20) -> float:
 
 
 def run_kernel_bench(dev: Device, out, quick: bool = False, json_path: str | None = None) -> list[Row]:
+    """Every kernel in ROUNDS interleaved rounds (each a median of a few replays), then the median over
+    rounds: a slow moment of a shared host then slows every kernel alike instead of whichever ran in it,
+    which is what makes the ratios between formats comparable."""
     reps = 16 if quick else 64
-    repeats = 5 if quick else 15
+    rounds, repeats = (1, 5) if quick else (ROUNDS, 5)
     print(f"kernel benchmark on [{dev.index}] {dev.info.name} ({dev.info.type}); "
           f"LP_NUM_THREADS={os.environ.get('LP_NUM_THREADS', '(default)')}; {reps} dispatches per program, "
-          f"median of {repeats} replays", file=out)
+          f"median of {rounds} interleaved rounds of {repeats} replays", file=out)
     print(f"  {'kernel':<46} {'µs/disp':>9} {'GB/s':>7} {'GFLOP/s':>8} {'numpy µs':>9} {'spread':>7}", file=out)
+    built = [(name, *fn(dev, reps)) for name, fn in BENCHES]
+    times: dict[str, list[float]] = {name: [] for name, *_ in built}
+    for _ in range(rounds):
+        for name, prog, *_ in built:
+            times[name].append(median_time(prog.run, repeats)[0])
     rows = []
-    for name, fn in BENCHES:
-        prog, nbytes, flops, np_fn = fn(dev, reps)
-        t, spread = median_time(prog.run, repeats)
+    for name, prog, nbytes, flops, np_fn in built:
+        ts = sorted(times[name])
+        t = ts[len(ts) // 2]
+        spread = (ts[-1] - ts[0]) / t if rounds > 1 else median_time(prog.run, repeats)[1]
         per = t / max(1, prog.n_dispatches)
         np_us = median_time(np_fn, repeats)[0] * 1e6 if np_fn else None
         row = Row(name, per * 1e6, nbytes / per / 1e9, flops / per / 1e9, np_us, spread)
         rows.append(row)
         np_txt = f"{np_us:9.1f}" if np_us is not None else f"{'-':>9}"
         print(f"  {name:<46} {row.us:9.1f} {row.gbs:7.2f} {row.gflops:8.2f} {np_txt} {spread:7.0%}", file=out)
+    ratios = ratios_to_q4_1(rows)
+    if ratios:
+        print("  matrix-vector GB/s of each format over q4_1's at the same shape:", file=out)
+        for shape, by_fmt in ratios.items():
+            print(f"    {shape:<10} " + "  ".join(f"{f} {r:.2f}" for f, r in by_fmt.items()), file=out)
     bw = numpy_read_bandwidth()
     print(f"  numpy read bandwidth on this host (a.sum() over 256 MiB): {bw / 1e9:.1f} GB/s", file=out)
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"device": dev.info.name, "numpy_read_gbs": bw / 1e9, "rows": [asdict(r) for r in rows]},
-                      f, indent=1)
+            json.dump({"device": dev.info.name, "numpy_read_gbs": bw / 1e9, "rows": [asdict(r) for r in rows],
+                       "ratio_to_q4_1": ratios}, f, indent=1)
     return rows
+
+
+def ratios_to_q4_1(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """{shape: {format: its GB/s / q4_1's}} over the `matvec FMT RxC` rows (issue target: >= 0.8)."""
+    gbs: dict[str, dict[str, float]] = {}
+    for r in rows:
+        parts = r.name.split()
+        if len(parts) == 3 and parts[0] == "matvec" and parts[1] in KQ_COMPARE:
+            gbs.setdefault(parts[2], {})[parts[1]] = r.gbs
+    return {shape: {f: g / by["q4_1"] for f, g in by.items() if f != "q4_1"}
+            for shape, by in gbs.items() if by.get("q4_1", 0) > 0 and len(by) > 1}

@@ -80,3 +80,12 @@ def test_bench_llama_cpp_interpreter_problems(tmp_path, capsys):
     from engine.bench import llama_cpp_external
     r = llama_cpp_external("/bin/false", "x.gguf", [64], 8, 1)      # runs, fails: reported, not raised
     assert "exited 1" in r["error"]
+
+
+def test_kernel_bench_ratios_are_each_format_over_q4_1_at_its_shape():
+    from engine.kernel_bench import Row, ratios_to_q4_1
+    row = lambda name, gbs: Row(name, 1.0, gbs, 0.0, None, 0.0)
+    r = ratios_to_q4_1([row("matvec q4_1 576x576", 4.0), row("matvec q6_k 576x576", 3.0),
+                        row("matvec q4_1 4096x4096", 8.0), row("matvec q2_k 4096x4096", 10.0),
+                        row("matvec f16 4096x4096", 2.0), row("matvec q5_0 640x2048", 1.0)])
+    assert r == {"576x576": {"q6_k": 0.75}, "4096x4096": {"q2_k": 1.25}}   # f16 is not compared; no q4_1 at 640x2048
