@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import VkharpError
+from .kquant import gguf_blocks
 
 IFORMATS = ("iq4_nl", "iq4_xs")
 KVALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
@@ -39,14 +40,7 @@ def scale_layout(fmt: str, cols: int) -> tuple[int, type]:
 
 
 def _blocks(raw: np.ndarray, fmt: str, rows: int, cols: int) -> np.ndarray:
-    bc, bb = GGUF_BLOCK[fmt]
-    if cols % bc:
-        raise VkharpError(f"{fmt} needs the column count to be a multiple of {bc}, got {cols}")
-    data = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
-    if data.size != rows * (cols // bc) * bb:
-        raise VkharpError(f"{fmt} data for [{rows}, {cols}] must be {rows * (cols // bc) * bb} bytes "
-                          f"({rows * (cols // bc)} blocks of {bb}), got {data.size}: a truncated or mis-shaped tensor")
-    return data.reshape(rows, cols // bc, bb)
+    return gguf_blocks(raw, fmt, rows, cols, GGUF_BLOCK[fmt])
 
 
 def from_gguf(raw: np.ndarray, fmt: str, rows: int, cols: int):

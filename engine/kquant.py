@@ -136,9 +136,10 @@ def _scale_ranges(fmt: str):
     return {"q5_0": (0, 2), "q5_1": (0, 4), "q4_k": (0, 16), "q5_k": (0, 16), "q6_k": (208, 210)}[fmt]
 
 
-def from_gguf(raw: np.ndarray, fmt: str, rows: int, cols: int):
-    """(qs uint32 [rows, words], scales [rows, n]) from GGUF blocks of a [rows, cols] tensor."""
-    bc, bb = GGUF_BLOCK[fmt]
+def gguf_blocks(raw: np.ndarray, fmt: str, rows: int, cols: int, block: tuple[int, int]) -> np.ndarray:
+    """A [rows, cols] tensor's GGUF bytes as [rows, blocks per row, bytes per block] uint8, refused with one
+    line when the rows are not whole blocks or the bytes are not what the shape needs (truncated)."""
+    bc, bb = block
     if cols % bc:
         raise VkharpError(f"{fmt} needs the column count to be a multiple of {bc}, got {cols}")
     nblk = cols // bc
@@ -146,13 +147,18 @@ def from_gguf(raw: np.ndarray, fmt: str, rows: int, cols: int):
     if data.size != rows * nblk * bb:
         raise VkharpError(f"{fmt} data for [{rows}, {cols}] must be {rows * nblk * bb} bytes "
                           f"({rows * nblk} blocks of {bb}), got {data.size}: a truncated or mis-shaped tensor")
-    rb = data.reshape(rows, nblk * bb)
+    return data.reshape(rows, nblk, bb)
+
+
+def from_gguf(raw: np.ndarray, fmt: str, rows: int, cols: int):
+    """(qs uint32 [rows, words], scales [rows, n]) from GGUF blocks of a [rows, cols] tensor."""
+    blocks = gguf_blocks(raw, fmt, rows, cols, GGUF_BLOCK[fmt])
+    rb = blocks.reshape(rows, -1)
     nbits = HIGH_BITS[fmt]
     q = _unpack(rb, _gguf(fmt, cols), nbits)
     wpr = words_per_row(fmt, cols)
     qbytes = np.zeros((rows, wpr * 4), np.uint8)
     _pack(qbytes, q, _ours(fmt, cols), nbits)
-    blocks = rb.reshape(rows, nblk, bb)
     if fmt == "q6_k":
         nb = cols // 32
         qbytes[:, nb * 24:] = blocks[:, :, 192:208].reshape(rows, -1)

@@ -29,6 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import VkharpError
+from .kquant import gguf_blocks
 
 K23FORMATS = ("q2_k", "q3_k")
 SUPER = 256
@@ -103,15 +104,7 @@ def _heads(fmt: str):
 
 
 def _blocks(raw: np.ndarray, fmt: str, rows: int, cols: int) -> np.ndarray:
-    bc, bb = GGUF_BLOCK[fmt]
-    if cols % bc:
-        raise VkharpError(f"{fmt} needs the column count to be a multiple of {bc}, got {cols}")
-    data = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
-    if data.size != rows * (cols // bc) * bb:
-        raise VkharpError(f"{fmt} data for [{rows}, {cols}] must be {rows * (cols // bc) * bb} bytes "
-                          f"({rows * (cols // bc)} super-blocks of {bb}), got {data.size}: a truncated or "
-                          f"mis-shaped tensor")
-    return data.reshape(rows, cols // bc * bb)
+    return gguf_blocks(raw, fmt, rows, cols, GGUF_BLOCK[fmt]).reshape(rows, -1)
 
 
 def from_gguf(raw: np.ndarray, fmt: str, rows: int, cols: int):
