@@ -6,12 +6,12 @@ dropout seed) is read from small host-visible buffers the host rewrites before e
 program owns its activation buffers, sized for its N, so decode never touches prefill-sized buffers.
 
 Per layer (pre-norm transformer; `arch.sandwich_norms` adds Gemma's extra norms), one dispatch per
-`;`-separated part (decode: 6 per layer):
+line (decode: 5 per layer):
     q,k,v = norm(x)·[Wq;Wk;Wv] (+b)  (one product into three outputs: the matrices are stacked at load;
                                      decode: the norm folded in; prefill: xn = norm(x) first)
     [q,k = per-head norm]
-    rope(q,k), with the KV append of k, v fused in
-    a = attention(q, k, v, cache)
+    [prefill: rope(q,k), with the KV append of k, v fused in]
+    a = attention(q, k, v, cache)    (decode: rope of q and k and the KV append inside it)
     x += a·Wo (residual add in the epilogue)        [Gemma: o = a·Wo;  x += norm(o)]
     m = act(norm(x)·Wg)·(norm(x)·Wu)  (one product of [Wg;Wu], the activation in its epilogue)
     x += m·Wd (residual add in the epilogue)        [Gemma: d = m·Wd;  x += norm(d)]
@@ -220,15 +220,18 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
             q, k = acts.qn, acts.kn
         kc, vc, j = kv.layer(i)
         second = second_kv.layer(i)[:2] if dual else None
-        # RoPE with the KV append fused in: the chunk's rotated keys and values go to cache rows
-        # P_POS.. in the same dispatch; attention reads older rows from the cache, the chunk's own
-        # from the activations.
-        rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual,
-             append=(acts.v, kc, vc), kv_layer=j, second=second, q_scale=arch.rope_q_scale(cfg, i))
+        # Decode (one token, or HARP's pair): RoPE and the KV append inside the attention dispatch.
+        # Prefill: RoPE with the KV append fused in, the chunk's rotated keys and values to cache rows
+        # P_POS..; attention then reads older rows from the cache, the chunk's own from the activations.
+        fused = acts.n == 1 or dual
+        if not fused:
+            rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual,
+                 append=(acts.v, kc, vc), kv_layer=j, second=second, q_scale=arch.rope_q_scale(cfg, i))
         attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,
                   n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
                   scale=arch.attn_scale(cfg), window=arch.layer_window(cfg, i), layer=j, second=second,
-                  softcap=arch.attn_softcap(cfg))
+                  softcap=arch.attn_softcap(cfg),
+                  rope=(model.inv_freq, i, arch.rope_q_scale(cfg, i)) if fused else None)
         o_lora = lora_inputs(model, acts, ["self_attn.o_proj"])
         if arch.sandwich_norms:   # x += norm(o): the norm needs the whole row of o first
             with rec.parallel():

@@ -4,6 +4,10 @@
 // @variant attention_decode_dual  PREFILL=0 DUAL=1
 // @variant attention_decode_split  PREFILL=0 SPLIT=1
 // @variant attention_decode_dual_split  PREFILL=0 DUAL=1 SPLIT=1
+// @variant attention_decode_rope             PREFILL=0 ROPE=1
+// @variant attention_decode_dual_rope        PREFILL=0 DUAL=1 ROPE=1
+// @variant attention_decode_split_rope       PREFILL=0 SPLIT=1 ROPE=1
+// @variant attention_decode_dual_split_rope  PREFILL=0 DUAL=1 SPLIT=1 ROPE=1
 // Causal grouped-query attention over the KV cache plus the current chunk, online softmax in f32.
 // Token t of the chunk sits at position p = P_POS + t; query head h uses kv head h / G, G = HQ/HK:
 //   s_j = SCALE * q[t,h,:] . key_j          (then SOFTCAP * tanh(s_j / SOFTCAP) if SOFTCAP > 0)
@@ -36,7 +40,17 @@
 //   resets its count to 0 for the next replay. The merge reads in a fixed order, so the result does
 //   not depend on which group finishes last. Bindings after the others: part f32 (rw, coherent),
 //   count u32 (rw, coherent), sized by the launcher (engine/ops/attention.py).
-// Twin: reference.attention (attention_dual for the dual variant).
+// _rope variants (decode of one token, N = 1, or the dual pair): RoPE and the KV append fused in, so
+//   a decode layer needs no rope dispatch and no barrier before attention. q and k arrive unrotated;
+//   each group rotates its HPG query heads and its kv head's key (rope_half: pairs (j, j + ROT/2),
+//   angle float(p) * inv_freq[rope_layer, j], the same sin_cos and products as rope.comp, so the same
+//   bits), into shared memory; the group of the first head block and first slice also writes the
+//   rotated key and the value row to cache row p (< CTX) of the stream's cache. Other groups of the
+//   dispatch only read cache rows < P_POS, so the write races with nothing. QSCALE multiplies q's
+//   rotated dims as in rope.comp. Binding after the others: inv_freq f32[L, ROT/2] (r); the caches
+//   become writable. Push: layer (cache layer), rope_layer (inv_freq table).
+// Twin: reference.attention (attention_dual for the dual variant); _rope: reference.rope, then
+//   reference.kv_append (kv_append_dual) and reference.attention (attention_dual).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "params.glsl"
@@ -54,23 +68,34 @@ layout(constant_id = 10) const uint TEAM = 1;      // decode: threads per key (d
 layout(constant_id = 11) const uint TK = 16;       // prefill: keys per shared-memory tile
 layout(constant_id = 12) const uint SPLITS = 1;    // _split: key slices per query row
 layout(constant_id = 13) const uint SLICE_MIN = 64;  // _split: fewest keys per slice
+layout(constant_id = 14) const uint ROT = 2;         // _rope: rotated dims (even, <= D)
+layout(constant_id = 15) const float QSCALE = 1.0;   // _rope: multiplies q's rotated dims
 layout(local_size_x_id = 0) in;
+#ifndef ROPE
+#define ROPE 0
+#endif
 // One pipeline serves every layer: the caches stack layers ([L, CTX, HK, D]); pc.layer picks one.
+#if ROPE
+layout(push_constant) uniform Push { uint layer; uint rope_layer; } pc;
+#define CACHE_ACCESS
+#else
 layout(push_constant) uniform Push { uint layer; } pc;
+#define CACHE_ACCESS readonly
+#endif
 #define CACHE_OFF4 (pc.layer * (CTX * HK * D / 4u))
 layout(binding = 0) writeonly buffer Out { float o[]; };
 layout(binding = 1) readonly buffer Q { float q[]; };
 layout(binding = 2) readonly buffer K { vec4 k[]; };
 layout(binding = 3) readonly buffer V { vec4 v[]; };
-layout(binding = 4) readonly buffer KC { vec4 kc[]; };
-layout(binding = 5) readonly buffer VC { vec4 vc[]; };
+layout(binding = 4) CACHE_ACCESS buffer KC { vec4 kc[]; };
+layout(binding = 5) CACHE_ACCESS buffer VC { vec4 vc[]; };
 layout(binding = 6) readonly buffer Step { uint step[]; };
 #ifndef DUAL
 #define DUAL 0
 #endif
 #if DUAL
-layout(binding = 7) readonly buffer KC2 { vec4 kc2[]; };
-layout(binding = 8) readonly buffer VC2 { vec4 vc2[]; };
+layout(binding = 7) CACHE_ACCESS buffer KC2 { vec4 kc2[]; };
+layout(binding = 8) CACHE_ACCESS buffer VC2 { vec4 vc2[]; };
 #endif
 #ifndef SPLIT
 #define SPLIT 0
@@ -81,6 +106,16 @@ layout(binding = 10) coherent buffer Count { uint count[]; };
 #elif SPLIT
 layout(binding = 7) coherent buffer Part { float part_st[]; };
 layout(binding = 8) coherent buffer Count { uint count[]; };
+#endif
+#if ROPE && SPLIT && DUAL
+layout(binding = 11) readonly buffer F { float inv_freq[]; };
+#elif ROPE && (SPLIT || DUAL)
+layout(binding = 9) readonly buffer F { float inv_freq[]; };
+#elif ROPE
+layout(binding = 7) readonly buffer F { float inv_freq[]; };
+#endif
+#if ROPE
+#include "sincos.glsl"
 #endif
 
 const uint G = HQ / HK;
@@ -111,15 +146,17 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
 
 // One pass over keys [J0, J1) of one source (cache or chunk; two loops, not a branch per key,
 // because SIMD-on-CPU drivers run both sides of a divergent branch). ROW(j) = row index in KB/VB.
-#define KEY_PASS(KB, VB, OFF, J0, J1, ROW)                                                        \
+// KROW(j) = the key's row in KB where it differs (the _rope variants' rotated key in shared memory).
+#define KEY_PASS(KB, VB, OFF, J0, J1, ROW, KROW)                                                  \
     for (uint jr = (J0); jr < (J1); jr += KS) {                                             \
         uint j = jr + ks;                                                                    \
         bool has = j < (J1);                                                                 \
         uint b = (has ? (ROW) : 0u) * D4 + dt * DS4;                                         \
+        uint bk = (has ? (KROW) : 0u) * D4 + dt * DS4;                                       \
         float s[HPG];                                                                        \
         for (uint g = 0u; g < HPG; g++) s[g] = 0.0;                                          \
         for (uint c = 0u; c < DS4; c++) {                                                    \
-            vec4 kx = KB[OFF + b + c];                                                             \
+            vec4 kx = KB[OFF + bk + c];                                                            \
             for (uint g = 0u; g < HPG; g++) s[g] += dot(qv[g * DS4 + c], kx);                \
         }                                                                                    \
         if (TEAM > 1u) {                                                                     \
@@ -152,6 +189,37 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
 #if SPLIT
 shared uint last_group;
 #endif
+#if ROPE
+const uint R2 = ROT / 2u;
+shared float qs[HPG * D];      // the group's query heads, rotated
+shared vec4 kown[D4];          // the token's own key, rotated
+
+// (sin, cos) of pair j's angle at position p, as rope.comp computes it.
+vec2 rope_sc(uint j, uint p) {
+    precise float a = float(p) * inv_freq[pc.rope_layer * R2 + j];
+    return sin_cos(a);
+}
+
+// Dim dd of q's head row at qb, rotated (times QSCALE where rotated).
+float rope_q(uint qb, uint dd, uint p) {
+    if (dd >= ROT) return q[qb + dd];
+    uint j = dd < R2 ? dd : dd - R2;
+    vec2 sc = rope_sc(j, p);
+    float x0 = q[qb + j], x1 = q[qb + j + R2];
+    return (dd < R2 ? x0 * sc.y - x1 * sc.x : x1 * sc.y + x0 * sc.x) * QSCALE;
+}
+
+float k_at(uint i) { return k[i >> 2][i & 3u]; }
+
+// Dim dd of k's head row at float offset kb, rotated.
+float rope_k(uint kb, uint dd, uint p) {
+    if (dd >= ROT) return k_at(kb + dd);
+    uint j = dd < R2 ? dd : dd - R2;
+    vec2 sc = rope_sc(j, p);
+    float x0 = k_at(kb + j), x1 = k_at(kb + j + R2);
+    return dd < R2 ? x0 * sc.y - x1 * sc.x : x1 * sc.y + x0 * sc.x;
+}
+#endif
 
 void main() {
     const uint NHB = G / HPG;
@@ -174,28 +242,60 @@ void main() {
         hi = min(hi, lo + slice);
     }
 
+#if ROPE
+    // Rotate the group's query heads and its own key once, shared by all teams; append the key
+    // and value to the cache (one group per kv head and stream does).
+    for (uint i = tid; i < HPG * D; i += WG) qs[i] = rope_q(obase + (i / D) * D, i % D, p);
+    uint krow = t * HK + kvh;
+    for (uint c = tid; c < D4; c += WG) {
+        uint kb = krow * D;
+        kown[c] = vec4(rope_k(kb, 4u * c, p), rope_k(kb, 4u * c + 1u, p),
+                       rope_k(kb, 4u * c + 2u, p), rope_k(kb, 4u * c + 3u, p));
+    }
+    barrier();
+    if (g0 == 0u && split == 0u && p < CTX) {
+        uint dst = CACHE_OFF4 + (p * HK + kvh) * D4;
+        for (uint c = tid; c < D4; c += WG) {
+  #if DUAL
+            if (t == 1u) { kc2[dst + c] = kown[c]; vc2[dst + c] = v[krow * D4 + c]; continue; }
+  #endif
+            kc[dst + c] = kown[c];
+            vc[dst + c] = v[krow * D4 + c];
+        }
+    }
+#endif
     vec4 qv[HPG * DS4], acc[HPG * DS4];
     float m[HPG], l[HPG];
     for (uint g = 0u; g < HPG; g++) {
         m[g] = NEG;
         l[g] = 0.0;
         for (uint c = 0u; c < DS4; c++) {
+#if ROPE
+            uint e = g * D + 4u * (dt * DS4 + c);
+            qv[g * DS4 + c] = vec4(qs[e], qs[e + 1u], qs[e + 2u], qs[e + 3u]) * SCALE;
+#else
             uint e = obase + g * D + 4u * (dt * DS4 + c);
             qv[g * DS4 + c] = vec4(q[e], q[e + 1u], q[e + 2u], q[e + 3u]) * SCALE;
+#endif
             acc[g * DS4 + c] = vec4(0.0);
         }
     }
     uint round_no = 0u;
 #if DUAL
     if (t == 1u) {   // uniform per group: the barriers inside stay in uniform control flow
-        KEY_PASS(kc2, vc2, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh)
+        KEY_PASS(kc2, vc2, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh, j * HK + kvh)
     } else {
-        KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh)
+        KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh, j * HK + kvh)
     }
-    KEY_PASS(k, v, 0u, max(lo, pos0), hi, (j - pos0 + t) * HK + kvh)
 #else
-    KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh)
-    KEY_PASS(k, v, 0u, max(lo, pos0), hi, (j - pos0) * HK + kvh)
+    KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh, j * HK + kvh)
+#endif
+#if ROPE        // the one own key (row t at p = pos0), rotated in shared memory
+    KEY_PASS(kown, v, 0u, max(lo, pos0), hi, krow, 0u)
+#elif DUAL
+    KEY_PASS(k, v, 0u, max(lo, pos0), hi, (j - pos0 + t) * HK + kvh, (j - pos0 + t) * HK + kvh)
+#else
+    KEY_PASS(k, v, 0u, max(lo, pos0), hi, (j - pos0) * HK + kvh, (j - pos0) * HK + kvh)
 #endif
 
     // Merge the teams' states: global max per head, rescale, tree of sums over teams.

@@ -15,10 +15,7 @@
 // (x[2j], x[2j+1]) for rope_interleaved (GPT-J, GGUF llama). Dims >= ROT (partial rotary) are kept.
 // Bindings: 0 q f32[N,HQ,D] (rw), 1 k f32[N,HK,D] (rw), 2 inv_freq f32[ROT/2] (r),
 //           3 step u32[STEP_WORDS] (r: P_POS, P_NTOK). Rows t >= P_NTOK are left as they are.
-// sin/cos are computed here, not with GLSL sin/cos: Vulkan only bounds those on [-pi, pi] (absolute
-// error 2^-11) and angles reach ~1e5. Cody-Waite reduction by pi/2 in four parts of which the first
-// three have 8 significant bits (k*part exact for k < 2^16, i.e. angles below ~1e5), then Cephes sinf /
-// cosf polynomials on [-pi/4, pi/4]: |error| <= 1.5e-7 measured for positions up to 131072.
+// sin/cos: shaders/include/sincos.glsl (GLSL's are not accurate at large angles).
 // QSCALE multiplies q's rotated dims (longrope's attention factor, squared: HF scales cos and sin,
 //   so both q's and k's rotated dims; scaling q alone by its square gives the same scores, and leaves
 //   the cached keys plain). 1.0 elsewhere, which changes nothing.
@@ -86,27 +83,7 @@ void store_v(uint t, uint i, float x) {
 }
 #endif
 
-// pi/2 = PIO2_1 + PIO2_2 + PIO2_3 + PIO2_4 to ~2^-55; the first three have 8 significant bits.
-const float PIO2_1 = 1.5703125;
-const float PIO2_2 = 4.84466552734375e-4;
-const float PIO2_3 = -6.4074993133544921875e-7;
-const float PIO2_4 = 9.92093629470503e-10;
-
-// (sin a, cos a) for a >= 0. `precise` forbids contraction and reassociation of the reduction.
-vec2 sin_cos(float a) {
-    precise float kq = roundEven(a * 0.636619772367581343);
-    precise float r = a - kq * PIO2_1;
-    r = r - kq * PIO2_2;
-    r = r - kq * PIO2_3;
-    r = r - kq * PIO2_4;
-    float z = r * r;
-    float s = ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1) * z * r + r;
-    float c = ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z
-              - 0.5 * z + 1.0;
-    uint quadrant = uint(kq) & 3u;
-    vec2 sc = (quadrant & 1u) == 0u ? vec2(s, c) : vec2(c, -s);
-    return (quadrant & 2u) == 0u ? sc : -sc;
-}
+#include "sincos.glsl"
 
 void main() {
     const uint R2 = ROT / 2u;

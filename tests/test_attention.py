@@ -351,3 +351,94 @@ def test_default_work_group_is_whole_subgroups_on_gpus(device):
     assert default_wg(replace(device.info, type="discrete", subgroup_size=64)) == 64   # AMD wave64
     assert default_wg(replace(device.info, type="discrete", subgroup_size=32)) == 32
     assert default_wg(replace(device.info, type="cpu", subgroup_size=64)) == 32
+
+
+# --- RoPE and the KV append fused into decode attention (`attention_decode*_rope`) -----------------
+# q and k go in unrotated; the output must be the twins' rope -> kv_append -> attention, and the cache
+# row P_POS the rotated key and the value (rotation error ~1e-7 relative: reference.rope's float64
+# sin/cos against sincos.glsl's 1.5e-7). Odd sizes: partial rotary (ROT < D), a stacked frequency
+# table and layer-stacked caches (layers other than the one asked must not change), q_scale != 1.
+
+def _fused_case(rng, n, hq, hk, d, rot, layers=3):
+    q, k, v = rand(rng, n, hq, d, scale=Q_GAIN), rand(rng, n, hk, d), rand(rng, n, hk, d)
+    base = 10000.0 ** (np.arange(0, rot, 2, dtype=np.float32) / rot)
+    inv = np.stack([(1.0 / (base * (1.0 + 0.5 * i))).astype(np.float32) for i in range(layers)])   # [L, ROT/2]
+    caches = [(rand(rng, layers, CTX, hk, d), rand(rng, layers, CTX, hk, d)) for _ in range(n)]
+    return q, k, v, inv, caches
+
+
+@pytest.mark.parametrize("hq,hk,d,rot", [(9, 3, 64, 64), (4, 1, 48, 32), (4, 2, 80, 80)])
+@pytest.mark.parametrize("pos", [0, 1, 37, 300])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_decode_with_fused_rope_and_append_matches_twins(device, rng, hq, hk, d, rot, pos, splits):
+    from engine.reference.rope import rope as ref_rope
+    layer, rope_layer, q_scale = 1, 2, (1.0 if d != 48 else 1.3)
+    window = 50 if hk == 2 else 0
+    q, k, v, inv, [(kc, vc)] = _fused_case(rng, 1, hq, hk, d, rot)
+    bufs = [device.buffer(x) for x in (q, k, v, kc, vc)]
+    out, step = device.buffer((1, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=1))
+    rec = device.recorder()
+    attention(rec, out, *bufs, step, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5, layer=layer,
+              window=window, splits=splits, rope=(device.buffer(inv, kind="const"), rope_layer, q_scale))
+    rec.finish().run()
+    rq, rk = ref_rope(q, k, inv[rope_layer], pos, 1, q_scale=q_scale)
+    want = ref_attention(rq, rk, v, kc[layer], vc[layer], pos, 1, n_heads=hq, n_kv_heads=hk, head_dim=d,
+                         scale=d ** -0.5, window=window)
+    got = out.read().reshape(q.shape)
+    assert _err(got, want, np.abs(v).max()) < TOL, (pos, splits)
+    if pos:   # the unrotated answer is far off: the rotation really happened
+        plain = ref_attention(q, k, v, kc[layer], vc[layer], pos, 1, n_heads=hq, n_kv_heads=hk, head_dim=d,
+                              scale=d ** -0.5, window=window)
+        assert _err(got, plain, np.abs(v).max()) > 1e-3
+    want_kc, want_vc = ref_kv_append(kc[layer], vc[layer], rk, v, pos, 1)
+    got_kc, got_vc = (b.read().reshape(kc.shape) for b in bufs[3:5])
+    assert np.abs(got_kc[layer] - want_kc).max() < 1e-6 * np.abs(k).max() * 4
+    np.testing.assert_array_equal(got_vc[layer], want_vc)                      # a copy: exact
+    np.testing.assert_array_equal(np.delete(got_kc, layer, 0), np.delete(kc, layer, 0))
+    np.testing.assert_array_equal(np.delete(got_vc, layer, 0), np.delete(vc, layer, 0))
+    np.testing.assert_array_equal(got_kc[layer][np.arange(CTX) != pos], kc[layer][np.arange(CTX) != pos])
+    np.testing.assert_array_equal(q, bufs[0].read().reshape(q.shape))       # q and k are left unrotated
+    np.testing.assert_array_equal(k, bufs[1].read().reshape(k.shape))
+
+
+@pytest.mark.parametrize("hq,hk,d,rot", [(9, 3, 64, 64), (4, 2, 80, 48)])
+@pytest.mark.parametrize("pos", [0, 37, 300])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_two_stream_decode_with_fused_rope_matches_twins(device, rng, hq, hk, d, rot, pos, splits):
+    from engine.reference.attention import attention_dual, kv_append_dual
+    from engine.reference.rope import rope as ref_rope
+    q, k, v, inv, caches = _fused_case(rng, 2, hq, hk, d, rot, layers=1)
+    caches = [(a[0], b[0]) for a, b in caches]
+    bufs = [device.buffer(x) for x in (q, k, v)]
+    cbufs = [(device.buffer(a), device.buffer(b)) for a, b in caches]
+    out, step = device.buffer((2, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=2))
+    rec = device.recorder()
+    attention(rec, out, *bufs, *cbufs[0], step, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5,
+              second=cbufs[1], splits=splits, rope=(device.buffer(inv, kind="const"), 0, 1.0))
+    rec.finish().run()
+    rq, rk = ref_rope(q, k, inv[0], pos, 2, dual=True)
+    want = attention_dual(rq, rk, v, caches, pos, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
+    assert _err(out.read().reshape(q.shape), want, np.abs(v).max()) < TOL
+    for (kb, vb), (wk, wv) in zip(cbufs, kv_append_dual(caches, rk, v, pos)):
+        assert np.abs(kb.read().reshape(wk.shape) - wk).max() < 1e-6 * np.abs(k).max() * 4
+        np.testing.assert_array_equal(vb.read().reshape(wv.shape), wv)
+
+
+def test_fused_rope_is_a_one_token_decode_form(device, rng):
+    q, k, v, inv, _ = _fused_case(rng, 3, 4, 2, 16, 16, layers=1)
+    bufs = [device.buffer(x) for x in (q, k, v)] + list(kv_cache_buffers(device, CTX, 2, 16))
+    out, step = device.buffer((3, 4, 16)), device.buffer(pack_step(pos=0, n_tokens=3))
+    table = device.buffer(inv, kind="const")
+    with pytest.raises(VkharpError, match="one token"):
+        attention(device.recorder(), out, *bufs, step, n_heads=4, n_kv_heads=2, head_dim=16, scale=0.25,
+                  rope=(table, 0, 1.0))
+    one = [device.buffer(x[:1]) for x in (q, k, v)] + bufs[3:]
+    with pytest.raises(VkharpError, match="one token"):
+        attention(device.recorder(), device.buffer((1, 4, 16)), *one, step, n_heads=4, n_kv_heads=2, head_dim=16,
+                  scale=0.25, variant="prefill", rope=(table, 0, 1.0))
+    with pytest.raises(VkharpError, match="not in inv_freq's 1 stacked"):
+        attention(device.recorder(), device.buffer((1, 4, 16)), *one, step, n_heads=4, n_kv_heads=2, head_dim=16,
+                  scale=0.25, rope=(table, 1, 1.0))
+    with pytest.raises(VkharpError, match="q_scale"):
+        attention(device.recorder(), device.buffer((1, 4, 16)), *one, step, n_heads=4, n_kv_heads=2, head_dim=16,
+                  scale=0.25, rope=(table, 0, 0.0))

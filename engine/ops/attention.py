@@ -4,10 +4,12 @@ KV cache layout (shared with engine/kv_cache.py): one K and one V buffer per lay
 f32[ctx, n_kv_heads, head_dim], position-major, so a chunk's rows land in one contiguous block and
 truncation is only a smaller P_POS next time. Each buffer must fit `device.max_buffer_bytes`.
 
-Order inside one recorded layer: rope -> attention -> kv_append. Attention reads the cache (positions
-< P_POS) and the chunk's own keys/values from the k/v activations; kv_append then writes the chunk
-into the cache. The recorder puts a barrier between every access of a layer-stacked cache buffer
-and the next write of it (it tracks whole buffers, as the validation layer does).
+Order inside one recorded layer (engine/forward.py): prefill, rope with the KV append fused in, then
+attention, which reads the cache (positions < P_POS) and the chunk's own keys/values from the k/v
+activations; decode (one token, or HARP's pair), one dispatch: attention with `rope=` rotates q and
+its own key itself and appends the key and value. The recorder puts a barrier between every access
+of a layer-stacked cache buffer and the next write of it (it tracks whole buffers, as the validation
+layer does).
 """
 from __future__ import annotations
 
@@ -98,16 +100,18 @@ def _check_second(second, k_cache: Buffer, n: int, what: str) -> None:
                           f"{k_cache.shape}, got N = {n}, {[c.shape for c in second]}")
 
 
-def _decode_shared_bytes(wg: int, hpg: int, team: int, d: int) -> int:
+def _decode_shared_bytes(wg: int, hpg: int, team: int, d: int, rope: bool = False) -> int:
     ks = wg // team
-    return 4 * (2 * wg * hpg + ks * hpg + (ks // 2) * hpg * d + 4 + (ks // 2) * hpg + 1)
+    rope_bytes = 4 * (hpg * d + d) if rope else 0     # the rotated query heads and own key
+    return 4 * (2 * wg * hpg + ks * hpg + (ks // 2) * hpg * d + 4 + (ks // 2) * hpg + 1) + rope_bytes
 
 
 def _register_vec4(device: Device) -> int:
     return REGISTER_VEC4.get(device.info.type, REGISTER_VEC4_DEFAULT)
 
 
-def _decode_layout(device: Device, g: int, d: int, wg: int, hpg: int | None, team: int | None) -> tuple[int, int]:
+def _decode_layout(device: Device, g: int, d: int, wg: int, hpg: int | None, team: int | None,
+                   rope: bool = False) -> tuple[int, int]:
     """(heads per group, team size) for attention_decode, from a rough cost model.
 
     Per key and query head: 8 * (d/4) / hpg for reading the key and value rows (shared by hpg heads;
@@ -119,7 +123,7 @@ def _decode_layout(device: Device, g: int, d: int, wg: int, hpg: int | None, tea
     best = None
     for h in (h for h in range(1, g + 1) if g % h == 0 and hpg in (None, h)):
         for t in (t for t in (1, 2, 4, 8, 16, 32, 64) if d4 % t == 0 and t <= wg and team in (None, t)):
-            if _decode_shared_bytes(wg, h, t, d) > device.info.max_shared_memory:
+            if _decode_shared_bytes(wg, h, t, d, rope) > device.info.max_shared_memory:
                 continue
             cost = 8 * d4 / h + (t * t if t > 1 else 0)
             over = max(0, h * d4 // t - budget)      # registers first, then cost
@@ -181,7 +185,8 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
               layer: int = 0,
               softcap: float = 0.0, variant: str | None = None, wg: int | None = None,
               heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None,
-              second: tuple[Buffer, Buffer] | None = None, splits: int | None = None):
+              second: tuple[Buffer, Buffer] | None = None, splits: int | None = None,
+              rope: tuple[Buffer, int, float] | None = None):
     """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
 
     variant: "decode" (a work-group's threads split the key positions; for few query rows),
@@ -193,6 +198,10 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     attends over these caches); the decode variant.
     splits: decode only: key slices per query row, one work group each, merged by the last one to
     finish (default_splits: more for a longer cache and a wider device; 1 = no split).
+    rope=(inv_freq, rope_layer, q_scale): decode of one token (N = 1) or of the two-stream pair, with
+    q and k unrotated: RoPE (rope_half, inv_freq f32[ROT/2] or f32[L, ROT/2], table `rope_layer`, q's
+    rotated dims times q_scale) and the KV append of the rotated key and v to cache layer `layer`
+    are done in this dispatch (ops.rope with append=, then attention, in one).
     """
     if n_heads <= 0 or n_kv_heads <= 0 or n_heads % n_kv_heads:
         raise VkharpError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
@@ -217,6 +226,11 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     if second is not None:
         _check_second(second, k_cache, n, "attention")
         variant = "decode"
+    if rope is not None:
+        if variant not in (None, "decode") or (n != 1 and second is None):
+            raise VkharpError(f"attention: the fused RoPE form is the decode variant of one token (or the two-stream "
+                              f"pair), got variant {variant!r} with N = {n}")
+        variant = "decode"
     if variant is None:
         variant = "decode" if n * (g // _prefill_heads(rec.device, g, head_dim)) < 32 else "prefill"
     if variant not in VARIANTS:
@@ -226,7 +240,7 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     if variant == "decode":
         if wg & (wg - 1):
             raise VkharpError(f"attention_decode: work-group size {wg} must be a power of two")
-        hpg, team = _decode_layout(rec.device, g, head_dim, wg, heads_per_group, team)
+        hpg, team = _decode_layout(rec.device, g, head_dim, wg, heads_per_group, team, rope is not None)
         groups = n * n_kv_heads * (g // hpg)
         consts.update(HPG=hpg, TEAM=team)
         if splits is None:
@@ -247,4 +261,26 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         name += "_split"
         consts.update(SPLITS=splits, SLICE_MIN=SLICE_MIN)
         groups *= splits
-    rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, {"layer": layer})
+    push = {"layer": layer}
+    if rope is not None:
+        inv_freq, rope_layer, q_scale = rope
+        bufs, name = bufs + [inv_freq], name + "_rope"
+        consts.update(ROT=_check_rope_table(inv_freq, rope_layer, q_scale, head_dim))
+        if q_scale != 1.0:
+            consts["QSCALE"] = float(q_scale)
+        push["rope_layer"] = rope_layer
+    rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, push)
+
+
+def _check_rope_table(inv_freq: Buffer, rope_layer: int, q_scale: float, head_dim: int) -> int:
+    """ROT of a fused-RoPE attention's frequency table, checked like ops.rope checks it."""
+    rot = 2 * inv_freq.shape[-1]
+    layers = inv_freq.size // inv_freq.shape[-1]
+    if not 0 <= rope_layer < layers:
+        raise VkharpError(f"attention (rope): layer {rope_layer} is not in inv_freq's {layers} stacked tables")
+    if rot > head_dim or inv_freq.dtype != np.float32:
+        raise VkharpError(f"attention (rope): inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {head_dim} "
+                          f"(need f32[<= D/2])")
+    if not (np.isfinite(q_scale) and q_scale > 0):
+        raise VkharpError(f"attention (rope): q_scale must be a positive finite number, got {q_scale}")
+    return rot
