@@ -72,7 +72,7 @@ def test_prefill_chunk_of_7_with_5_valid(device, rng, hq, hk, d, pos):
     Case(device, rng, 7, hq, hk, d, CTX).check(device, pos, 5, variant="prefill")
 
 
-@pytest.mark.parametrize("variant,wg", [("decode", 16), ("decode", 64), ("decode", 128),
+@pytest.mark.parametrize("variant,wg", [("decode", 16), ("decode", 32), ("decode", 64), ("decode", 128),
                                         ("prefill", 16), ("prefill", 64), ("prefill", 128)])
 @pytest.mark.parametrize("pos", [0, 37, 300])
 def test_work_group_sizes(device, rng, variant, wg, pos):
@@ -348,6 +348,10 @@ def test_default_work_group_is_whole_subgroups_on_gpus(device):
     from dataclasses import replace
     from engine.ops.attention import default_wg
     assert default_wg(device.info) == 32
+    # CPU devices: one SIMD program per decode group (lavapipe: 8 lanes)
+    assert default_wg(replace(device.info, type="cpu", subgroup_size=8), "decode") == 8
+    assert default_wg(replace(device.info, type="cpu", subgroup_size=8), "prefill") == 32
+    assert default_wg(replace(device.info, type="discrete", subgroup_size=32), "decode") == 32
     assert default_wg(replace(device.info, type="discrete", subgroup_size=64)) == 64   # AMD wave64
     assert default_wg(replace(device.info, type="discrete", subgroup_size=32)) == 32
     assert default_wg(replace(device.info, type="cpu", subgroup_size=64)) == 32
