@@ -39,8 +39,9 @@ SUBGROUP_RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2), "q4_0": (1, 2), "q4_1
                  "iq4_nl": (1, 2), "iq4_xs": (1, 2), "q2_k": (1, 2), "q3_k": (1, 2)}
 # q5_k, q6_k, q2_k, q3_k decode with a whole super-block per run (one scale load for 8 blocks): in 7
 # interleaved rounds on lavapipe that read 4-34 % more GB/s than RUN 4 at 4096x4096, 576x1536 and
-# 640x2048 in most cases (q4_k: no difference).
-CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4, "q5_0": 4, "q5_1": 4, "q4_k": 4, "q5_k": 8,
+# 640x2048 in most cases. q4_k too, since at RUN 8 its sub-block scales unpack with constant shifts
+# and selects (matmul_core.glsl, run_scale).
+CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4, "q5_0": 4, "q5_1": 4, "q4_k": 8, "q5_k": 8,
            "q6_k": 8, "iq4_nl": 4, "iq4_xs": 4, "q2_k": 8, "q3_k": 8}
 MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iterations (Mesa unrolls them)
 # Register budget of one lane on CPU devices, in 32-column blocks x tokens: lavapipe's compile time
