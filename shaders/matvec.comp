@@ -125,6 +125,11 @@
 // @variant matvec_q5_0_r4_res                   WFMT=5 RUN=4 BIAS=0 RES=1
 // @variant matvec_q5_0_r4_norm                  WFMT=5 RUN=4 BIAS=0 NORM=1
 // @variant matvec_q5_0_r4_bias_norm             WFMT=5 RUN=4 BIAS=1 NORM=1
+// @variant matvec_q5_0_r8                       WFMT=5 RUN=8 BIAS=0
+// @variant matvec_q5_0_r8_bias                  WFMT=5 RUN=8 BIAS=1
+// @variant matvec_q5_0_r8_res                   WFMT=5 RUN=8 BIAS=0 RES=1
+// @variant matvec_q5_0_r8_norm                  WFMT=5 RUN=8 BIAS=0 NORM=1
+// @variant matvec_q5_0_r8_bias_norm             WFMT=5 RUN=8 BIAS=1 NORM=1
 // @variant matvec_q5_0_r1_sg                    WFMT=5 RUN=1 BIAS=0 SGR=1
 // @variant matvec_q5_0_r1_sg_bias               WFMT=5 RUN=1 BIAS=1 SGR=1
 // @variant matvec_q5_0_r1_sg_res                WFMT=5 RUN=1 BIAS=0 RES=1 SGR=1

@@ -106,6 +106,7 @@ TILINGS = [
     # 5-bit and k-quant formats: every RUN (k-quants: runs inside one super-block, 8 = a whole one),
     # high-bit words shared by 2 (q6_k) or 4 (q5) blocks of a run, spare runs, token tiles.
     ("q5_0", 96, Tiling(1, 3, 8, 4, 2)), ("q5_0", 320, Tiling(2, 5, 8, 2, 3)), ("q5_0", 384, Tiling(4, 2, 4, 3, 1, 1)),
+    ("q5_0", 768, Tiling(8, 2, 4, 3, 2)),
     ("q5_1", 288, Tiling(1, 9, 8, 2, 2)), ("q5_1", 320, Tiling(2, 3, 8, 3, 3)), ("q5_1", 640, Tiling(4, 2, 8, 4, 1)),
     ("q4_k", 256, Tiling(1, 3, 8, 3, 1)), ("q4_k", 512, Tiling(2, 3, 8, 4, 2)), ("q4_k", 768, Tiling(4, 4, 2, 5, 3)),
     ("q4_k", 768, Tiling(8, 2, 4, 3, 2)),
@@ -156,7 +157,8 @@ def test_explicit_tilings_on_parts(device, rng, fmt, cols, tiling):
 
 RESIDUAL = [("f32", 101, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
             ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("f16", 96, Tiling(1, 2, 3, 5, 2)),
-            ("q5_0", 288, None), ("q5_1", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)), ("q4_k", 512, None),
+            ("q5_0", 288, None), ("q5_0", 512, None), ("q5_1", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
+            ("q4_k", 512, None),
             ("q5_k", 768, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 288, None),
             ("iq4_xs", 512, None), ("q2_k", 512, None), ("q3_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True))]
 
@@ -185,7 +187,8 @@ def test_residual_epilogue_adds_in_place(device, rng, fmt, cols, tiling):
 NORMED = [("f32", 96, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
           ("q4_0", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("f16", 160, Tiling(1, 5, 8, 2, 3)),
           ("q4_1", 576, Tiling(2, 3, 3, 4, 2)),
-          ("q5_0", 320, None), ("q5_1", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q4_k", 768, None),
+          ("q5_0", 320, None), ("q5_0", 768, None), ("q5_1", 288, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)),
+          ("q4_k", 768, None),
           ("q5_k", 512, Tiling(4, 3, 3, 4, 2)), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
           ("iq4_nl", 320, Tiling(2, 3, 3, 4, 2)), ("iq4_xs", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
           ("q2_k", 768, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q3_k", 512, Tiling(4, 2, 3, 4, 2))]

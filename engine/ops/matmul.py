@@ -28,11 +28,12 @@ from ..weights import DeviceWeight
 # RUN values (32-column blocks per scale load) each format has variants for. On lavapipe the best
 # is the run whose quants fill one 64-byte cache line per lane (q4: 4 blocks, q8_0: 2, f16: 1):
 # the 8 lanes of a load instruction then read 512 contiguous bytes. Longer runs measured slower there.
-# The 5-bit formats load 4 blocks' high bits as one uvec4 (RUN <= 4); the k-quants' runs stay inside
+# The 5-bit formats load 4 blocks' high bits as one uvec4 (RUN <= 4; q5_0 also RUN 8, two such loads per
+# run, its 8 f16 scales one uvec4); the k-quants' runs stay inside
 # one 256-column super-block (RUN <= 8), whose scales are one load per run. iq4_nl: as q4_0; iq4_xs: as q4_k;
 # q2_k, q3_k: as q6_k (two blocks' 2-bit words per uvec4; q3_k's high words 4 blocks per uvec4).
 RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2, 4, 8), "q4_0": (1, 2, 4, 8), "q4_1": (1, 2, 4),
-        "q5_0": (1, 2, 4), "q5_1": (1, 2, 4), "q4_k": (1, 2, 4, 8), "q5_k": (1, 2, 4, 8), "q6_k": (1, 2, 4, 8),
+        "q5_0": (1, 2, 4, 8), "q5_1": (1, 2, 4), "q4_k": (1, 2, 4, 8), "q5_k": (1, 2, 4, 8), "q6_k": (1, 2, 4, 8),
         "iq4_nl": (1, 2, 4, 8), "iq4_xs": (1, 2, 4, 8), "q2_k": (1, 2, 4, 8), "q3_k": (1, 2, 4, 8)}
 SUBGROUP_RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2), "q4_0": (1, 2), "q4_1": (1, 2),   # `_sg` variants
                  "q5_0": (1, 2), "q5_1": (1, 2), "q4_k": (1, 2), "q5_k": (1, 2), "q6_k": (1, 2),
@@ -40,8 +41,10 @@ SUBGROUP_RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2), "q4_0": (1, 2), "q4_1
 # q5_k, q6_k, q2_k, q3_k decode with a whole super-block per run (one scale load for 8 blocks): in 7
 # interleaved rounds on lavapipe that read 4-34 % more GB/s than RUN 4 at 4096x4096, 576x1536 and
 # 640x2048 in most cases. q4_k too, since at RUN 8 its sub-block scales unpack with constant shifts
-# and selects (matmul_core.glsl, run_scale).
-CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4, "q5_0": 4, "q5_1": 4, "q4_k": 8, "q5_k": 8,
+# and selects (matmul_core.glsl, run_scale). q5_0 decodes 8 blocks per run where rows allow it (its
+# scales one uvec4 per 8 blocks instead of a uvec2 per 4): +7-10 % GB/s at 4096x4096, even at 576x1536
+# and 640x2048 (9 interleaved rounds).
+CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4, "q5_0": 8, "q5_1": 4, "q4_k": 8, "q5_k": 8,
            "q6_k": 8, "iq4_nl": 4, "iq4_xs": 4, "q2_k": 8, "q3_k": 8}
 MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iterations (Mesa unrolls them)
 # Register budget of one lane on CPU devices, in 32-column blocks x tokens: lavapipe's compile time
