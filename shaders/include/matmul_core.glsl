@@ -292,8 +292,12 @@ vec2 run_scale(SC_T s, uint b, uint fb0) {
     return vec2(0.0);
 #elif WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
     // runs are aligned to RUN inside a super-block: for RUN >= 4 the byte lane is the constant b & 3,
-    // and for RUN 8 (the whole super-block) the half h = (b >> 2) & 1 is a constant too
-    return k_scale_min(s, RUN >= 4 ? (b & 3u) : ((fb0 + b) & 3u), RUN >= 8 ? ((b >> 2) & 1u) : (((fb0 + b) >> 2) & 1u));
+    // and for RUN 8 (the whole super-block) the sub-block is b itself
+  #if RUN >= 8
+    return k_scale_min_at(s, b);
+  #else
+    return k_scale_min(s, RUN >= 4 ? (b & 3u) : ((fb0 + b) & 3u), ((fb0 + b) >> 2) & 1u);
+  #endif
 #elif WFMT == FMT_IQ4_XS
     return vec2(iq4xs_scale(s, RUN >= 8 ? b : ((fb0 + b) & 7u)), 0.0);
 #elif WFMT == FMT_Q6_K

@@ -63,6 +63,17 @@ vec2 k_scale_min(uvec4 s, uint jj, uint h) {
     uint m = h == 0u ? (z & 63u) : (((w >> 4) & 15u) | ((z >> 2) & 48u));
     return vec2(dd.x * float(sc), -(dd.y * float(m)));
 }
+// The same for a whole super-block's run (RUN 8), sub-block j = b a constant: each 6-bit field masked
+// in place (sc * 2^(8jj), the sign bit clear) and the power of two folded into d and dmin, so one
+// AND (two and an OR for j >= 4) per value instead of shifts down; the product rounds once, to the
+// same float as d * sc.
+vec2 k_scale_min_at(uvec4 s, uint j) {
+    uint jj = j & 3u, lo = 63u << (8u * jj);
+    vec2 dd = unpackHalf2x16(s.x) * (1.0 / float(1u << (8u * jj)));
+    uint sc = j < 4u ? (s.y & lo) : ((s.w & (15u << (8u * jj))) | ((s.y >> 2) & (48u << (8u * jj))));
+    uint m = j < 4u ? (s.z & lo) : (((s.w >> 4) & (15u << (8u * jj))) | ((s.z >> 2) & (48u << (8u * jj))));
+    return vec2(dd.x * float(sc), -(dd.y * float(m)));
+}
 uint pick4(uvec4 s, uint i) { return i == 0u ? s.x : (i == 1u ? s.y : (i == 2u ? s.z : s.w)); }
 // iq4: llama.cpp's kvalues_iq4nl as 16 int8 bytes (code q at byte q); picked with selects and a
 // shift, not an indexed array (a per-lane index into an array becomes a stack gather on lavapipe).
