@@ -246,6 +246,27 @@ case("attention decode 9/3 heads at 300", 1e-4)(_attention_case(1))
 case("attention prefill 16 tokens at 300", 1e-4)(_attention_case(16))
 
 
+@case("attention decode with RoPE and the KV append, at 300", 1e-4)
+def _attention_rope(dev, rng):
+    """The decode layer's fused form: q and k go in unrotated (twins: rope, then attention)."""
+    from .ops.attention import attention
+    from .params import pack_step
+    from .reference.attention import attention as ref
+    from .reference.rope import rope as ref_rope
+    ctx, pos = 512, 300
+    q, k, v = _rand(rng, 1, 9, 64) * 3, _rand(rng, 1, 3, 64), _rand(rng, 1, 3, 64)
+    kc, vc = _rand(rng, ctx, 3, 64), _rand(rng, ctx, 3, 64)
+    inv = (1.0 / (1e5 ** (np.arange(0, 64, 2) / 64))).astype(np.float32)
+    out = dev.buffer((1, 9, 64))
+    rec = dev.recorder()
+    attention(rec, out, dev.buffer(q), dev.buffer(k), dev.buffer(v), dev.buffer(kc), dev.buffer(vc),
+              dev.buffer(pack_step(pos=pos, n_tokens=1)), n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125,
+              rope=(dev.buffer(inv, kind="const"), 0, 1.0))
+    rq, rk = ref_rope(q, k, inv, pos, 1)
+    want = ref(rq, rk, v, kc, vc, pos, 1, n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125)
+    return rec.finish(), lambda: out.read().reshape(want.shape), want
+
+
 @case("sample top-k/top-p/min-p V=49152", 0.0)
 def _sample(dev, rng):
     from .ops.sample import sample
