@@ -17,7 +17,7 @@ import numpy as np
 
 from ..device import Buffer, Device, Recorder, grid1d
 from ..errors import DeviceLimitError, VkharpError
-from .rope import check_step
+from .rope import check_step, check_table
 
 VARIANTS = ("decode", "prefill")
 # Target vec4s of q (and as many of acc) per thread. CPU drivers (lavapipe) keep unrolled arrays in
@@ -272,22 +272,9 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     if rope is not None:
         inv_freq, rope_layer, q_scale = rope
         bufs, name = bufs + [inv_freq], name + "_rope"
-        consts.update(ROT=_check_rope_table(inv_freq, rope_layer, q_scale, head_dim))
+        consts.update(ROT=check_table(inv_freq, rope_layer, head_dim, q_scale, "attention (rope)"))
         if q_scale != 1.0:
             consts["QSCALE"] = float(q_scale)
         push["rope_layer"] = rope_layer
     rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, push)
 
-
-def _check_rope_table(inv_freq: Buffer, rope_layer: int, q_scale: float, head_dim: int) -> int:
-    """ROT of a fused-RoPE attention's frequency table, checked like ops.rope checks it."""
-    rot = 2 * inv_freq.shape[-1]
-    layers = inv_freq.size // inv_freq.shape[-1]
-    if not 0 <= rope_layer < layers:
-        raise VkharpError(f"attention (rope): layer {rope_layer} is not in inv_freq's {layers} stacked tables")
-    if rot > head_dim or inv_freq.dtype != np.float32:
-        raise VkharpError(f"attention (rope): inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {head_dim} "
-                          f"(need f32[<= D/2])")
-    if not (np.isfinite(q_scale) and q_scale > 0):
-        raise VkharpError(f"attention (rope): q_scale must be a positive finite number, got {q_scale}")
-    return rot

@@ -32,6 +32,21 @@ def check_step(step: Buffer, what: str) -> None:
                           f"got {step!r}")
 
 
+def check_table(inv_freq: Buffer, layer: int, head_dim: int, q_scale: float, what: str) -> int:
+    """ROT of a rotary frequency table f32[ROT/2] or f32[L, ROT/2], checked: `layer` in range, ROT <= head_dim,
+    q_scale a positive finite number (rope, rope_back and the fused decode attention share it)."""
+    rot = 2 * inv_freq.shape[-1]
+    layers = inv_freq.size // inv_freq.shape[-1]
+    if not 0 <= layer < layers:
+        raise VkharpError(f"{what}: layer {layer} is not in inv_freq's {layers} stacked tables")
+    if rot > head_dim or inv_freq.dtype != np.float32:
+        raise VkharpError(f"{what}: inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {head_dim} "
+                          f"(need f32[<= D/2])")
+    if not (np.isfinite(q_scale) and q_scale > 0):
+        raise VkharpError(f"{what}: q_scale must be a positive finite number, got {q_scale}")
+    return rot
+
+
 def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *, style: str = "half",
          head_dim: int | None = None, layer: int = 0, wg: int = 64, dual: bool = False,
          append: tuple | None = None, kv_layer: int = 0, second: tuple[Buffer, Buffer] | None = None,
@@ -50,17 +65,10 @@ def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *,
     nk, hk, dk = heads_view(k, head_dim, "rope k")
     if nk != n or dk != d:
         raise VkharpError(f"rope: q {q.shape} and k {k.shape} differ in tokens or head_dim")
-    rot = 2 * inv_freq.shape[-1]
-    layers = inv_freq.size // inv_freq.shape[-1]
-    if not 0 <= layer < layers:
-        raise VkharpError(f"rope: layer {layer} is not in inv_freq's {layers} stacked tables")
-    if rot > d or inv_freq.dtype != np.float32:
-        raise VkharpError(f"rope: inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {d} (need f32[<= D/2])")
+    rot = check_table(inv_freq, layer, d, q_scale, "rope")
     check_step(step, "rope")
     pairs = n * (hq + hk) * (rot // 2)
     bufs, name = [q, k, inv_freq, step], STYLES[style]
-    if not (np.isfinite(q_scale) and q_scale > 0):
-        raise VkharpError(f"rope: q_scale must be a positive finite number, got {q_scale}")
     consts = {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot, "DUAL": int(dual)}
     if q_scale != 1.0:
         consts["QSCALE"] = float(q_scale)
@@ -93,14 +101,7 @@ def rope_back(rec: Recorder, dq: Buffer, dk: Buffer, inv_freq: Buffer, step: Buf
     nk, hk, dk_ = heads_view(dk, head_dim, "rope_back dk")
     if nk != n or dk_ != d:
         raise VkharpError(f"rope_back: dq {dq.shape} and dk {dk.shape} differ in tokens or head_dim")
-    rot = 2 * inv_freq.shape[-1]
-    layers = inv_freq.size // inv_freq.shape[-1]
-    if not 0 <= layer < layers:
-        raise VkharpError(f"rope_back: layer {layer} is not in inv_freq's {layers} stacked tables")
-    if rot > d or inv_freq.dtype != np.float32:
-        raise VkharpError(f"rope_back: inv_freq {inv_freq!r} rotates {rot} dims but head_dim is {d} (need f32[<= D/2])")
-    if not (np.isfinite(q_scale) and q_scale > 0):
-        raise VkharpError(f"rope_back: q_scale must be a positive finite number, got {q_scale}")
+    rot = check_table(inv_freq, layer, d, q_scale, "rope_back")
     check_step(step, "rope_back")
     consts = {"WG": wg, "N": n, "HQ": hq, "HK": hk, "D": d, "ROT": rot, "DUAL": 0}
     if q_scale != 1.0:
