@@ -43,8 +43,8 @@
 // _rope variants (decode of one token, N = 1, or the dual pair): RoPE and the KV append fused in, so
 //   a decode layer needs no rope dispatch and no barrier before attention. q and k arrive unrotated;
 //   each group rotates its HPG query heads and its kv head's key (rope_half: pairs (j, j + ROT/2),
-//   angle float(p) * inv_freq[rope_layer, j], the same sin_cos and products as rope.comp, so the same
-//   bits), into shared memory; the group of the first head block and first slice also writes the
+//   angle float(p) * inv_freq[rope_layer, j], the same sin_cos and products as rope.comp), into
+//   shared memory; the group of the first head block and first slice also writes the
 //   rotated key and the value row to cache row p (< CTX) of the stream's cache. Other groups of the
 //   dispatch only read cache rows < P_POS, so the write races with nothing. QSCALE multiplies q's
 //   rotated dims as in rope.comp. Binding after the others: inv_freq f32[L, ROT/2] (r); the caches
@@ -246,9 +246,8 @@ void main() {
     // Rotate the group's query heads and its own key once, shared by all teams; append the key
     // and value to the cache (one group per kv head and stream does).
     for (uint i = tid; i < HPG * D; i += WG) qs[i] = rope_q(obase + (i / D) * D, i % D, p);
-    uint krow = t * HK + kvh;
+    uint krow = t * HK + kvh, kb = krow * D;
     for (uint c = tid; c < D4; c += WG) {
-        uint kb = krow * D;
         kown[c] = vec4(rope_k(kb, 4u * c, p), rope_k(kb, 4u * c + 1u, p),
                        rope_k(kb, 4u * c + 2u, p), rope_k(kb, 4u * c + 3u, p));
     }

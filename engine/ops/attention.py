@@ -277,4 +277,3 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
             consts["QSCALE"] = float(q_scale)
         push["rope_layer"] = rope_layer
     rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, push)
-

@@ -2,7 +2,7 @@
 // [-pi, pi] (absolute error 2^-11) and rotary angles reach ~1e5. Cody-Waite reduction by pi/2 in four
 // parts of which the first three have 8 significant bits (k*part exact for k < 2^16, i.e. angles below
 // ~1e5), then Cephes sinf / cosf polynomials on [-pi/4, pi/4]: |error| <= 1.5e-7 measured for positions
-// up to 131072. Used by shaders/rope.comp and attention.comp's fused-RoPE variants (same bits in both).
+// up to 131072. Used by shaders/rope.comp and attention.comp's fused-RoPE variants.
 #ifndef SINCOS_GLSL
 #define SINCOS_GLSL
 // pi/2 = PIO2_1 + PIO2_2 + PIO2_3 + PIO2_4 to ~2^-55; the first three have 8 significant bits.
