@@ -1,6 +1,7 @@
 #version 450
 // @variant attention_decode   PREFILL=0
 // @variant attention_prefill  PREFILL=1
+// @variant attention_prefill_shfl  PREFILL=1 SHFL=1
 // @variant attention_decode_dual  PREFILL=0 DUAL=1
 // @variant attention_decode_split  PREFILL=0 SPLIT=1
 // @variant attention_decode_dual_split  PREFILL=0 DUAL=1 SPLIT=1
@@ -28,6 +29,14 @@
 //   WG such threads per group; the group stages TK keys and values at a time in shared memory
 //   (coalesced loads, shared by all threads); each thread keeps q and acc of its heads in registers.
 //   Grid: HK * ceil(N*G/HPG / WG) groups.
+// attention_prefill_shfl (CPU devices): the prefill layout without the shared-memory tile. lavapipe
+//   turns every buffer or shared-memory load into a loop over the lanes of its SIMD program, so a key
+//   staged in shared memory was still read lane by lane by each of the 8 rows of a program. Here,
+//   for each key, lane s of a subgroup (SG lanes) loads vec4s s, s + SG, ... of the key and value rows
+//   and the other lanes get them with subgroupShuffle (one vpermd on AVX2): each vec4 is loaded once
+//   per subgroup. The key loop runs in uniform control flow over the group's keys (every lane takes
+//   part in the shuffles); a row skips the keys it does not see with selects (alpha = 1, weight 0),
+//   so its sums are those of attention_prefill, in the same order. SG = the subgroup size (launcher).
 // Private arrays are only indexed by loops of <= 32 constant trips so that compilers (Mesa's NIR
 // unroller: 32) can keep them in registers; lavapipe is 5-10x slower otherwise.
 // attention_decode_dual (HARP cached mode, engine/forward.py): N = 2 rows are two streams at the
@@ -70,9 +79,13 @@ layout(constant_id = 12) const uint SPLITS = 1;    // _split: key slices per que
 layout(constant_id = 13) const uint SLICE_MIN = 64;  // _split: fewest keys per slice
 layout(constant_id = 14) const uint ROT = 2;         // _rope: rotated dims (even, <= D)
 layout(constant_id = 15) const float QSCALE = 1.0;   // _rope: multiplies q's rotated dims
+layout(constant_id = 16) const uint SG = 8;          // _shfl: lanes per subgroup (the device's subgroup size)
 layout(local_size_x_id = 0) in;
 #ifndef ROPE
 #define ROPE 0
+#endif
+#ifndef SHFL
+#define SHFL 0
 #endif
 // One pipeline serves every layer: the caches stack layers ([L, CTX, HK, D]); pc.layer picks one.
 #if ROPE
@@ -375,6 +388,101 @@ void main() {
         }
     }
 #endif
+}
+
+#elif SHFL
+// ---------------------------------------------------------------- prefill, keys passed by shuffles
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+const uint CPS = (D4 + SG - 1u) / SG;    // vec4s of a key row each lane loads
+
+void main() {
+    const uint NHB = G / HPG;
+    const uint ROWS = N * NHB;                   // a thread takes HPG heads of one token
+    const uint NRB = (ROWS + WG - 1u) / WG;
+    uint gid = flat_group_id();
+    if (gid >= HK * NRB) return;
+    uint kvh = gid / NRB, rb = gid % NRB;
+    uint tid = gl_LocalInvocationID.x, r = rb * WG + tid, sl = gl_SubgroupInvocationID;
+    uint t = r / NHB, g0 = (r % NHB) * HPG;
+    uint pos0 = step[P_POS], ntok = min(step[P_NTOK], N);
+    bool row_exists = r < ROWS;
+    bool live = row_exists && t < ntok;
+    uint obase = (t * HQ + kvh * G + g0) * D;
+    uint t_first = (rb * WG) / NHB;
+    if (t_first >= ntok) {            // the whole group is past the valid tokens
+        if (row_exists) for (uint i = 0u; i < HPG * D; i++) o[obase + i] = 0.0;
+        return;
+    }
+    uint t_last = min(min((rb * WG + WG - 1u) / NHB, N - 1u), ntok - 1u);
+    uint hi = pos0 + t_last + 1u, lo = window_lo(pos0 + t_first);
+    uint p = pos0 + t, my_lo = window_lo(p);
+
+    vec4 qr[HPG * D4], acc[HPG * D4];
+    float m[HPG], l[HPG];
+    for (uint g = 0u; g < HPG; g++) {
+        m[g] = NEG;
+        l[g] = 0.0;
+        for (uint c = 0u; c < D4; c++) {
+            uint e = live ? obase + g * D + 4u * c : 0u;
+            qr[g * D4 + c] = vec4(q[e], q[e + 1u], q[e + 2u], q[e + 3u]) * SCALE;
+            acc[g * D4 + c] = vec4(0.0);
+        }
+    }
+
+    for (uint j = lo; j < hi; j++) {   // uniform in the group
+        // This lane's vec4s of key and value row j: cache row j, or chunk row j - pos0.
+        vec4 kp[CPS], vp[CPS];
+        for (uint cc = 0u; cc < CPS; cc++) {
+            uint c = min(cc * SG + sl, D4 - 1u);
+            if (j < pos0) {
+                uint b = CACHE_OFF4 + (min(j, CTX - 1u) * HK + kvh) * D4 + c;
+                kp[cc] = kc[b];
+                vp[cc] = vc[b];
+            } else {
+                uint b = ((j - pos0) * HK + kvh) * D4 + c;
+                kp[cc] = k[b];
+                vp[cc] = v[b];
+            }
+        }
+        bool ok = live && j >= my_lo && j <= p;
+        float s[HPG];
+        for (uint g = 0u; g < HPG; g++) s[g] = 0.0;
+        for (uint cc = 0u; cc < CPS; cc++) {
+            for (uint i = 0u; i < SG; i++) {
+                vec4 kx = subgroupShuffle(kp[cc], i);
+                uint c = cc * SG + i;
+                if (c < D4)
+                    for (uint g = 0u; g < HPG; g++) s[g] += dot(qr[g * D4 + c], kx);
+            }
+        }
+        float alpha[HPG], w[HPG];
+        for (uint g = 0u; g < HPG; g++) {
+            float sg = ok ? cap(s[g]) : NEG, mn = max(m[g], sg);
+            alpha[g] = exp(m[g] - mn);        // 1 for a key the row does not see
+            w[g] = ok ? exp(sg - mn) : 0.0;
+            l[g] = l[g] * alpha[g] + w[g];
+            m[g] = mn;
+        }
+        for (uint cc = 0u; cc < CPS; cc++) {
+            for (uint i = 0u; i < SG; i++) {
+                vec4 vx = subgroupShuffle(vp[cc], i);
+                uint c = cc * SG + i;
+                if (c < D4)
+                    for (uint g = 0u; g < HPG; g++) acc[g * D4 + c] = acc[g * D4 + c] * alpha[g] + w[g] * vx;
+            }
+        }
+    }
+    if (row_exists) {
+        for (uint g = 0u; g < HPG; g++) {
+            float inv = live ? 1.0 / l[g] : 0.0;
+            for (uint c = 0u; c < D4; c++) {
+                uint e = obase + g * D + 4u * c;
+                vec4 res = acc[g * D4 + c] * inv;
+                o[e] = res.x; o[e + 1u] = res.y; o[e + 2u] = res.z; o[e + 3u] = res.w;
+            }
+        }
+    }
 }
 
 #else

@@ -58,6 +58,10 @@ class Case:
 SHAPES = [(9, 3, 64), (4, 1, 48), (4, 2, 80)]   # SmolLM2's, multi-query, an odd head count per group
 LIGHT = (4, 2, 32)                              # quick to compile: work-group sizes, windows
 CTX = 310   # one cache size everywhere, so that tests share compiled pipelines (P_POS is not a constant)
+# The prefill variant's two layouts: keys handed between lanes by subgroup shuffles (the default on
+# CPU devices) and the shared-memory tile (GPUs); both are tested here whatever the device.
+PREFILLS = [dict(variant="prefill", shuffle=True), dict(variant="prefill", shuffle=False)]
+VARIANTS = [dict(variant="decode")] + PREFILLS
 
 
 @pytest.mark.parametrize("hq,hk,d", SHAPES)
@@ -66,38 +70,68 @@ def test_decode(device, rng, hq, hk, d, pos):
     Case(device, rng, 1, hq, hk, d, CTX).check(device, pos, 1, variant="decode")
 
 
+@pytest.mark.parametrize("kw", PREFILLS, ids=["shfl", "tile"])
 @pytest.mark.parametrize("hq,hk,d", SHAPES)
 @pytest.mark.parametrize("pos", [0, 1, 37, 300])
-def test_prefill_chunk_of_7_with_5_valid(device, rng, hq, hk, d, pos):
-    Case(device, rng, 7, hq, hk, d, CTX).check(device, pos, 5, variant="prefill")
+def test_prefill_chunk_of_7_with_5_valid(device, rng, hq, hk, d, pos, kw):
+    Case(device, rng, 7, hq, hk, d, CTX).check(device, pos, 5, **kw)
 
 
-@pytest.mark.parametrize("variant,wg", [("decode", 16), ("decode", 32), ("decode", 64), ("decode", 128),
-                                        ("prefill", 16), ("prefill", 64), ("prefill", 128)])
-@pytest.mark.parametrize("pos", [0, 37, 300])
-def test_work_group_sizes(device, rng, variant, wg, pos):
-    Case(device, rng, 7, *LIGHT, CTX).check(device, pos, 7, variant=variant, wg=wg)
+@pytest.mark.parametrize("hq,hk,d", SHAPES)
+@pytest.mark.parametrize("pos,n,window", [(0, 7, 0), (37, 7, 0), (300, 5, 0), (300, 7, 40)])
+def test_prefill_layouts_agree_bit_for_bit(device, rng, hq, hk, d, pos, n, window):
+    """The shuffle layout adds the same products in the same order as the tile; the keys a row does
+    not see leave its state exactly as it was (alpha = 1, weight 0). d = 48 and 80 leave lanes of the
+    last shuffle round without a vec4 of the key."""
+    case = Case(device, rng, 7, hq, hk, d, CTX)
+    a = case.run(device, pos, n, window=window, **PREFILLS[0])
+    b = case.run(device, pos, n, window=window, **PREFILLS[1])
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a[:n]).max() > 0
 
 
-@pytest.mark.parametrize("variant", ["decode", "prefill"])
-@pytest.mark.parametrize("pos,window", [(0, 3), (37, 16), (300, 40), (300, 1)])
-def test_sliding_window(device, rng, variant, pos, window):
+def test_prefill_shuffle_default_and_errors(device, rng):
+    from engine.ops.attention import prefill_shuffles
+    info = device.info
+    assert prefill_shuffles(info) == (info.type == "cpu" and bool(info.subgroup_ops & 0x10))
     case = Case(device, rng, 7, *LIGHT, CTX)
-    case.check(device, pos, 6, window=window, variant=variant)
+    with pytest.raises(VkharpError, match="prefill-variant"):
+        case.run(device, 5, 1, variant="decode", shuffle=True)
+    if info.subgroup_size > 1:
+        with pytest.raises(DeviceLimitError, match="whole subgroups"):
+            case.run(device, 5, 7, variant="prefill", shuffle=True, wg=info.subgroup_size + 1)
+
+
+@pytest.mark.parametrize("variant,wg,shuffle", [("decode", 16, None), ("decode", 32, None), ("decode", 64, None),
+                                                ("decode", 128, None), ("prefill", 16, False), ("prefill", 64, False),
+                                                ("prefill", 128, False), ("prefill", 8, True), ("prefill", 16, True),
+                                                ("prefill", 128, True)])
+@pytest.mark.parametrize("pos", [0, 37, 300])
+def test_work_group_sizes(device, rng, variant, wg, shuffle, pos):
+    if shuffle and wg % device.info.subgroup_size:
+        pytest.skip("the shuffle layout needs whole subgroups")
+    Case(device, rng, 7, *LIGHT, CTX).check(device, pos, 7, variant=variant, wg=wg, shuffle=shuffle)
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=["decode", "shfl", "tile"])
+@pytest.mark.parametrize("pos,window", [(0, 3), (37, 16), (300, 40), (300, 1)])
+def test_sliding_window(device, rng, kw, pos, window):
+    case = Case(device, rng, 7, *LIGHT, CTX)
+    case.check(device, pos, 6, window=window, **kw)
     full = case.want(pos, 6)           # the window must matter: the result without it differs
     assert _err(case.out.read().reshape(full.shape), full, np.abs(case.v).max()) > 100 * TOL
 
 
-@pytest.mark.parametrize("variant", ["decode", "prefill"])
-def test_window_wider_than_the_context_changes_nothing(device, rng, variant):
+@pytest.mark.parametrize("kw", VARIANTS, ids=["decode", "shfl", "tile"])
+def test_window_wider_than_the_context_changes_nothing(device, rng, kw):
     case = Case(device, rng, 7, *LIGHT, CTX)
-    case.check(device, 5, 6, window=100, variant=variant)
+    case.check(device, 5, 6, window=100, **kw)
     np.testing.assert_allclose(case.out.read().reshape(case.q.shape), case.want(5, 6), rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("variant", ["decode", "prefill"])
-def test_softcap(device, rng, variant):
-    Case(device, rng, 3, *LIGHT, CTX).check(device, 40, 3, softcap=2.0, variant=variant)
+@pytest.mark.parametrize("kw", VARIANTS, ids=["decode", "shfl", "tile"])
+def test_softcap(device, rng, kw):
+    Case(device, rng, 3, *LIGHT, CTX).check(device, 40, 3, softcap=2.0, **kw)
 
 
 def test_softcap_with_decode_split_over_keys(device, rng):
@@ -113,10 +147,10 @@ def test_decode_layouts(device, rng, hpg, team, wg):
                                               team=team)
 
 
-@pytest.mark.parametrize("hpg,tile", [(1, 8), (3, 5)])
-def test_prefill_layouts(device, rng, hpg, tile):
+@pytest.mark.parametrize("hpg,tile,shuffle", [(1, 8, False), (3, 5, False), (1, None, True), (3, None, True)])
+def test_prefill_layouts(device, rng, hpg, tile, shuffle):
     Case(device, rng, 7, 9, 3, 64, CTX).check(device, 101, 7, variant="prefill", heads_per_group=hpg,
-                                              key_tile=tile)
+                                              key_tile=tile, shuffle=shuffle)
 
 
 def test_variants_agree_closely(device, rng):

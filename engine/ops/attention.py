@@ -177,14 +177,27 @@ def default_wg(info, variant: str = "prefill") -> int:
     variant on a CPU device: one SIMD program (its subgroup) per group, so that a layer's few groups
     are not serial rounds of one thread each: on lavapipe (8 lanes) 30 layers of SmolLM2's decode
     attention took 7.0 ms at wg 8 against 14.6 at 32 with 128 cached positions, 47 against 61 ms with
-    2,000 (interleaved rounds); the prefill variant measured best at 32."""
+    2,000 (interleaved rounds); the prefill variant measured best at 32, its shuffle layout
+    (prefill_shuffles) at one subgroup: 30 layers of a 32-token chunk at position 480, 31 ms at wg 8
+    against 40 at 32 (and 139 ms for the shared-memory tile at 32)."""
     sg = int(info.subgroup_size or 1)
     pow2 = sg > 0 and not sg & (sg - 1)
     if info.type == "cpu":
-        return sg if variant == "decode" and pow2 and 4 <= sg <= 32 else 32
+        return sg if variant in ("decode", "prefill_shfl") and pow2 and 4 <= sg <= 32 else 32
     if 32 < sg <= info.max_workgroup_invocations and pow2:
         return sg
     return 32
+
+
+SUBGROUP_SHUFFLE = 0x10   # VK_SUBGROUP_FEATURE_SHUFFLE_BIT
+
+
+def prefill_shuffles(info) -> bool:
+    """attention_prefill_shfl on CPU devices with subgroup shuffles: lavapipe reads a key staged in
+    shared memory lane by lane for every row of a SIMD program; a shuffle hands it over in one
+    permute. GPUs keep the shared-memory tile (coalesced, one load per key for the whole group)."""
+    sg = int(info.subgroup_size or 0)
+    return info.type == "cpu" and bool(info.subgroup_ops & SUBGROUP_SHUFFLE) and sg >= 1 and 32 % sg == 0
 
 
 def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cache: Buffer, v_cache: Buffer,
@@ -193,7 +206,7 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
               softcap: float = 0.0, variant: str | None = None, wg: int | None = None,
               heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None,
               second: tuple[Buffer, Buffer] | None = None, splits: int | None = None,
-              rope: tuple[Buffer, int, float] | None = None):
+              rope: tuple[Buffer, int, float] | None = None, shuffle: bool | None = None):
     """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
 
     variant: "decode" (a work-group's threads split the key positions; for few query rows),
@@ -209,6 +222,9 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     q and k unrotated: RoPE (rope_half, inv_freq f32[ROT/2] or f32[L, ROT/2], table `rope_layer`, q's
     rotated dims times q_scale) and the KV append of the rotated key and v to cache layer `layer`
     are done in this dispatch (ops.rope with append=, then attention, in one).
+    shuffle: prefill only: keys passed between lanes by subgroup shuffles instead of a shared-memory
+    tile (attention_prefill_shfl; default: on CPU devices that have subgroup shuffles, see
+    prefill_shuffles). wg must then be a multiple of the subgroup size.
     """
     if n_heads <= 0 or n_kv_heads <= 0 or n_heads % n_kv_heads:
         raise VkharpError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
@@ -238,7 +254,10 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         variant = "decode" if n * (g // _prefill_heads(rec.device, g, head_dim)) < 32 else "prefill"
     if variant not in VARIANTS:
         raise VkharpError(f"attention variant {variant!r} is unknown; use one of {', '.join(VARIANTS)}")
-    wg = default_wg(rec.device.info, variant) if wg is None else wg
+    if variant != "prefill" and shuffle:
+        raise VkharpError("attention: shuffle= is a prefill-variant layout")
+    shuffle = variant == "prefill" and (prefill_shuffles(rec.device.info) if shuffle is None else shuffle)
+    wg = default_wg(rec.device.info, "prefill_shfl" if shuffle else variant) if wg is None else wg
     if wg > rec.device.info.max_workgroup_invocations:
         raise DeviceLimitError(f"attention: work-group size {wg} exceeds the device's "
                                f"{rec.device.info.max_workgroup_invocations}")
@@ -260,7 +279,13 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         hpg = heads_per_group or _prefill_heads(rec.device, g, head_dim)
         consts.update(TK=_prefill_key_tile(rec.device, head_dim, key_tile), HPG=hpg)
         groups = n_kv_heads * (-(-(n * (g // hpg)) // wg))
-    bufs, name = [out, q, k, v, k_cache, v_cache, step], f"attention_{variant}"
+    if shuffle:
+        sg = int(rec.device.info.subgroup_size or 0)
+        if not rec.device.info.subgroup_ops & SUBGROUP_SHUFFLE or sg < 1 or wg % sg:
+            raise DeviceLimitError(f"attention_prefill_shfl needs subgroup shuffles and a work group of whole "
+                                   f"subgroups; this device: subgroup size {sg}, work group {wg}")
+        consts["SG"] = sg
+    bufs, name = [out, q, k, v, k_cache, v_cache, step], f"attention_{variant}" + ("_shfl" if shuffle else "")
     if second is not None:
         bufs, name = bufs + list(second), "attention_decode_dual"
     if variant == "decode" and splits > 1:
