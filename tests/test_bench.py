@@ -89,3 +89,16 @@ def test_kernel_bench_ratios_are_each_format_over_q4_1_at_its_shape():
                         row("matvec q4_1 4096x4096", 8.0), row("matvec q2_k 4096x4096", 10.0),
                         row("matvec f16 4096x4096", 2.0), row("matvec q5_0 640x2048", 1.0)])
     assert r == {"576x576": {"q6_k": 0.75}, "4096x4096": {"q2_k": 1.25}}   # f16 is not compared; no q4_1 at 640x2048
+
+
+def test_format_ab_times_the_formats_in_turn_as_ratios_to_the_first(device, capsys):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("format_ab", Path(__file__).parent.parent / "tools" / "format_ab.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rows = tool.measure("40x512", ["q4_1", "q8_0", "q6_k"], rounds=2, dispatches=2, device=device)
+    assert [r["format"] for r in rows] == ["q4_1", "q8_0", "q6_k"]
+    assert rows[0]["ratio"] == 1.0 and all(r["us"] > 0 and r["gbs"] > 0 for r in rows)
+    # q8_0 has 34 bytes per 32 weights against q4_1's 20: its ratio is its bytes over q4_1's, per time
+    assert abs(rows[1]["ratio"] - (34 / 20) * rows[0]["us"] / rows[1]["us"]) < 1e-9
