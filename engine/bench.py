@@ -128,8 +128,14 @@ def llama_cpp_external(python: str, gguf_path, prompt_sizes, decode_tokens: int,
     reported as {"error": ...}, never fatal to the bench."""
     cmd = [python, str(LLAMA_CPP_TOOL), str(gguf_path), "--json", "--decode", str(decode_tokens),
            "--repeats", str(repeats), "--prompts", *map(str, prompt_sizes)]
+    note = None
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        if p.returncode < 0:   # killed by a signal (SIGSEGV in its AMX path on some VMs): once more without
+            first = p.returncode
+            p = subprocess.run(cmd + ["--no-extra-bufts"], capture_output=True, text=True, timeout=3600)
+            note = (f"llama.cpp died of signal {-first} with its extra buffer types (AMX, repacked weights); "
+                    f"these figures are without them (--no-extra-bufts)")
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"error": f"{python}: {e}"}
     if p.returncode != 0:
@@ -142,15 +148,29 @@ def llama_cpp_external(python: str, gguf_path, prompt_sizes, decode_tokens: int,
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return {"error": f"{python} tools/llama_cpp_bench.py printed no result line: {p.stdout[-200:]!r}"}
     r["python"] = python
+    if note:
+        r["note"] = note
     return r
 
 
-def llama_cpp_compare(gguf_path, prompt, decode_tokens: int, repeats: int) -> dict | None:
-    """The same GGUF through llama-cpp-python when it is importable (never a dependency)."""
+def llama_cpp_compare(gguf_path, prompt, decode_tokens: int, repeats: int, extra_bufts: bool = True) -> dict | None:
+    """The same GGUF through llama-cpp-python when it is importable (never a dependency).
+    extra_bufts=False: without llama.cpp's extra weight buffer types (AMX, repacked layouts; llama.cpp's
+    --no-extra-bufts), for hosts where they crash (a VM that lists AMX without granting its tiles)."""
     try:
+        import llama_cpp
         from llama_cpp import Llama
     except ImportError:
         return None
+    if not extra_bufts:
+        defaults = llama_cpp.llama_model_default_params
+
+        def no_extra_bufts():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+        llama_cpp.llama_model_default_params = no_extra_bufts
+        llama_cpp.llama.llama_cpp.llama_model_default_params = no_extra_bufts
     llm = Llama(model_path=str(gguf_path), n_ctx=len(prompt) + decode_tokens + 8, n_gpu_layers=-1, verbose=False)
 
     def prefill():
@@ -327,3 +347,5 @@ def print_report(r: dict, model, out) -> None:
             say("  llama.cpp on the same GGUF, same run: " + ", ".join(
                 [f"prefill {n}: {t:.1f} tok/s" for n, t in lc["prefill"].items()] + [f"decode {lc['decode_tok_s']:.1f} tok/s"]))
             say("  vkharp / llama.cpp: " + ", ".join(f"{k} {v:.2f}x" for k, v in lc["ratios"].items()))
+            if lc.get("note"):
+                say(f"  ({lc['note']})")

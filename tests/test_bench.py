@@ -102,3 +102,17 @@ def test_format_ab_times_the_formats_in_turn_as_ratios_to_the_first(device, caps
     assert rows[0]["ratio"] == 1.0 and all(r["us"] > 0 and r["gbs"] > 0 for r in rows)
     # q8_0 has 34 bytes per 32 weights against q4_1's 20: its ratio is its bytes over q4_1's, per time
     assert abs(rows[1]["ratio"] - (34 / 20) * rows[0]["us"] / rows[1]["us"]) < 1e-9
+
+
+def test_llama_cpp_killed_by_a_signal_runs_again_without_extra_buffer_types(tmp_path):
+    """llama.cpp's AMX path dies of SIGSEGV on VMs that list AMX without granting its tile state: the
+    bench runs it once more with --no-extra-bufts and says so."""
+    import os
+    script = tmp_path / "python"
+    script.write_text("#!/bin/sh\ncase \"$*\" in *--no-extra-bufts*) echo '{\"prefill\": {\"64\": 10.0}, "
+                      "\"decode_tok_s\": 5.0}';; *) kill -SEGV $$;; esac\n")
+    os.chmod(script, 0o755)
+    from engine.bench import llama_cpp_external
+    r = llama_cpp_external(str(script), "x.gguf", [64], 8, 1)
+    assert r["prefill"] == {64: 10.0} and r["decode_tok_s"] == 5.0
+    assert "signal 11" in r["note"] and "--no-extra-bufts" in r["note"]

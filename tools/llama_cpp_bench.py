@@ -30,12 +30,15 @@ def main() -> int:
     ap.add_argument("--decode", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="one JSON line: {prefill: {n: tok/s}, decode_tok_s}")
+    ap.add_argument("--no-extra-bufts", action="store_true",
+                    help="without llama.cpp's extra weight buffer types (AMX, repacked layouts), as its own flag")
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     result = {"prefill": {}, "decode_tok_s": None}
     for i, n in enumerate(a.prompts):
         # decode is timed once, after the first prompt (as vkharp bench decodes after its first prompt)
-        r = llama_cpp_compare(a.gguf, rng.integers(3, 1000, n), a.decode if i == 0 else 1, a.repeats)
+        r = llama_cpp_compare(a.gguf, rng.integers(3, 1000, n), a.decode if i == 0 else 1, a.repeats,
+                              extra_bufts=not a.no_extra_bufts)
         if r is None:
             print("llama_cpp does not import under this interpreter; see this file's docstring", file=sys.stderr)
             return 1
