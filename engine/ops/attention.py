@@ -195,7 +195,9 @@ SUBGROUP_SHUFFLE = 0x10   # VK_SUBGROUP_FEATURE_SHUFFLE_BIT
 def prefill_shuffles(info) -> bool:
     """attention_prefill_shfl on CPU devices with subgroup shuffles: lavapipe reads a key staged in
     shared memory lane by lane for every row of a SIMD program; a shuffle hands it over in one
-    permute. GPUs keep the shared-memory tile (coalesced, one load per key for the whole group)."""
+    permute. GPUs keep the shared-memory tile (coalesced, one load per key for the whole group).
+    The layout assumes the shader runs with the reported subgroup size (fixed on lavapipe; a GPU
+    whose compiler picks the size, as Intel's, would need VK_EXT_subgroup_size_control first)."""
     sg = int(info.subgroup_size or 0)
     return info.type == "cpu" and bool(info.subgroup_ops & SUBGROUP_SHUFFLE) and sg >= 1 and 32 % sg == 0
 
