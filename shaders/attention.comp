@@ -390,11 +390,18 @@ void main() {
 #endif
 }
 
-#elif SHFL
-// ---------------------------------------------------------------- prefill, keys passed by shuffles
+#else
+// ----------------------------------------------------------------------------------------- prefill
+// Both layouts: a thread per row with its q, acc and softmax state; they differ only in how a key
+// reaches the threads (a shared-memory tile, or subgroup shuffles: _shfl).
+#if SHFL
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 const uint CPS = (D4 + SG - 1u) / SG;    // vec4s of a key row each lane loads
+#else
+shared vec4 ks4[TK * D4];
+shared vec4 vs4[TK * D4];
+#endif
 
 void main() {
     const uint NHB = G / HPG;
@@ -403,7 +410,7 @@ void main() {
     uint gid = flat_group_id();
     if (gid >= HK * NRB) return;
     uint kvh = gid / NRB, rb = gid % NRB;
-    uint tid = gl_LocalInvocationID.x, r = rb * WG + tid, sl = gl_SubgroupInvocationID;
+    uint tid = gl_LocalInvocationID.x, r = rb * WG + tid;
     uint t = r / NHB, g0 = (r % NHB) * HPG;
     uint pos0 = step[P_POS], ntok = min(step[P_NTOK], N);
     bool row_exists = r < ROWS;
@@ -430,6 +437,8 @@ void main() {
         }
     }
 
+#if SHFL
+    uint sl = gl_SubgroupInvocationID;
     for (uint j = lo; j < hi; j++) {   // uniform in the group
         // This lane's vec4s of key and value row j: cache row j, or chunk row j - pos0.
         vec4 kp[CPS], vp[CPS];
@@ -473,57 +482,7 @@ void main() {
             }
         }
     }
-    if (row_exists) {
-        for (uint g = 0u; g < HPG; g++) {
-            float inv = live ? 1.0 / l[g] : 0.0;
-            for (uint c = 0u; c < D4; c++) {
-                uint e = obase + g * D + 4u * c;
-                vec4 res = acc[g * D4 + c] * inv;
-                o[e] = res.x; o[e + 1u] = res.y; o[e + 2u] = res.z; o[e + 3u] = res.w;
-            }
-        }
-    }
-}
-
 #else
-// ----------------------------------------------------------------------------------------- prefill
-shared vec4 ks4[TK * D4];
-shared vec4 vs4[TK * D4];
-
-void main() {
-    const uint NHB = G / HPG;
-    const uint ROWS = N * NHB;                   // a thread takes HPG heads of one token
-    const uint NRB = (ROWS + WG - 1u) / WG;
-    uint gid = flat_group_id();
-    if (gid >= HK * NRB) return;
-    uint kvh = gid / NRB, rb = gid % NRB;
-    uint tid = gl_LocalInvocationID.x, r = rb * WG + tid;
-    uint t = r / NHB, g0 = (r % NHB) * HPG;
-    uint pos0 = step[P_POS], ntok = min(step[P_NTOK], N);
-    bool row_exists = r < ROWS;
-    bool live = row_exists && t < ntok;
-    uint obase = (t * HQ + kvh * G + g0) * D;
-    uint t_first = (rb * WG) / NHB;
-    if (t_first >= ntok) {            // the whole group is past the valid tokens
-        if (row_exists) for (uint i = 0u; i < HPG * D; i++) o[obase + i] = 0.0;
-        return;
-    }
-    uint t_last = min(min((rb * WG + WG - 1u) / NHB, N - 1u), ntok - 1u);
-    uint hi = pos0 + t_last + 1u, lo = window_lo(pos0 + t_first);
-    uint p = pos0 + t, my_lo = window_lo(p);
-
-    vec4 qr[HPG * D4], acc[HPG * D4];
-    float m[HPG], l[HPG];
-    for (uint g = 0u; g < HPG; g++) {
-        m[g] = NEG;
-        l[g] = 0.0;
-        for (uint c = 0u; c < D4; c++) {
-            uint e = live ? obase + g * D + 4u * c : 0u;
-            qr[g * D4 + c] = vec4(q[e], q[e + 1u], q[e + 2u], q[e + 3u]) * SCALE;
-            acc[g * D4 + c] = vec4(0.0);
-        }
-    }
-
     for (uint j0 = lo; j0 < hi; j0 += TK) {
         // Stage keys/values j0.. (cache rows, then chunk rows: no per-element branch on the source).
         uint n_cache = j0 < pos0 ? min(min(TK, pos0 - j0), CTX > j0 ? CTX - j0 : 0u) : 0u;
@@ -566,6 +525,7 @@ void main() {
         }
         barrier();
     }
+#endif
     if (row_exists) {
         for (uint g = 0u; g < HPG; g++) {
             float inv = live ? 1.0 / l[g] : 0.0;
