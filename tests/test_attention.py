@@ -91,10 +91,15 @@ def test_prefill_layouts_agree_bit_for_bit(device, rng, hq, hk, d, pos, n, windo
 
 
 def test_prefill_shuffle_default_and_errors(device, rng):
-    from engine.ops.attention import prefill_shuffles
+    """CPU devices (lavapipe: subgroups of 8 with shuffles) record the shuffle layout by default and
+    at one subgroup per group; GPUs (and the GPU profile) the shared-memory tile."""
     info = device.info
-    assert prefill_shuffles(info) == (info.type == "cpu" and bool(info.subgroup_ops & 0x10))
     case = Case(device, rng, 7, *LIGHT, CTX)
+    rec = device.recorder()
+    attention(rec, case.out, *case.bufs, device.buffer(pack_step(pos=5, n_tokens=7)), n_heads=LIGHT[0],
+              n_kv_heads=LIGHT[1], head_dim=LIGHT[2], scale=1.0, variant="prefill")
+    name = [s.label for s in rec.steps if s.kind == "dispatch"][-1]
+    assert name == ("attention_prefill_shfl" if info.type == "cpu" else "attention_prefill")
     with pytest.raises(VkharpError, match="prefill-variant"):
         case.run(device, 5, 1, variant="decode", shuffle=True)
     if info.subgroup_size > 1:

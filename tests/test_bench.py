@@ -91,7 +91,7 @@ def test_kernel_bench_ratios_are_each_format_over_q4_1_at_its_shape():
     assert r == {"576x576": {"q6_k": 0.75}, "4096x4096": {"q2_k": 1.25}}   # f16 is not compared; no q4_1 at 640x2048
 
 
-def test_format_ab_times_the_formats_in_turn_as_ratios_to_the_first(device, capsys):
+def test_format_ab_times_the_formats_in_turn_as_ratios_to_the_first(device):
     import importlib.util
     from pathlib import Path
     spec = importlib.util.spec_from_file_location("format_ab", Path(__file__).parent.parent / "tools" / "format_ab.py")
