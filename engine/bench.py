@@ -218,7 +218,8 @@ def decode_at_contexts(model, contexts, tokens: int, repeats: int) -> dict:
 def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512), decode_tokens: int = 128,
                     repeats: int = 3, modes: bool = True, mode_tokens: int = 64, paper_tokens: int = 24,
                     contexts=(128, 1024, 2000), context_tokens: int = 32,
-                    json_path: str | None = None, out=sys.stdout, llama_cpp: str | None = None) -> dict:
+                    json_path: str | None = None, out=sys.stdout, llama_cpp: str | None = None,
+                    kv_type: str | None = None) -> dict:
     from .convert import default_model_path
     from .model import load
     from .errors import VkharpError
@@ -235,7 +236,7 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
     ctx = max(ctx, 512)
     rss0 = peak_rss_bytes()
     t0 = time.perf_counter()
-    model = load(path, device, ctx=ctx)
+    model = load(path, device, ctx=ctx, kv_type=kv_type)
     load_s = time.perf_counter() - t0
     rss_load = peak_rss_bytes()
     dev = model.device
@@ -247,7 +248,8 @@ def run_model_bench(path, device: int | None = None, *, prompt_sizes=(128, 512),
     decode_loop(model, int(prompts[prompt_sizes[0]][-1]), 1)
     warm_s = time.perf_counter() - t_first
     r = {"model": str(model.path), "device": dev.info.name, "load_s": load_s, "first_run_s": warm_s,
-         "pipelines": dev.n_pipelines, "repeats": repeats, "prefill": {}, "weight_bytes": model.weight_bytes}
+         "pipelines": dev.n_pipelines, "repeats": repeats, "prefill": {}, "weight_bytes": model.weight_bytes,
+         "kv_type": model.kv_type, "kv_bytes": model.kv.nbytes}
     for n, p in prompts.items():
         def prefill(p=p):
             model.reset()
@@ -309,7 +311,8 @@ def print_report(r: dict, model, out) -> None:
         print(*a, file=out)
     say(f"{model.cfg.model_type} from {r['model']} on {r['device']}")
     say(f"  load {r['load_s']:.2f} s (+{r['first_run_s']:.1f} s recording {r['pipelines']} pipelines on first use); "
-        f"weights {r['weight_bytes'] / 2**20:.1f} MiB; device memory {r['device_mb']:.0f} MiB; "
+        f"weights {r['weight_bytes'] / 2**20:.1f} MiB; {r['kv_type']} KV cache {r['kv_bytes'] / 2**20:.1f} MiB; "
+        f"device memory {r['device_mb']:.0f} MiB; "
         f"peak host memory {r['peak_host_mb']:.0f} MiB (+{r['peak_host_mb_load']:.0f} MiB while loading)")
     for n, v in r["prefill"].items():
         say(f"  prefill {v['tok_s']:7.1f} tok/s  ({n}-token prompt, median of {r['repeats']}, spread {v['spread']:.0%})")

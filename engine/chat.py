@@ -400,7 +400,8 @@ def run(args, settings: GenerationSettings) -> int:
     interactive = sys.stdin.isatty()
     color = use_color(args.color, sys.stdout)
     system = text_input.check(args.system, "--system") if args.system else None
-    model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
+    model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty(),
+                 kv_type=getattr(args, "kv_type", None))
     memory = None
     if args.memory:
         from .embed.memory import Memory

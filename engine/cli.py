@@ -79,7 +79,8 @@ def cmd_bench(args) -> int:
                     decode_tokens=32 if q else args.decode_tokens, repeats=2 if q else args.repeats,
                     modes=not args.no_modes, mode_tokens=16 if q else args.mode_tokens, paper_tokens=6 if q else 24,
                     contexts=[64, 256] if q else args.contexts, context_tokens=8 if q else 32,
-                    json_path=args.json, out=sys.stderr if args.json == "-" else sys.stdout, llama_cpp=args.llama_cpp)
+                    json_path=args.json, out=sys.stderr if args.json == "-" else sys.stdout, llama_cpp=args.llama_cpp,
+                    kv_type=args.kv_type)
     return 0
 
 
@@ -122,6 +123,13 @@ def _context_size(text: str) -> int:
     return n
 
 
+def _add_kv_type(p: argparse.ArgumentParser):
+    from .ops.attention import KV_DTYPES
+    p.add_argument("--kv-type", choices=KV_DTYPES, default=None,
+                   help="KV cache entries (llama.cpp's --cache-type-k/-v); default f16 where the model's head "
+                        "dim is a multiple of 8, else f32")
+
+
 def _add_generation_flags(p: argparse.ArgumentParser):
     """The flags chat and generate share, defaults and help from GenerationSettings."""
     from .settings import HARP_MODES, GenerationSettings
@@ -131,6 +139,7 @@ def _add_generation_flags(p: argparse.ArgumentParser):
                    help="converted directory, HF directory or GGUF file (default: SmolLM2-135M-Instruct)")
     p.add_argument("-c", "--ctx-size", type=_context_size, default=2048, metavar="N",
                    help="context size in tokens, at least 1 (default 2048)")
+    _add_kv_type(p)
     for opts, name, kind, text in _FLAGS:
         extra = {"choices": HARP_MODES} if name == "harp" else {"metavar": "N" if kind is int else "X"}
         p.add_argument(*opts, dest=name, type=kind, default=getattr(d, name), help=f"{text} (default %(default)s)",
@@ -178,7 +187,7 @@ def cmd_generate(args) -> int:
         prompt = text_input.check(args.prompt, "the -p prompt")
     else:
         prompt = text_input.read_all(sys.stdin, "the prompt on stdin")
-    model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty())
+    model = load(args.model, args.device, ctx=args.ctx_size, progress=sys.stderr.isatty(), kv_type=args.kv_type)
     if args.adapter:
         from .tune.lora import Adapter
         model.set_adapter(Adapter.load(model, args.adapter))
@@ -320,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--contexts", type=int, nargs="*", default=[128, 1024, 2000], metavar="N",
                    help="decode speed with the cache holding N positions (default 128 1024 2000; none: skip)")
     s.add_argument("--kernels", action="store_true", help="time each kernel, with GB/s and GFLOP/s next to numpy")
+    _add_kv_type(s)
     s.add_argument("--tune", action="store_true",
                    help="time adapter training instead (/fix, vkharp tune): ms per optimizer step and training tokens/s")
     s.add_argument("--tune-steps", type=int, default=5, help="timed optimizer steps with --tune (default 5)")

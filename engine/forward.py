@@ -32,7 +32,7 @@ import numpy as np
 from . import ops
 from .device import Buffer
 from .ops.activation import geglu, swiglu
-from .ops.attention import attention
+from .ops.attention import attention, kv_append
 from .ops.elementwise import add, neg_abs, softcap
 from .ops.embed import embed
 from .ops.local1d import local1d, local1d_swiglu
@@ -223,8 +223,14 @@ def record_forward(model, rec, acts: Acts, *, head: str, dropout: bool = False, 
         # Decode (one token, or HARP's pair): RoPE and the KV append inside the attention dispatch.
         # Prefill: RoPE with the KV append fused in, the chunk's rotated keys and values to cache rows
         # P_POS..; attention then reads older rows from the cache, the chunk's own from the activations.
+        # An f16 cache: rope, then kv_append rounds the chunk's rows into it (rope's append writes floats).
         fused = acts.n == 1 or dual
-        if not fused:
+        if not fused and kv.dtype == "f16":
+            rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual,
+                 q_scale=arch.rope_q_scale(cfg, i))
+            kv_append(rec, kc, vc, k, acts.v, acts.step, n_kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
+                      layer=j, second=second)
+        elif not fused:
             rope(rec, q, k, model.inv_freq, acts.step, style="half", layer=i, dual=dual,
                  append=(acts.v, kc, vc), kv_layer=j, second=second, q_scale=arch.rope_q_scale(cfg, i))
         attention(rec, acts.attn, q, k, acts.v, kc, vc, acts.step,

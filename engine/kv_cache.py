@@ -3,6 +3,8 @@
 Rollback and HARP only move the position: `truncate(n)` forgets everything from position n on, and
 the next chunk simply overwrites it. The cache also keeps the token ids it holds, so that a caller
 (the chat's next turn, HARP's reframed cache) can find how much of a new context it already has.
+Entries are f16 (llama.cpp's default: half the bytes for decode attention to read, which is what
+its cost grows with along the context) or f32 (`dtype`; engine/ops/attention.py has the layout).
 Layers are stacked into as few buffers as the device's storage-buffer limit allows ([layers, ctx, kv_heads, head_dim] each), so that one attention pipeline
 serves every layer (the layer is a per-dispatch push constant). The buffers are `store` buffers
 (device-local, no host copy): a program writes the current chunk's keys and reads only older
@@ -16,16 +18,18 @@ from .ops.attention import kv_cache_buffers
 
 
 class KVCache:
-    def __init__(self, device: Device, *, n_layers: int, n_kv_heads: int, head_dim: int, ctx: int):
-        self.ctx, self.n_layers = ctx, n_layers
-        per_layer = ctx * n_kv_heads * head_dim * 4
+    def __init__(self, device: Device, *, n_layers: int, n_kv_heads: int, head_dim: int, ctx: int,
+                 dtype: str = "f32"):
+        self.ctx, self.n_layers, self.dtype = ctx, n_layers, dtype
+        per_layer = ctx * n_kv_heads * head_dim * (2 if dtype == "f16" else 4)
         per_group = max(1, device.max_buffer_bytes // per_layer)   # kv_cache_buffers explains a misfit
         self.k: list[Buffer] = []
         self.v: list[Buffer] = []
         self._where: list[tuple[int, int]] = []
         for l0 in range(0, n_layers, per_group):
             n = min(per_group, n_layers - l0)
-            k, v = kv_cache_buffers(device, ctx, n_kv_heads, head_dim, name=f"layers{l0}-{l0 + n - 1}", layers=n)
+            k, v = kv_cache_buffers(device, ctx, n_kv_heads, head_dim, name=f"layers{l0}-{l0 + n - 1}", layers=n,
+                                        dtype=dtype)
             self._where += [(len(self.k), i) for i in range(n)]
             self.k.append(k)
             self.v.append(v)

@@ -66,9 +66,10 @@ class ContextFull(VkharpError):
 
 class Model(HarpPasses):
     def __init__(self, model_dir: str | Path, device: Device | None = None, *, ctx: int | None = None,
-                 chunk: int = DEFAULT_CHUNK, progress: bool = False, fuse: bool = True):
+                 chunk: int = DEFAULT_CHUNK, progress: bool = False, fuse: bool = True, kv_type: str | None = None):
         """fuse=False keeps q/k/v and gate/up as separate matrices (training every weight needs them
-        so: engine/tune/scratch.py)."""
+        so: engine/tune/scratch.py). kv_type: the KV cache's entries, "f16" or "f32"; None: f16 where
+        the head dim allows it (a multiple of 8), as llama.cpp's default, else f32."""
         from engine.convert.format import open_model_dir
 
         t0 = time.perf_counter()
@@ -110,8 +111,10 @@ class Model(HarpPasses):
                 self.weight_bytes += w32.nbytes
             else:
                 self.layer_weights[name] = self._upload(name, lambda i, r=name: reader.load(f"model.layers.{i}.{r}"), L)
-        self.kv = KVCache(self.device, n_layers=L, n_kv_heads=self.cfg.num_key_value_heads,
-                          head_dim=self.cfg.head_dim, ctx=self.ctx)
+        if kv_type is None:
+            kv_type = "f16" if self.cfg.head_dim % 8 == 0 else "f32"
+        self.kv_type = kv_type
+        self.kv = self._new_cache()
         # RoPE inverse frequencies, stacked [L, rotary_dim/2] (Gemma's local and global layers differ;
         # longrope's factor set depends on the context)
         freqs = np.stack([np.asarray(self.arch.layer_inv_freq(self.cfg, i, ctx=self.ctx), np.float32)
@@ -176,14 +179,15 @@ class Model(HarpPasses):
             return self.kv
         if which == EMBED:
             if self._embed_kv is None:   # allocated on the first embedding
-                self._embed_kv = KVCache(self.device, n_layers=self.cfg.num_hidden_layers,
-                                         n_kv_heads=self.cfg.num_key_value_heads, head_dim=self.cfg.head_dim,
-                                         ctx=self.ctx)
+                self._embed_kv = self._new_cache()
             return self._embed_kv
         if self._reframed is None:   # HARP's scratch cache, allocated on first use
-            self._reframed = KVCache(self.device, n_layers=self.cfg.num_hidden_layers,
-                                     n_kv_heads=self.cfg.num_key_value_heads, head_dim=self.cfg.head_dim, ctx=self.ctx)
+            self._reframed = self._new_cache()
         return self._reframed
+
+    def _new_cache(self) -> KVCache:
+        return KVCache(self.device, n_layers=self.cfg.num_hidden_layers, n_kv_heads=self.cfg.num_key_value_heads,
+                       head_dim=self.cfg.head_dim, ctx=self.ctx, dtype=self.kv_type)
 
     def _logits_buffer(self, which: str):
         """One [1, vocab] logits buffer per cache, shared by its "last" programs (decode, prefill)."""
@@ -395,7 +399,7 @@ class Model(HarpPasses):
 
 
 def load(path: str | Path | None = None, device: Device | int | None = None, *, ctx: int | None = None,
-         chunk: int = DEFAULT_CHUNK, progress: bool = False) -> Model:
+         chunk: int = DEFAULT_CHUNK, progress: bool = False, kv_type: str | None = None) -> Model:
     """Load a converted model directory, a HF directory or a GGUF file (converted on first use)."""
     from engine.convert import default_model_path, ensure_converted, open_model_dir
     src = Path(path) if path is not None else default_model_path()
@@ -408,4 +412,4 @@ def load(path: str | Path | None = None, device: Device | int | None = None, *, 
         model_dir = ensure_converted(src, progress=progress)
     if not isinstance(device, Device):
         device = Device(device)
-    return Model(model_dir, device, ctx=ctx, chunk=chunk, progress=progress)
+    return Model(model_dir, device, ctx=ctx, chunk=chunk, progress=progress, kv_type=kv_type)

@@ -16,8 +16,15 @@
 // key_j / value_j come from the cache for j < P_POS and from this chunk's k/v rows j - P_POS otherwise
 // (cache writes of the running program are not visible to it). Rows t >= P_NTOK are written as 0.
 // Bindings: 0 out f32[N,HQ,D] (w), 1 q f32[N,HQ,D] (r), 2 k f32[N,HK,D] (r), 3 v f32[N,HK,D] (r),
-//   4 k_cache f32[L,CTX,HK,D] (r), 5 v_cache f32[L,CTX,HK,D] (r), 6 step u32[STEP_WORDS] (r).
+//   4 k_cache [L,CTX,HK,D] (r), 5 v_cache [L,CTX,HK,D] (r), 6 step u32[STEP_WORDS] (r).
 //   k, v and the caches are read as vec4: D % 4 == 0.
+// Cache formats (KV16): f32 (0), or f16 (1: u32 words of two halves, packHalf2x16's order; D % 8 == 0,
+//   so that one uvec4 load brings two vec4s). lavapipe's cost per key is its per-lane loads: halves
+//   halve them (30 layers of SmolLM2's decode attention at 2,000 positions: 14.8 ms against 20.8).
+//   Under KV16 the chunk's own keys and values are rounded to f16 as they are read (as_cached), so a
+//   key reads the same in its own chunk as from the cache later. The key loops carry [[unroll]]:
+//   without it Mesa's unroller gave up on the larger f16 body, and the arrays went to scratch memory
+//   (37 ms instead of 15).
 //
 // attention_decode (any N; best where few query rows): a group takes HPG query heads of one kv head
 //   for one token. Its WG threads form KS = WG/TEAM teams; team ks walks keys lo+ks, lo+ks+KS, ...,
@@ -61,6 +68,7 @@
 // Twin: reference.attention (attention_dual for the dual variant); _rope: reference.rope, then
 //   reference.kv_append (kv_append_dual) and reference.attention (attention_dual).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 #include "params.glsl"
 layout(constant_id = 0) const uint WG = 64;
@@ -80,6 +88,7 @@ layout(constant_id = 13) const uint SLICE_MIN = 64;  // _split: fewest keys per 
 layout(constant_id = 14) const uint ROT = 2;         // _rope: rotated dims (even, <= D)
 layout(constant_id = 15) const float QSCALE = 1.0;   // _rope: multiplies q's rotated dims
 layout(constant_id = 16) const uint SG = 8;          // _shfl: lanes per subgroup (the device's subgroup size)
+layout(constant_id = 17) const uint KV16 = 0;        // 1: the caches hold f16 pairs (see "Cache formats")
 layout(local_size_x_id = 0) in;
 #ifndef ROPE
 #define ROPE 0
@@ -100,15 +109,15 @@ layout(binding = 0) writeonly buffer Out { float o[]; };
 layout(binding = 1) readonly buffer Q { float q[]; };
 layout(binding = 2) readonly buffer K { vec4 k[]; };
 layout(binding = 3) readonly buffer V { vec4 v[]; };
-layout(binding = 4) CACHE_ACCESS buffer KC { vec4 kc[]; };
-layout(binding = 5) CACHE_ACCESS buffer VC { vec4 vc[]; };
+layout(binding = 4) CACHE_ACCESS buffer KC { uvec4 kc[]; };
+layout(binding = 5) CACHE_ACCESS buffer VC { uvec4 vc[]; };
 layout(binding = 6) readonly buffer Step { uint step[]; };
 #ifndef DUAL
 #define DUAL 0
 #endif
 #if DUAL
-layout(binding = 7) CACHE_ACCESS buffer KC2 { vec4 kc2[]; };
-layout(binding = 8) CACHE_ACCESS buffer VC2 { vec4 vc2[]; };
+layout(binding = 7) CACHE_ACCESS buffer KC2 { uvec4 kc2[]; };
+layout(binding = 8) CACHE_ACCESS buffer VC2 { uvec4 vc2[]; };
 #endif
 #ifndef SPLIT
 #define SPLIT 0
@@ -134,6 +143,55 @@ layout(binding = 7) readonly buffer F { float inv_freq[]; };
 const uint G = HQ / HK;
 const uint D4 = D / 4u;
 const float NEG = -1e30;   // "no score yet"; finite so that exp(NEG - m) is 0, never NaN
+
+// Cache access by vec4 index i4 (4 dims) of a cache buffer read as uvec4: f32 (KV16 = 0, one uvec4 =
+// one vec4, bit-cast) or f16 pairs (KV16 = 1, one uvec4 = 8 halves = vec4s 2j, 2j + 1). _pair loads
+// vec4s i4 and i4 + 1 (i4 even under KV16) with one f16 load; `two` = 0 leaves the second as 0 (f32).
+vec4 unpack4(uvec2 h) { return vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y)); }
+#define CACHE_READ(B)                                                                             \
+    vec4 B##_vec4(uint i4) {                                                                     \
+        if (KV16 != 0u) { uvec4 u = B[i4 >> 1]; return unpack4((i4 & 1u) != 0u ? u.zw : u.xy); } \
+        return uintBitsToFloat(B[i4]);                                                           \
+    }                                                                                            \
+    void B##_pair(uint i4, bool two, out vec4 a, out vec4 b) {                                   \
+        if (KV16 != 0u) { uvec4 u = B[i4 >> 1]; a = unpack4(u.xy); b = unpack4(u.zw); return; }  \
+        a = uintBitsToFloat(B[i4]);                                                              \
+        b = two ? uintBitsToFloat(B[i4 + 1u]) : vec4(0.0);                                       \
+    }
+#define CACHE_WRITE(B)                                                                            \
+    void B##_store(uint i4, vec4 x) {                                                            \
+        if (KV16 == 0u) { B[i4] = floatBitsToUint(x); return; }                                  \
+        uint j = i4 >> 1, w0 = packHalf2x16(x.xy), w1 = packHalf2x16(x.zw);                      \
+        if ((i4 & 1u) == 0u) { B[j].x = w0; B[j].y = w1; } else { B[j].z = w0; B[j].w = w1; }   \
+    }
+// The chunk's own keys and values (f32 buffers, the rotated own key in shared memory) as the cache
+// would hold them: rounded to f16 under KV16, so that a key reads the same whether it is in this
+// chunk or an earlier one (results do not depend on where chunks begin), as llama.cpp's store-then-
+// read does.
+vec4 as_cached(vec4 x) {
+    return KV16 != 0u ? unpack4(uvec2(packHalf2x16(x.xy), packHalf2x16(x.zw))) : x;
+}
+#define PLAIN_PAIR(B)                                                                             \
+    void B##_pair(uint i4, bool two, out vec4 a, out vec4 b) {                                   \
+        a = as_cached(B[i4]);                                                                    \
+        b = two ? as_cached(B[i4 + 1u]) : vec4(0.0);                                             \
+    }
+CACHE_READ(kc)
+CACHE_READ(vc)
+PLAIN_PAIR(k)
+PLAIN_PAIR(v)
+#if DUAL
+CACHE_READ(kc2)
+CACHE_READ(vc2)
+#endif
+#if ROPE
+CACHE_WRITE(kc)
+CACHE_WRITE(vc)
+  #if DUAL
+CACHE_WRITE(kc2)
+CACHE_WRITE(vc2)
+  #endif
+#endif
 
 float cap(float s) {
     if (SOFTCAP > 0.0) {   // tanh without exp overflow: 1 - 2 / (exp(2x) + 1) on a clamped x
@@ -167,16 +225,19 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
         uint b = (has ? (ROW) : 0u) * D4 + dt * DS4;                                         \
         uint bk = (has ? (KROW) : 0u) * D4 + dt * DS4;                                       \
         float s[HPG];                                                                        \
-        for (uint g = 0u; g < HPG; g++) s[g] = 0.0;                                          \
-        for (uint c = 0u; c < DS4; c++) {                                                    \
-            vec4 kx = KB[OFF + bk + c];                                                            \
-            for (uint g = 0u; g < HPG; g++) s[g] += dot(qv[g * DS4 + c], kx);                \
+        [[unroll]] for (uint g = 0u; g < HPG; g++) s[g] = 0.0;                                          \
+        [[unroll]] for (uint c = 0u; c < DS4; c += 2u) {   /* vec4s in pairs: one f16 cache load */    \
+            vec4 k0, k1;                                                                     \
+            KB##_pair(OFF + bk + c, c + 1u < DS4, k0, k1);                                   \
+            [[unroll]] for (uint g = 0u; g < HPG; g++) s[g] += dot(qv[g * DS4 + c], k0);                \
+            if (c + 1u < DS4)                                                                \
+                [[unroll]] for (uint g = 0u; g < HPG; g++) s[g] += dot(qv[g * DS4 + c + 1u], k1);       \
         }                                                                                    \
         if (TEAM > 1u) {                                                                     \
             uint pb = (round_no & 1u) * WG * HPG + ks * HPG * TEAM;                          \
-            for (uint g = 0u; g < HPG; g++) part[pb + g * TEAM + dt] = s[g];                 \
+            [[unroll]] for (uint g = 0u; g < HPG; g++) part[pb + g * TEAM + dt] = s[g];                 \
             barrier();                                                                       \
-            for (uint g = 0u; g < HPG; g++) {                                                \
+            [[unroll]] for (uint g = 0u; g < HPG; g++) {                                                \
                 float sum = 0.0;                                                             \
                 for (uint u = 0u; u < TEAM; u++) sum += part[pb + g * TEAM + u];             \
                 s[g] = sum;                                                                  \
@@ -185,16 +246,20 @@ shared float mrg_l[(KS / 2u) * HPG + 1u];          // merge: upper half's l
         }                                                                                    \
         if (has) {                                                                           \
             float alpha[HPG], w[HPG];                                                        \
-            for (uint g = 0u; g < HPG; g++) {                                                \
+            [[unroll]] for (uint g = 0u; g < HPG; g++) {                                                \
                 float sg = cap(s[g]), mn = max(m[g], sg);                                    \
                 alpha[g] = exp(m[g] - mn);                                                   \
                 w[g] = exp(sg - mn);                                                         \
                 l[g] = l[g] * alpha[g] + w[g];                                               \
                 m[g] = mn;                                                                   \
             }                                                                                \
-            for (uint c = 0u; c < DS4; c++) {                                                \
-                vec4 vx = VB[OFF + b + c];                                                         \
-                for (uint g = 0u; g < HPG; g++) acc[g * DS4 + c] = acc[g * DS4 + c] * alpha[g] + w[g] * vx; \
+            [[unroll]] for (uint c = 0u; c < DS4; c += 2u) {                                            \
+                vec4 v0, v1;                                                                 \
+                VB##_pair(OFF + b + c, c + 1u < DS4, v0, v1);                                \
+                [[unroll]] for (uint g = 0u; g < HPG; g++) acc[g * DS4 + c] = acc[g * DS4 + c] * alpha[g] + w[g] * v0; \
+                if (c + 1u < DS4)                                                            \
+                    [[unroll]] for (uint g = 0u; g < HPG; g++)                                          \
+                        acc[g * DS4 + c + 1u] = acc[g * DS4 + c + 1u] * alpha[g] + w[g] * v1; \
             }                                                                                \
         }                                                                                    \
     }
@@ -206,6 +271,7 @@ shared uint last_group;
 const uint R2 = ROT / 2u;
 shared float qs[HPG * D];      // the group's query heads, rotated
 shared vec4 kown[D4];          // the token's own key, rotated
+PLAIN_PAIR(kown)
 
 // (sin, cos) of pair j's angle at position p, as rope.comp computes it.
 vec2 rope_sc(uint j, uint p) {
@@ -269,10 +335,10 @@ void main() {
         uint dst = CACHE_OFF4 + (p * HK + kvh) * D4;
         for (uint c = tid; c < D4; c += WG) {
   #if DUAL
-            if (t == 1u) { kc2[dst + c] = kown[c]; vc2[dst + c] = v[krow * D4 + c]; continue; }
+            if (t == 1u) { kc2_store(dst + c, kown[c]); vc2_store(dst + c, v[krow * D4 + c]); continue; }
   #endif
-            kc[dst + c] = kown[c];
-            vc[dst + c] = v[krow * D4 + c];
+            kc_store(dst + c, kown[c]);
+            vc_store(dst + c, v[krow * D4 + c]);
         }
     }
 #endif
@@ -446,12 +512,12 @@ void main() {
             uint c = min(cc * SG + sl, D4 - 1u);
             if (j < pos0) {
                 uint b = CACHE_OFF4 + (min(j, CTX - 1u) * HK + kvh) * D4 + c;
-                kp[cc] = kc[b];
-                vp[cc] = vc[b];
+                kp[cc] = kc_vec4(b);
+                vp[cc] = vc_vec4(b);
             } else {
                 uint b = ((j - pos0) * HK + kvh) * D4 + c;
-                kp[cc] = k[b];
-                vp[cc] = v[b];
+                kp[cc] = as_cached(k[b]);
+                vp[cc] = as_cached(v[b]);
             }
         }
         bool ok = live && j >= my_lo && j <= p;
@@ -488,15 +554,15 @@ void main() {
         uint n_cache = j0 < pos0 ? min(min(TK, pos0 - j0), CTX > j0 ? CTX - j0 : 0u) : 0u;
         for (uint e = tid; e < n_cache * D4; e += WG) {
             uint b = ((j0 + e / D4) * HK + kvh) * D4 + e % D4;
-            ks4[e] = kc[CACHE_OFF4 + b];
-            vs4[e] = vc[CACHE_OFF4 + b];
+            ks4[e] = kc_vec4(CACHE_OFF4 + b);
+            vs4[e] = vc_vec4(CACHE_OFF4 + b);
         }
         uint c0 = max(j0, pos0), c1 = min(j0 + TK, hi);
         uint off = (c0 - j0) * D4, n_chunk = c1 > c0 ? c1 - c0 : 0u;
         for (uint e = tid; e < n_chunk * D4; e += WG) {
             uint b = ((c0 - pos0 + e / D4) * HK + kvh) * D4 + e % D4;
-            ks4[off + e] = k[b];
-            vs4[off + e] = v[b];
+            ks4[off + e] = as_cached(k[b]);
+            vs4[off + e] = as_cached(v[b]);
         }
         barrier();
         if (live) {

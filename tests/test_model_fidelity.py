@@ -72,12 +72,18 @@ def converted(tmp_path_factory):
     return get
 
 
+@pytest.mark.parametrize("kv_type", ["f32", "f16"])
 @pytest.mark.parametrize("case", list(CASES) + list(UNFUSED))
-def test_prefill_and_decode_match_transformers(device, converted, case, monkeypatch):
+def test_prefill_and_decode_match_transformers(device, converted, case, kv_type, monkeypatch):
+    """f32 caches: the same function as transformers (NMSE 1e-6, every greedy step's argmax). f16 caches
+    (the default): keys and values rounded to 11 significant bits (relative error <= 2^-11 ~ 5e-4 each,
+    so a logit NMSE of order (5e-4)^2 times the layers' gain: 0.3-6.4e-7 measured over these cases);
+    a near-tie's argmax may then flip, so only f32 asserts it."""
     fuse = case not in UNFUSED
     monkeypatch.setenv("VKHARP_FUSE", "1" if fuse else "0")
     dst, hf = converted(UNFUSED.get(case, case))
-    model = Model(dst, device, ctx=128, chunk=8)
+    model = Model(dst, device, ctx=128, chunk=8, kv_type=kv_type)
+    tol = 1e-6 if kv_type == "f32" else 4e-6
     fused = {"self_attn.qkv_proj.weight", "mlp.gate_up_proj.weight"} & set(model.layer_weights)
     assert len(fused) == (2 if fuse else 0), sorted(model.layer_weights)
     rng = np.random.default_rng(1)
@@ -86,21 +92,22 @@ def test_prefill_and_decode_match_transformers(device, converted, case, monkeypa
         out = hf(torch.tensor(prompt[None]), use_cache=True)
     want = out.logits[0].numpy()
     got = model.logits(prompt)
-    assert nmse(got, want) <= 1e-6, nmse(got, want)
+    assert nmse(got, want) <= tol, nmse(got, want)
 
     # greedy decoding, 64 steps, our decode program vs transformers with its own KV cache
     model.kv.reset()
     last = model.prefill(prompt)
     past, hf_last = out.past_key_values, want[-1]
-    assert nmse(last[None], hf_last[None]) <= 1e-6
+    assert nmse(last[None], hf_last[None]) <= tol
     worst = 0.0
     for _ in range(64):
         tok = int(np.argmax(last))
-        assert tok == int(np.argmax(hf_last))
+        if kv_type == "f32":
+            assert tok == int(np.argmax(hf_last))
         last = model.decode_logits(tok)
         with torch.no_grad():
             o = hf(torch.tensor([[tok]]), past_key_values=past, use_cache=True)
         past, hf_last = o.past_key_values, o.logits[0, -1].numpy()
         worst = max(worst, nmse(last[None], hf_last[None]))
-    assert worst <= 1e-6, worst
-    print(f"{case}: prefill NMSE {nmse(got, want):.1e}, 64 greedy steps worst NMSE {worst:.1e}")
+    assert worst <= tol, worst
+    print(f"{case} {kv_type}: prefill NMSE {nmse(got, want):.1e}, 64 greedy steps worst NMSE {worst:.1e}")

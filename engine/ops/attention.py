@@ -36,22 +36,41 @@ SPLIT_GROUPS_GPU = 256
 MAX_SPLITS = 32
 
 
+KV_DTYPES = ("f16", "f32")
+
+
 def kv_cache_buffers(device: Device, ctx: int, n_kv_heads: int, head_dim: int, name: str = "kv",
-                     layers: int = 1):
-    """(k_cache, v_cache) store buffers f32[layers, ctx, n_kv_heads, head_dim] (layers stacked so that one
-    pipeline serves them all, the layer chosen per dispatch)."""
-    per_buffer = ctx * n_kv_heads * head_dim * 4
+                     layers: int = 1, dtype: str = "f32"):
+    """(k_cache, v_cache) store buffers [layers, ctx, n_kv_heads, head_dim] (layers stacked so that one
+    pipeline serves them all, the layer chosen per dispatch). dtype "f32", or "f16": u32 words each
+    holding two halves ([..., head_dim / 2] words; head_dim a multiple of 8, so that a uvec4 holds
+    whole pairs of vec4s), half the bytes for attention to read and for the cache to hold."""
+    if dtype not in KV_DTYPES:
+        raise VkharpError(f"KV cache type {dtype!r} is unknown; use one of {', '.join(KV_DTYPES)}")
+    if dtype == "f16" and head_dim % 8:
+        raise VkharpError(f"an f16 KV cache needs head_dim a multiple of 8, this model's is {head_dim}; "
+                          f"use an f32 cache (--kv-type f32)")
+    item = 2 if dtype == "f16" else 4
+    per_buffer = ctx * n_kv_heads * head_dim * item
     if per_buffer * layers > device.max_buffer_bytes and layers > 1:
         raise DeviceLimitError(f"{layers} layers of KV cache do not fit one buffer; stack fewer")
     if per_buffer > device.max_buffer_bytes:
-        max_ctx = device.max_buffer_bytes // (n_kv_heads * head_dim * 4)
-        raise DeviceLimitError(f"a KV cache of {ctx} positions x {n_kv_heads} kv heads x {head_dim} needs "
+        max_ctx = device.max_buffer_bytes // (n_kv_heads * head_dim * item)
+        raise DeviceLimitError(f"a KV cache of {ctx} positions x {n_kv_heads} kv heads x {head_dim} ({dtype}) needs "
                                f"{per_buffer / 2**20:.1f} MiB per K (and per V) buffer, over "
                                f"{device.info.name}'s {device.max_buffer_bytes / 2**20:.1f} MiB per-buffer limit; "
                                f"use a context of at most {max_ctx} positions")
-    shape = (layers, ctx, n_kv_heads, head_dim)
-    return (device.buffer(shape, np.float32, "store", name=f"{name}.k_cache"),
-            device.buffer(shape, np.float32, "store", name=f"{name}.v_cache"))
+    if dtype == "f16":
+        shape, np_dtype = (layers, ctx, n_kv_heads, head_dim // 2), np.uint32
+    else:
+        shape, np_dtype = (layers, ctx, n_kv_heads, head_dim), np.float32
+    return (device.buffer(shape, np_dtype, "store", name=f"{name}.k_cache"),
+            device.buffer(shape, np_dtype, "store", name=f"{name}.v_cache"))
+
+
+def cache_dtype(cache: Buffer) -> str:
+    """"f16" for a cache of packed half pairs (u32 words), "f32" for a float one."""
+    return "f16" if np.dtype(cache.dtype) == np.uint32 else "f32"
 
 
 def check_cache_pair(k_cache: Buffer, v_cache: Buffer, row: int, what: str, layer: int) -> int:
@@ -60,20 +79,25 @@ def check_cache_pair(k_cache: Buffer, v_cache: Buffer, row: int, what: str, laye
 
 
 def _cache_ctx(k_cache: Buffer, v_cache: Buffer, row: int, what: str, layer: int) -> int:
-    """Positions per layer of a [CTX, HK, D] or layer-stacked [L, CTX, HK, D] cache; checks `layer`."""
-    if k_cache.size != v_cache.size or k_cache.size % row:
+    """Positions per layer of a [CTX, HK, D] or layer-stacked [L, CTX, HK, D] cache (f16: D / 2 words);
+    checks `layer`. `row` = HK * D."""
+    if cache_dtype(k_cache) != cache_dtype(v_cache):
+        raise VkharpError(f"{what}: the K cache is {cache_dtype(k_cache)} and the V cache {cache_dtype(v_cache)}")
+    words = row // 2 if cache_dtype(k_cache) == "f16" else row
+    if k_cache.size != v_cache.size or k_cache.size % words or (cache_dtype(k_cache) == "f16" and row % 8):
         raise VkharpError(f"{what}: caches {k_cache.shape} / {v_cache.shape} are not the same whole number of "
-                          f"rows of n_kv_heads * head_dim = {row}")
+                          f"{cache_dtype(k_cache)} rows of n_kv_heads * head_dim = {row}")
     layers = k_cache.shape[0] if len(k_cache.shape) == 4 else 1
     if not 0 <= layer < layers:
         raise VkharpError(f"{what}: layer {layer} is not in the cache's {layers} stacked layers")
-    return k_cache.size // row // layers
+    return k_cache.size // words // layers
 
 
 def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buffer, step: Buffer, *,
               n_kv_heads: int | None = None, head_dim: int | None = None, layer: int = 0, wg: int = 64,
               second: tuple[Buffer, Buffer] | None = None):
-    """Write chunk rows t < P_NTOK of k, v f32[N, HK, D] into cache rows P_POS + t.
+    """Write chunk rows t < P_NTOK of k, v f32[N, HK, D] into cache rows P_POS + t (f16 caches:
+    rounded to half, two per word).
 
     second=(k_cache2, v_cache2): HARP's two streams (N = 2, both at P_POS): row 1 goes to these."""
     if n_kv_heads is None or head_dim is None:
@@ -90,12 +114,13 @@ def kv_append(rec: Recorder, k_cache: Buffer, v_cache: Buffer, k: Buffer, v: Buf
     if second is not None:
         bufs, name = bufs + list(second), "kv_append_dual"
         _check_second(second, k_cache, n, "kv_append")
-    rec.dispatch(name, bufs, grid1d(rec.device, k.size, wg),
-                 {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx}, {"layer": layer})
+    kv16 = cache_dtype(k_cache) == "f16"
+    rec.dispatch(name, bufs, grid1d(rec.device, k.size // 2 if kv16 else k.size, wg),
+                 {"WG": wg, "N": n, "HK": n_kv_heads, "D": head_dim, "CTX": ctx, "KV16": int(kv16)}, {"layer": layer})
 
 
 def _check_second(second, k_cache: Buffer, n: int, what: str) -> None:
-    if n != 2 or len(second) != 2 or any(c.shape != k_cache.shape for c in second):
+    if n != 2 or len(second) != 2 or any(c.shape != k_cache.shape or c.dtype != k_cache.dtype for c in second):
         raise VkharpError(f"{what}: the two-stream form needs N = 2 rows and second caches shaped like the first "
                           f"{k_cache.shape}, got N = {n}, {[c.shape for c in second]}")
 
@@ -111,18 +136,20 @@ def _register_vec4(device: Device) -> int:
 
 
 def _decode_layout(device: Device, g: int, d: int, wg: int, hpg: int | None, team: int | None,
-                   rope: bool = False) -> tuple[int, int]:
+                   rope: bool = False, kv16: bool = False) -> tuple[int, int]:
     """(heads per group, team size) for attention_decode, from a rough cost model.
 
     Per key and query head: 8 * (d/4) / hpg for reading the key and value rows (shared by hpg heads;
     element loads dominate on CPU drivers) plus team**2 for exchanging partial scores in shared memory.
     Each thread holds hpg * d / (4 * team) vec4s of q and as many of acc: at most _register_vec4, so
-    that the compiler can keep them in registers (unrolled loops).
+    that the compiler can keep them in registers (unrolled loops). An f16 cache is read 8 halves
+    (two vec4s) at a time: a thread then owns an even number of vec4s.
     """
     d4, budget = d // 4, _register_vec4(device)
     best = None
     for h in (h for h in range(1, g + 1) if g % h == 0 and hpg in (None, h)):
-        for t in (t for t in (1, 2, 4, 8, 16, 32, 64) if d4 % t == 0 and t <= wg and team in (None, t)):
+        for t in (t for t in (1, 2, 4, 8, 16, 32, 64) if d4 % t == 0 and t <= wg and team in (None, t)
+                  and not (kv16 and (d4 // t) % 2)):
             if _decode_shared_bytes(wg, h, t, d, rope) > device.info.max_shared_memory:
                 continue
             cost = 8 * d4 / h + (t * t if t > 1 else 0)
@@ -263,12 +290,13 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     if wg > rec.device.info.max_workgroup_invocations:
         raise DeviceLimitError(f"attention: work-group size {wg} exceeds the device's "
                                f"{rec.device.info.max_workgroup_invocations}")
+    kv16 = cache_dtype(k_cache) == "f16"
     consts = {"WG": wg, "N": n, "HQ": n_heads, "HK": n_kv_heads, "D": head_dim, "CTX": ctx,
-              "SCALE": float(scale), "WINDOW": int(window), "SOFTCAP": float(softcap)}
+              "SCALE": float(scale), "WINDOW": int(window), "SOFTCAP": float(softcap), "KV16": int(kv16)}
     if variant == "decode":
         if wg & (wg - 1):
             raise VkharpError(f"attention_decode: work-group size {wg} must be a power of two")
-        hpg, team = _decode_layout(rec.device, g, head_dim, wg, heads_per_group, team, rope is not None)
+        hpg, team = _decode_layout(rec.device, g, head_dim, wg, heads_per_group, team, rope is not None, kv16)
         groups = n * n_kv_heads * (g // hpg)
         consts.update(HPG=hpg, TEAM=team)
         if splits is None:

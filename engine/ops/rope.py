@@ -74,8 +74,11 @@ def rope(rec: Recorder, q: Buffer, k: Buffer, inv_freq: Buffer, step: Buffer, *,
         consts["QSCALE"] = float(q_scale)
     push = {"layer": layer}
     if append is not None:
-        from .attention import check_cache_pair
+        from .attention import cache_dtype, check_cache_pair
         v, kc, vc = append
+        if cache_dtype(kc) != "f32":
+            raise VkharpError("rope (append): the fused append writes f32 caches one float at a time; for an f16 "
+                              "cache record rope without append=, then kv_append")
         if v.size != k.size:
             raise VkharpError(f"rope: v {v.shape} must be shaped like k {k.shape} to be appended with it")
         consts["CTX"] = check_cache_pair(kc, vc, hk * d, "rope (append)", kv_layer)

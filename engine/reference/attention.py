@@ -1,9 +1,17 @@
 """Twins of shaders/kv_append.comp and shaders/attention.comp (float64 inside).
 
-Caches are arrays f32[ctx, n_kv_heads, head_dim] (the device layout); `pos` = P_POS (tokens already
-in the cache), `n` = P_NTOK (valid rows of the chunk).
+Caches are arrays [ctx, n_kv_heads, head_dim] (the device layout): float32, or float16 for an f16
+cache (its u32 words viewed as halves: `cache_halves`); kv_append rounds into them as numpy's cast does
+(to nearest even). The chunk's own rows are read from k, v as the cache would hold them (rounded to
+f16 for an f16 cache, as the shader does: a key reads the same in its own chunk as later). `pos` = P_POS
+(tokens already in the cache), `n` = P_NTOK (valid rows of the chunk).
 """
 import numpy as np
+
+
+def cache_halves(words: np.ndarray, n_kv_heads: int, head_dim: int) -> np.ndarray:
+    """An f16 cache's u32 words (two halves each, the low one first) as float16 [ctx, n_kv_heads, head_dim]."""
+    return np.ascontiguousarray(words, dtype=np.uint32).view(np.float16).reshape(-1, n_kv_heads, head_dim)
 
 
 def kv_append(k_cache: np.ndarray, v_cache: np.ndarray, k: np.ndarray, v: np.ndarray, pos: int, n: int):
@@ -23,8 +31,9 @@ def attention(q, k, v, k_cache, v_cache, pos: int, n: int, *, n_heads: int, n_kv
     g = n_heads // n_kv_heads
     q = np.asarray(q, dtype=np.float64).reshape(-1, n_heads, head_dim)
     kv_shape = (-1, n_kv_heads, head_dim)
-    keys = np.concatenate([np.asarray(k_cache).reshape(kv_shape)[:pos], np.asarray(k).reshape(kv_shape)[:n]])
-    vals = np.concatenate([np.asarray(v_cache).reshape(kv_shape)[:pos], np.asarray(v).reshape(kv_shape)[:n]])
+    kc, vc = np.asarray(k_cache), np.asarray(v_cache)     # the chunk's rows as the cache holds them (f16: rounded)
+    keys = np.concatenate([kc.reshape(kv_shape)[:pos], np.asarray(k).reshape(kv_shape)[:n].astype(kc.dtype)])
+    vals = np.concatenate([vc.reshape(kv_shape)[:pos], np.asarray(v).reshape(kv_shape)[:n].astype(vc.dtype)])
     keys, vals = keys.astype(np.float64), vals.astype(np.float64)
     out = np.zeros(q.shape, dtype=np.float64)
     kv_of_head = np.arange(n_heads) // g

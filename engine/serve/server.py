@@ -75,7 +75,7 @@ def run(args, defaults) -> int:
         raise VkharpError(f"{args.adapter} is not an adapter directory (vkharp tune and the chat's /fix write them)")
 
     def load_model():
-        model = load(args.model, args.device, ctx=args.ctx_size)
+        model = load(args.model, args.device, ctx=args.ctx_size, kv_type=getattr(args, "kv_type", None))
         if getattr(args, "adapter", None):   # every request is answered by the adapted model
             from ..tune.lora import Adapter
             model.set_adapter(Adapter.load(model, args.adapter))
