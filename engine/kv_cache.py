@@ -5,7 +5,7 @@ the next chunk simply overwrites it. The cache also keeps the token ids it holds
 (the chat's next turn, HARP's reframed cache) can find how much of a new context it already has.
 Entries are f16 (llama.cpp's default: half the bytes for decode attention to read, which is what
 its cost grows with along the context) or f32 (`dtype`; engine/ops/attention.py has the layout).
-Layers are stacked into as few buffers as the device's storage-buffer limit allows ([layers, ctx, kv_heads, head_dim] each), so that one attention pipeline
+Layers are stacked into as few buffers as the device's storage-buffer limit allows ([layers, kv_heads, ctx, head_dim] each), so that one attention pipeline
 serves every layer (the layer is a per-dispatch push constant). The buffers are `store` buffers
 (device-local, no host copy): a program writes the current chunk's keys and reads only older
 positions, so no program reads what it wrote (see engine/device.py on synchronisation).

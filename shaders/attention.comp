@@ -16,7 +16,9 @@
 // key_j / value_j come from the cache for j < P_POS and from this chunk's k/v rows j - P_POS otherwise
 // (cache writes of the running program are not visible to it). Rows t >= P_NTOK are written as 0.
 // Bindings: 0 out f32[N,HQ,D] (w), 1 q f32[N,HQ,D] (r), 2 k f32[N,HK,D] (r), 3 v f32[N,HK,D] (r),
-//   4 k_cache [L,CTX,HK,D] (r), 5 v_cache [L,CTX,HK,D] (r), 6 step u32[STEP_WORDS] (r).
+//   4 k_cache [L,HK,CTX,D] (r), 5 v_cache [L,HK,CTX,D] (r), 6 step u32[STEP_WORDS] (r). Head-major: the
+//   keys one kv head's groups walk are contiguous (30 layers of decode attention at 2,000 positions:
+//   14.8 ms against 19.4 position-major, the hardware prefetchers stream them).
 //   k, v and the caches are read as vec4: D % 4 == 0.
 // Cache formats (KV16): f32 (0), or f16 (1: u32 words of two halves, packHalf2x16's order; D % 8 == 0,
 //   so that one uvec4 load brings two vec4s). lavapipe's cost per key is its per-lane loads: halves
@@ -96,7 +98,7 @@ layout(local_size_x_id = 0) in;
 #ifndef SHFL
 #define SHFL 0
 #endif
-// One pipeline serves every layer: the caches stack layers ([L, CTX, HK, D]); pc.layer picks one.
+// One pipeline serves every layer: the caches stack layers ([L, HK, CTX, D]); pc.layer picks one.
 #if ROPE
 layout(push_constant) uniform Push { uint layer; uint rope_layer; } pc;
 #define CACHE_ACCESS
@@ -332,7 +334,7 @@ void main() {
     }
     barrier();
     if (g0 == 0u && split == 0u && p < CTX) {
-        uint dst = CACHE_OFF4 + (p * HK + kvh) * D4;
+        uint dst = CACHE_OFF4 + (kvh * CTX + p) * D4;
         for (uint c = tid; c < D4; c += WG) {
   #if DUAL
             if (t == 1u) { kc2_store(dst + c, kown[c]); vc2_store(dst + c, v[krow * D4 + c]); continue; }
@@ -361,12 +363,12 @@ void main() {
     uint round_no = 0u;
 #if DUAL
     if (t == 1u) {   // uniform per group: the barriers inside stay in uniform control flow
-        KEY_PASS(kc2, vc2, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh, j * HK + kvh)
+        KEY_PASS(kc2, vc2, CACHE_OFF4, lo, min(min(hi, pos0), CTX), kvh * CTX + j, kvh * CTX + j)
     } else {
-        KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh, j * HK + kvh)
+        KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), kvh * CTX + j, kvh * CTX + j)
     }
 #else
-    KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), j * HK + kvh, j * HK + kvh)
+    KEY_PASS(kc, vc, CACHE_OFF4, lo, min(min(hi, pos0), CTX), kvh * CTX + j, kvh * CTX + j)
 #endif
 #if ROPE        // the one own key (row t at p = pos0), rotated in shared memory
     KEY_PASS(kown, v, 0u, max(lo, pos0), hi, krow, 0u)
@@ -511,7 +513,7 @@ void main() {
         for (uint cc = 0u; cc < CPS; cc++) {
             uint c = min(cc * SG + sl, D4 - 1u);
             if (j < pos0) {
-                uint b = CACHE_OFF4 + (min(j, CTX - 1u) * HK + kvh) * D4 + c;
+                uint b = CACHE_OFF4 + (kvh * CTX + min(j, CTX - 1u)) * D4 + c;
                 kp[cc] = kc_vec4(b);
                 vp[cc] = vc_vec4(b);
             } else {
@@ -553,7 +555,7 @@ void main() {
         // Stage keys/values j0.. (cache rows, then chunk rows: no per-element branch on the source).
         uint n_cache = j0 < pos0 ? min(min(TK, pos0 - j0), CTX > j0 ? CTX - j0 : 0u) : 0u;
         for (uint e = tid; e < n_cache * D4; e += WG) {
-            uint b = ((j0 + e / D4) * HK + kvh) * D4 + e % D4;
+            uint b = (kvh * CTX + j0 + e / D4) * D4 + e % D4;
             ks4[e] = kc_vec4(CACHE_OFF4 + b);
             vs4[e] = vc_vec4(CACHE_OFF4 + b);
         }

@@ -4,11 +4,11 @@
 // KV-cache append: cache row P_POS + t <- chunk row t, for t < P_NTOK (and P_POS + t < CTX: a bad
 // position writes nothing rather than out of bounds). Rollback needs no shader: a smaller P_POS next
 // time simply overwrites.
-//   k_cache[P_POS + t, h, :] = k[t, h, :];  v_cache[P_POS + t, h, :] = v[t, h, :]
-// Cache layout (engine/kv_cache.py): position-major [L, CTX, HK, D] (layers stacked; pc.layer picks one), K and V in separate buffers,
+//   k_cache[h, P_POS + t, :] = k[t, h, :];  v_cache[h, P_POS + t, :] = v[t, h, :]
+// Cache layout (engine/kv_cache.py): head-major [L, HK, CTX, D] (layers stacked; pc.layer picks one), K and V in separate buffers,
 // f32 (KV16 = 0) or f16 pairs (KV16 = 1: u32 word w of a row holds dims 2w (low half) and 2w + 1,
 // packHalf2x16's rounding; one invocation per pair).
-// Bindings: 0 k_cache [CTX,HK,D] (w), 1 v_cache [CTX,HK,D] (w), 2 k f32[N,HK,D] (r),
+// Bindings: 0 k_cache [HK,CTX,D] (w), 1 v_cache [HK,CTX,D] (w), 2 k f32[N,HK,D] (r),
 //           3 v f32[N,HK,D] (r), 4 step u32[STEP_WORDS] (r: P_POS, P_NTOK).
 // The caches are `store` buffers: no later dispatch of the same program may read what this writes.
 // kv_append_dual (HARP cached mode): N = 2 streams at the same position P_POS; row 1 goes to the
@@ -24,7 +24,7 @@ layout(constant_id = 3) const uint D = 1;     // head dim
 layout(constant_id = 4) const uint CTX = 1;   // cache positions
 layout(constant_id = 5) const uint KV16 = 0;  // 1: f16 pairs
 layout(local_size_x_id = 0) in;
-layout(push_constant) uniform Push { uint layer; } pc;   // caches stack layers: [L, CTX, HK, D]
+layout(push_constant) uniform Push { uint layer; } pc;   // caches stack layers: [L, HK, CTX, D]
 layout(binding = 0) writeonly buffer KC { uint kc[]; };
 layout(binding = 1) writeonly buffer VC { uint vc[]; };
 layout(binding = 2) readonly buffer K { float k[]; };
@@ -49,7 +49,9 @@ void main() {
     uint t = i / ROW;
     uint p = step[P_POS] + (DUAL != 0 ? 0u : t);
     if (t >= step[P_NTOK] || p >= CTX) return;
-    uint dst = (pc.layer * CTX + p) * ROW + (i - t * ROW);
+    const uint HW = ROW / HK;                               // words per head row
+    uint e = i - t * ROW, h = e / HW;
+    uint dst = ((pc.layer * HK + h) * CTX + p) * HW + (e - h * HW);
 #if DUAL
     if (t == 1u) {
         kc2[dst] = word_k(i);

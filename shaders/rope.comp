@@ -21,7 +21,7 @@
 //   the cached keys plain). 1.0 elsewhere, which changes nothing.
 // Grid: one invocation per (row, pair): ceil(N*(HQ+HK)*ROT/2 / WG) groups.  Twin: reference.rope.
 // APPEND = 1 (`_append`): the KV append fused in. Bindings 4 v f32[N,HK,D] (r), 5 k_cache, 6 v_cache
-//   f32[L,CTX,HK,D] (w) [, 7 k_cache2, 8 v_cache2 (w): TWO_CACHES, HARP's two streams, row 1 there];
+//   f32[L,HK,CTX,D] (w) [, 7 k_cache2, 8 v_cache2 (w): TWO_CACHES, HARP's two streams, row 1 there];
 //   push kv_layer picks the cache layer. Each key row's pair lanes store the rotated key at cache row
 //   P_POS + t (< CTX), and between them the key's dims >= ROT and the whole value row.
 //   Twin: reference.rope, then reference.kv_append (kv_append_dual).
@@ -117,7 +117,7 @@ void main() {
         uint p = step[P_POS] + (DUAL != 0u ? 0u : t);
         if (p < CTX) {
             uint h = (row - N * HQ) % HK;
-            uint dst = ((pc.kv_layer * CTX + p) * HK + h) * D;
+            uint dst = ((pc.kv_layer * HK + h) * CTX + p) * D;   // head-major [L, HK, CTX, D]
             store_k(t, dst + i0, y0);
             store_k(t, dst + i1, y1);
             for (uint d = ROT + pair; d < D; d += R2) store_k(t, dst + d, k[base + d]);   // unrotated dims

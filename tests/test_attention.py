@@ -19,6 +19,11 @@ TOL = 2e-5
 Q_GAIN = 3.0   # scores ~ N(0, 9): peaked softmax, the running max moves often
 
 
+def by_head(rows):
+    """Rows [positions, hk, d] as a cache holds them: [hk, positions, d]."""
+    return np.ascontiguousarray(np.swapaxes(rows, 0, 1))
+
+
 def _err(got, want, v_scale):
     return float(np.max(np.abs(got.astype(np.float64) - want)) / v_scale)
 
@@ -30,7 +35,7 @@ class Case:
         self.hq, self.hk, self.d = hq, hk, d
         self.q = rand(rng, n_tok, hq, d, scale=Q_GAIN)
         self.k, self.v = rand(rng, n_tok, hk, d), rand(rng, n_tok, hk, d)
-        self.kc, self.vc = rand(rng, ctx, hk, d), rand(rng, ctx, hk, d)
+        self.kc, self.vc = rand(rng, hk, ctx, d), rand(rng, hk, ctx, d)
         self.bufs = [device.buffer(x) for x in (self.q, self.k, self.v, self.kc, self.vc)]
         self.out = device.buffer((n_tok, hq, d))
 
@@ -170,7 +175,7 @@ def test_variants_agree_closely(device, rng):
 def test_kv_append_matches_twin(device, rng):
     hk, d, ctx = 3, 64, 40
     k, v = rand(rng, 7, hk, d), rand(rng, 7, hk, d)
-    kc0, vc0 = rand(rng, ctx, hk, d), rand(rng, ctx, hk, d)
+    kc0, vc0 = rand(rng, hk, ctx, d), rand(rng, hk, ctx, d)
     for pos, n in [(3, 5), (37, 5), (0, 7)]:           # (37, 5): only rows 37..39 fit
         kc, vc = device.buffer(kc0), device.buffer(vc0)    # act copies so the test can read them back
         rec = device.recorder()
@@ -215,13 +220,13 @@ def test_replays_use_the_cache_across_programs(device, rng, variant):
     for chunk in (8, 8, 5):                            # positions 0..20 in chunks
         pad = lambda x: np.concatenate([x[pos:pos + chunk], np.zeros((8 - chunk,) + x.shape[1:], np.float32)])
         got = _replay(prefill, pbufs, step, pad(q), pad(k), pad(v), pos, chunk)
-        want = ref_attention(q[pos:pos + chunk], k[pos:pos + chunk], v[pos:pos + chunk], k[:pos], v[:pos], pos, chunk,
+        want = ref_attention(q[pos:pos + chunk], k[pos:pos + chunk], v[pos:pos + chunk], by_head(k[:pos]), by_head(v[:pos]), pos, chunk,
                              n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
         assert _err(got[:chunk], want, np.abs(v).max()) < TOL
         pos += chunk
     for pos in range(pos, total):                      # then one token at a time, crossing WG = 32
         got = _replay(decode, dbufs, step, q[pos:pos + 1], k[pos:pos + 1], v[pos:pos + 1], pos, 1)
-        want = ref_attention(q[pos:pos + 1], k[pos:pos + 1], v[pos:pos + 1], k[:pos], v[:pos], pos, 1,
+        want = ref_attention(q[pos:pos + 1], k[pos:pos + 1], v[pos:pos + 1], by_head(k[:pos]), by_head(v[:pos]), pos, 1,
                              n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
         assert _err(got, want, np.abs(v).max()) < TOL, pos
 
@@ -249,7 +254,7 @@ def test_truncation_equals_a_fresh_run(device, rng):
     decode, dbufs, step = session(6, 0)                # fresh: positions 0..5 only
     fresh = _replay(decode, dbufs, step, xq, xk, xv, 6, 1)
     np.testing.assert_array_equal(rolled_back, fresh)
-    want = ref_attention(xq, xk, xv, k[:6], v[:6], 6, 1, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
+    want = ref_attention(xq, xk, xv, by_head(k[:6]), by_head(v[:6]), 6, 1, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
     assert _err(fresh, want, np.abs(v).max()) < TOL
 
 
@@ -351,7 +356,7 @@ def test_split_counts_are_clear_errors(device, rng):
 def test_two_stream_attention_and_append_match_twin(device, rng, hq, hk, d, pos, splits):
     from engine.reference.attention import attention_dual, kv_append_dual
     q, k, v = rand(rng, 2, hq, d, scale=Q_GAIN), rand(rng, 2, hk, d), rand(rng, 2, hk, d)
-    caches = [(rand(rng, CTX, hk, d), rand(rng, CTX, hk, d)) for _ in range(2)]
+    caches = [(rand(rng, hk, CTX, d), rand(rng, hk, CTX, d)) for _ in range(2)]
     bufs = [device.buffer(x) for x in (q, k, v)]
     cbufs = [(device.buffer(kc), device.buffer(vc)) for kc, vc in caches]
     out, step = device.buffer((2, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=2))
@@ -406,7 +411,7 @@ def _fused_case(rng, n, hq, hk, d, rot, layers=3):
     q, k, v = rand(rng, n, hq, d, scale=Q_GAIN), rand(rng, n, hk, d), rand(rng, n, hk, d)
     base = 10000.0 ** (np.arange(0, rot, 2, dtype=np.float32) / rot)
     inv = np.stack([(1.0 / (base * (1.0 + 0.5 * i))).astype(np.float32) for i in range(layers)])   # [L, ROT/2]
-    caches = [(rand(rng, layers, CTX, hk, d), rand(rng, layers, CTX, hk, d)) for _ in range(n)]
+    caches = [(rand(rng, layers, hk, CTX, d), rand(rng, layers, hk, CTX, d)) for _ in range(n)]
     return q, k, v, inv, caches
 
 
@@ -439,7 +444,7 @@ def test_decode_with_fused_rope_and_append_matches_twins(device, rng, hq, hk, d,
     np.testing.assert_array_equal(got_vc[layer], want_vc)                      # a copy: exact
     np.testing.assert_array_equal(np.delete(got_kc, layer, 0), np.delete(kc, layer, 0))
     np.testing.assert_array_equal(np.delete(got_vc, layer, 0), np.delete(vc, layer, 0))
-    np.testing.assert_array_equal(got_kc[layer][np.arange(CTX) != pos], kc[layer][np.arange(CTX) != pos])
+    np.testing.assert_array_equal(got_kc[layer][:, np.arange(CTX) != pos], kc[layer][:, np.arange(CTX) != pos])
     np.testing.assert_array_equal(q, bufs[0].read().reshape(q.shape))       # q and k are left unrotated
     np.testing.assert_array_equal(k, bufs[1].read().reshape(k.shape))
 

@@ -37,7 +37,7 @@ def test_attention_over_an_f16_cache_matches_twin(device, rng, hq, hk, d, name, 
     n_tok = 1 if name in ("decode", "split") else 7
     n = min(n, n_tok)
     q, k, v = rand(rng, n_tok, hq, d, scale=Q_GAIN), rand(rng, n_tok, hk, d), rand(rng, n_tok, hk, d)
-    kc, vc = halves(rng, CTX, hk, d), halves(rng, CTX, hk, d)
+    kc, vc = halves(rng, hk, CTX, d), halves(rng, hk, CTX, d)
     out, step = device.buffer((n_tok, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=n))
     rec = device.recorder()
     attention(rec, out, *(device.buffer(x) for x in (q, k, v)), f16_buffer(device, kc), f16_buffer(device, vc), step,
@@ -52,21 +52,21 @@ def test_attention_over_an_f16_cache_matches_twin(device, rng, hq, hk, d, name, 
 def test_kv_append_rounds_into_an_f16_cache(device, rng):
     hk, d, ctx = 3, 40, 40        # 120 halves a row: 60 words, not a multiple of the work group
     k, v = rand(rng, 7, hk, d), rand(rng, 7, hk, d)
-    kc0, vc0 = halves(rng, ctx, hk, d), halves(rng, ctx, hk, d)
+    kc0, vc0 = halves(rng, hk, ctx, d), halves(rng, hk, ctx, d)
     for pos, n in [(3, 5), (37, 5), (0, 7)]:           # (37, 5): only rows 37..39 fit
         kc, vc = f16_buffer(device, kc0), f16_buffer(device, vc0)
         rec = device.recorder()
         kv_append(rec, kc, vc, device.buffer(k), device.buffer(v), device.buffer(pack_step(pos=pos, n_tokens=n)))
         rec.finish().run()
         want_k, want_v = ref_kv_append(kc0, vc0, k, v, pos, n)
-        for got, want in ((cache_halves(kc.read(), hk, d), want_k), (cache_halves(vc.read(), hk, d), want_v)):
+        for got, want in ((cache_halves(kc.read(), hk, ctx, d), want_k), (cache_halves(vc.read(), hk, ctx, d), want_v)):
             # packHalf2x16's rounding is the device's: within one half ulp of numpy's nearest-even
             ulp = np.spacing(np.abs(want)).astype(np.float32)
             assert (np.abs(got.astype(np.float32) - want.astype(np.float32)) <= ulp).all()
             assert (got == want).mean() > 0.99            # and lavapipe rounds to nearest even too
         untouched = np.ones(ctx, bool)
         untouched[pos:pos + n] = False
-        np.testing.assert_array_equal(cache_halves(kc.read(), hk, d)[untouched], kc0[untouched])
+        np.testing.assert_array_equal(cache_halves(kc.read(), hk, ctx, d)[:, untouched], kc0[:, untouched])
 
 
 @pytest.mark.parametrize("hq,hk,d,rot", [(9, 3, 64, 64), (4, 1, 48, 32)])
@@ -76,7 +76,7 @@ def test_fused_rope_decode_appends_halves(device, rng, hq, hk, d, rot, pos):
     and the row's attention uses them in f32 as the twin does."""
     q, k, v = rand(rng, 1, hq, d, scale=Q_GAIN), rand(rng, 1, hk, d), rand(rng, 1, hk, d)
     inv = (1.0 / 10000.0 ** (np.arange(0, rot, 2, dtype=np.float32) / rot)).astype(np.float32)[None]
-    kc, vc = halves(rng, 2, CTX, hk, d), halves(rng, 2, CTX, hk, d)
+    kc, vc = halves(rng, 2, hk, CTX, d), halves(rng, 2, hk, CTX, d)
     kb, vb = f16_buffer(device, kc), f16_buffer(device, vc)
     out, step = device.buffer((1, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=1))
     rec = device.recorder()
@@ -87,12 +87,12 @@ def test_fused_rope_decode_appends_halves(device, rng, hq, hk, d, rot, pos):
     want = ref_attention(rq, rk, v, kc[1], vc[1], pos, 1, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
     assert _err(out.read().reshape(q.shape), want, np.abs(v).max()) < TOL
     want_k, want_v = ref_kv_append(kc[1], vc[1], rk, v, pos, 1)
-    got_k = cache_halves(kb.read(), hk, d).reshape(kc.shape)
-    got_v = cache_halves(vb.read(), hk, d).reshape(vc.shape)
+    got_k = cache_halves(kb.read(), *kc.shape)
+    got_v = cache_halves(vb.read(), *vc.shape)
     assert np.abs(got_k[1].astype(np.float32) - want_k).max() <= 2e-3 * np.abs(k).max()   # rotation + one half ulp
     np.testing.assert_array_equal(got_v[1], want_v)
     np.testing.assert_array_equal(got_k[0], kc[0])          # the other layer is left alone
-    np.testing.assert_array_equal(np.delete(got_v[1], pos, 0), np.delete(vc[1], pos, 0))
+    np.testing.assert_array_equal(np.delete(got_v[1], pos, 1), np.delete(vc[1], pos, 1))
 
 
 @pytest.mark.parametrize("splits", [1, 3])
@@ -100,7 +100,7 @@ def test_two_stream_decode_over_f16_caches(device, rng, splits):
     hq, hk, d, pos = 9, 3, 64, 200
     q, k, v = rand(rng, 2, hq, d, scale=Q_GAIN), rand(rng, 2, hk, d), rand(rng, 2, hk, d)
     inv = (1.0 / 10000.0 ** (np.arange(0, d, 2, dtype=np.float32) / d)).astype(np.float32)[None]
-    caches = [(halves(rng, CTX, hk, d), halves(rng, CTX, hk, d)) for _ in range(2)]
+    caches = [(halves(rng, hk, CTX, d), halves(rng, hk, CTX, d)) for _ in range(2)]
     cbufs = [(f16_buffer(device, a), f16_buffer(device, b)) for a, b in caches]
     out, step = device.buffer((2, hq, d)), device.buffer(pack_step(pos=pos, n_tokens=2))
     rec = device.recorder()
@@ -112,8 +112,8 @@ def test_two_stream_decode_over_f16_caches(device, rng, splits):
     want = attention_dual(rq, rk, v, caches, pos, n_heads=hq, n_kv_heads=hk, head_dim=d, scale=d ** -0.5)
     assert _err(out.read().reshape(q.shape), want, np.abs(v).max()) < TOL
     for (kb, vb), (wk, wv) in zip(cbufs, kv_append_dual(caches, rk, v, pos)):
-        np.testing.assert_array_equal(cache_halves(vb.read(), hk, d), wv)
-        assert np.abs(cache_halves(kb.read(), hk, d).astype(np.float32) - wk).max() <= 2e-3 * np.abs(k).max()
+        np.testing.assert_array_equal(cache_halves(vb.read(), *wv.shape), wv)
+        assert np.abs(cache_halves(kb.read(), *wk.shape).astype(np.float32) - wk).max() <= 2e-3 * np.abs(k).max()
 
 
 def test_f16_caches_hold_half_the_bytes(device):

@@ -57,7 +57,7 @@ def test_rope_stacked_tables(device, rng):
 
 def test_attention_and_append_on_a_stacked_cache(device, rng):
     layers, ctx, hq, hk, d, pos = 3, 40, 4, 2, 32, 11
-    kc, vc = rand(rng, layers, ctx, hk, d), rand(rng, layers, ctx, hk, d)
+    kc, vc = rand(rng, layers, hk, ctx, d), rand(rng, layers, hk, ctx, d)
     q, k, v = rand(rng, 1, hq, d, scale=3.0), rand(rng, 1, hk, d), rand(rng, 1, hk, d)
     kcb, vcb = device.buffer(kc), device.buffer(vc)
     qb, kb, vb = device.buffer(q), device.buffer(k), device.buffer(v)

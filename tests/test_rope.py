@@ -235,8 +235,8 @@ def test_rope_with_fused_append_matches_the_twins(device, rng, style, hq, hk, d,
     q, k, v = rand(rng, n, hq, d), rand(rng, n, hk, d), rand(rng, n, hk, d)
     inv = (1.0 / (10000.0 ** (np.arange(0, rot, 2, dtype=np.float32) / rot))).astype(np.float32)
     qb, kb, vb = device.buffer(q), device.buffer(k), device.buffer(v)
-    kc, vc = (device.buffer(rand(rng, layers, ctx, hk, d)) for _ in range(2))   # act: readable here
-    kc0, vc0 = kc.read().reshape(layers, ctx, hk, d), vc.read().reshape(layers, ctx, hk, d)
+    kc, vc = (device.buffer(rand(rng, layers, hk, ctx, d)) for _ in range(2))   # act: readable here
+    kc0, vc0 = kc.read().reshape(layers, hk, ctx, d), vc.read().reshape(layers, hk, ctx, d)
     rec = device.recorder()
     rope(rec, qb, kb, device.buffer(inv, kind="const"), device.buffer(pack_step(pos=pos, n_tokens=valid)),
          style=style, append=(vb, kc, vc), kv_layer=kv_layer)
@@ -257,8 +257,8 @@ def test_rope_with_fused_append_two_streams(device, rng):
     q, k, v = rand(rng, 2, hq, d), rand(rng, 2, hk, d), rand(rng, 2, hk, d)
     inv = (1.0 / (10000.0 ** (np.arange(0, d, 2, dtype=np.float32) / d))).astype(np.float32)
     qb, kb, vb = device.buffer(q), device.buffer(k), device.buffer(v)
-    caches = [(device.buffer(rand(rng, ctx, hk, d)), device.buffer(rand(rng, ctx, hk, d))) for _ in range(2)]
-    before = [(a.read().reshape(ctx, hk, d), b.read().reshape(ctx, hk, d)) for a, b in caches]
+    caches = [(device.buffer(rand(rng, hk, ctx, d)), device.buffer(rand(rng, hk, ctx, d))) for _ in range(2)]
+    before = [(a.read().reshape(hk, ctx, d), b.read().reshape(hk, ctx, d)) for a, b in caches]
     rec = device.recorder()
     rope(rec, qb, kb, device.buffer(inv, kind="const"), device.buffer(pack_step(pos=pos, n_tokens=2)),
          dual=True, append=(vb, *caches[0]), second=caches[1])
