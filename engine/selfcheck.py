@@ -225,17 +225,27 @@ def _rope(dev, rng):
     return rec.finish(), lambda: qb.read().reshape(q.shape), want_q
 
 
-def _attention_case(n: int, variant: str):
+def _caches(dev, rng, kv: str, ctx: int = 512):
+    """Random K and V caches [3 kv heads, ctx, 64] as arrays for the twin and as device buffers (f16:
+    halves, packed two to a word)."""
+    kc, vc = _rand(rng, 3, ctx, 64), _rand(rng, 3, ctx, 64)
+    if kv == "f16":
+        kc, vc = kc.astype(np.float16), vc.astype(np.float16)
+        return kc, vc, dev.buffer(kc.view(np.uint32)), dev.buffer(vc.view(np.uint32))
+    return kc, vc, dev.buffer(kc), dev.buffer(vc)
+
+
+def _attention_case(n: int, variant: str, kv: str):
     def fn(dev, rng):
         from .ops.attention import attention
         from .params import pack_step
         from .reference.attention import attention as ref
-        ctx, pos = 512, 300
+        pos = 300
         q, k, v = _rand(rng, n, 9, 64) * 3, _rand(rng, n, 3, 64), _rand(rng, n, 3, 64)
-        kc, vc = _rand(rng, ctx, 3, 64), _rand(rng, ctx, 3, 64)
+        kc, vc, kcb, vcb = _caches(dev, rng, kv)
         out = dev.buffer((n, 9, 64))
         rec = dev.recorder()
-        attention(rec, out, dev.buffer(q), dev.buffer(k), dev.buffer(v), dev.buffer(kc), dev.buffer(vc),
+        attention(rec, out, dev.buffer(q), dev.buffer(k), dev.buffer(v), kcb, vcb,
                   dev.buffer(pack_step(pos=pos, n_tokens=n)), n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125,
                   variant=variant)
         want = ref(q, k, v, kc, vc, pos, n, n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125)
@@ -243,25 +253,27 @@ def _attention_case(n: int, variant: str):
     return fn
 
 
-case("attention decode 9/3 heads at 300", 1e-4)(_attention_case(1, "decode"))
-# the prefill variant by name: 16 rows alone would choose decode; on CPU devices its shuffle layout
-case("attention prefill 16 tokens at 300", 1e-4)(_attention_case(16, "prefill"))
+# f16 caches are the default (engine/kv_cache.py); f32 where a model's head dim is not a multiple of 8
+for _kv in ("f16", "f32"):
+    case(f"attention decode 9/3 heads at 300, {_kv} cache", 1e-4)(_attention_case(1, "decode", _kv))
+    # the prefill variant by name: 16 rows alone would choose decode; on CPU devices its shuffle layout
+    case(f"attention prefill 16 tokens at 300, {_kv} cache", 1e-4)(_attention_case(16, "prefill", _kv))
 
 
-@case("attention decode with RoPE and the KV append, at 300", 1e-4)
+@case("attention decode with RoPE and the KV append, at 300, f16 cache", 1e-4)
 def _attention_rope(dev, rng):
     """The decode layer's fused form: q and k go in unrotated (twins: rope, then attention)."""
     from .ops.attention import attention
     from .params import pack_step
     from .reference.attention import attention as ref
     from .reference.rope import rope as ref_rope
-    ctx, pos = 512, 300
+    pos = 300
     q, k, v = _rand(rng, 1, 9, 64) * 3, _rand(rng, 1, 3, 64), _rand(rng, 1, 3, 64)
-    kc, vc = _rand(rng, ctx, 3, 64), _rand(rng, ctx, 3, 64)
+    kc, vc, kcb, vcb = _caches(dev, rng, "f16")      # the default cache: its halves' stores too
     inv = (1.0 / (1e5 ** (np.arange(0, 64, 2) / 64))).astype(np.float32)
     out = dev.buffer((1, 9, 64))
     rec = dev.recorder()
-    attention(rec, out, dev.buffer(q), dev.buffer(k), dev.buffer(v), dev.buffer(kc), dev.buffer(vc),
+    attention(rec, out, dev.buffer(q), dev.buffer(k), dev.buffer(v), kcb, vcb,
               dev.buffer(pack_step(pos=pos, n_tokens=1)), n_heads=9, n_kv_heads=3, head_dim=64, scale=0.125,
               rope=(dev.buffer(inv, kind="const"), 0, 1.0))
     rq, rk = ref_rope(q, k, inv, pos, 1)
