@@ -145,3 +145,21 @@ def test_caches_that_cannot_be_f16_are_clear_errors(device, rng):
     with pytest.raises(DeviceLimitError, match="team=4"):   # 3 vec4s a thread: halves come in pairs of vec4s
         attention(device.recorder(), out, *one, kc48, vc48, step, n_heads=4, n_kv_heads=1, head_dim=48, scale=1.0,
                   variant="decode", team=4)
+
+
+def test_models_take_f16_where_the_head_dim_allows_and_refuse_it_clearly_elsewhere(device, tmp_path):
+    pytest.importorskip("torch")
+    from checkpoints import make_hf_checkpoint
+    from engine.convert import convert
+    from engine.model import Model
+    for name, over, default in (("hd16", {}, "f16"), ("hd12", dict(hidden_size=48, num_attention_heads=4,
+                                                                    num_key_value_heads=2), "f32")):
+        dst = tmp_path / name / "converted"
+        convert(make_hf_checkpoint(tmp_path / name, "llama", **over), dst, dtype="f32", progress=False)
+        model = Model(dst, device, ctx=16)
+        assert model.kv_type == model.kv.dtype == default, (name, model.cfg.head_dim)
+        assert cache_dtype(model.kv.k[0]) == default
+        with pytest.raises(VkharpError, match="unknown; use one of f16, f32"):
+            Model(dst, device, ctx=16, kv_type="q8_0")
+    with pytest.raises(VkharpError, match="head_dim a multiple of 8, this model's is 12.*--kv-type f32"):
+        Model(dst, device, ctx=16, kv_type="f16")
