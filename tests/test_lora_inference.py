@@ -59,7 +59,7 @@ def test_adapter_equals_merged_weights(device, tmp_path, case, monkeypatch):
     src = make_hf_checkpoint(tmp_path, arch, **over)
     dst = tmp_path / "converted"
     convert(src, dst, dtype="f32", progress=False)
-    model = Model(dst, device, ctx=128, chunk=8)
+    model = Model(dst, device, ctx=128, chunk=8, kv_type="f32")   # exact: merged-weight equality at 1e-6
     assert ("mlp.gate_up_proj.weight" in model.layer_weights) == (fuse == "1")
     rank, alpha = 4, 6.0
     arrays = random_arrays(model, rank, 5)
