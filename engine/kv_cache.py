@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from .device import Buffer, Device
 from .errors import VkharpError
-from .ops.attention import kv_cache_buffers
+from .ops.attention import KV_ITEM_BYTES, check_kv_type, kv_cache_buffers
 
 
 class KVCache:
     def __init__(self, device: Device, *, n_layers: int, n_kv_heads: int, head_dim: int, ctx: int,
                  dtype: str = "f32"):
+        check_kv_type(dtype, head_dim)
         self.ctx, self.n_layers, self.dtype = ctx, n_layers, dtype
-        per_layer = ctx * n_kv_heads * head_dim * (2 if dtype == "f16" else 4)
+        per_layer = ctx * n_kv_heads * head_dim * KV_ITEM_BYTES[dtype]
         per_group = max(1, device.max_buffer_bytes // per_layer)   # kv_cache_buffers explains a misfit
         self.k: list[Buffer] = []
         self.v: list[Buffer] = []

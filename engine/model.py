@@ -83,12 +83,9 @@ class Model(HarpPasses):
             raise VkharpError(f"ctx (the context size in tokens) must be an integer ≥ 1, got {ctx!r}; "
                               f"None takes the model's, up to 4096")
         self.ctx = int(ctx if ctx is not None else min(self.cfg.max_position_embeddings, 4096))
-        from .ops.attention import KV_DTYPES
-        if kv_type not in (None, *KV_DTYPES):   # before any weight is uploaded
-            raise VkharpError(f"KV cache type {kv_type!r} is unknown; use one of {', '.join(KV_DTYPES)}")
-        if kv_type == "f16" and self.cfg.head_dim % 8:
-            raise VkharpError(f"an f16 KV cache needs head_dim a multiple of 8, this model's is {self.cfg.head_dim}; "
-                              f"use an f32 cache (--kv-type f32)")
+        if kv_type is not None:   # refused before any weight is uploaded
+            from .ops.attention import check_kv_type
+            check_kv_type(kv_type, self.cfg.head_dim)
         self.chunk = int(chunk)
         # Global tensors by HF name; per-layer tensors stacked by role ("self_attn.q_proj.weight"), so
         # that one pipeline serves every layer (see engine/weights.py).

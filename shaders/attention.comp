@@ -17,8 +17,7 @@
 // (cache writes of the running program are not visible to it). Rows t >= P_NTOK are written as 0.
 // Bindings: 0 out f32[N,HQ,D] (w), 1 q f32[N,HQ,D] (r), 2 k f32[N,HK,D] (r), 3 v f32[N,HK,D] (r),
 //   4 k_cache [L,HK,CTX,D] (r), 5 v_cache [L,HK,CTX,D] (r), 6 step u32[STEP_WORDS] (r). Head-major: the
-//   keys one kv head's groups walk are contiguous (30 layers of decode attention at 2,000 positions:
-//   14.8 ms against 19.4 position-major, the hardware prefetchers stream them).
+//   keys one kv head's groups walk are contiguous, for the prefetchers (engine/ops/attention.py).
 //   k, v and the caches are read as vec4: D % 4 == 0.
 // Cache formats (KV16): f32 (0), or f16 (1: u32 words of two halves, packHalf2x16's order; D % 8 == 0,
 //   so that one uvec4 load brings two vec4s). lavapipe's cost per key is its per-lane loads: halves
