@@ -30,6 +30,11 @@ from .tokenizer import Tokenizer
 from .weights import rows_fitting, stack_rows, upload_f32_stacked, upload_stacked
 
 DEFAULT_CHUNK = 32
+# load()'s prefill chunk for long prompts: a program's cost per token falls with its slots (fewer
+# dispatches and barriers per token, wider token tiles split evenly over the driver's threads). On
+# SmolLM2 at position 480 (timestamps): 10.2 ms per token in chunks of 32, 8.5 of 64, 7.3 of 128,
+# 7.6 of 256. Short prompts keep chunks of 32: a program costs all its slots, valid or not.
+LONG_CHUNK = 128
 SAVED = "saved"     # logits kept on the device for a rollback's new draw (MAIN, REFRAMED: engine/harp.py)
 EMBED = "embed"     # the sentence-vector passes' own cache (engine/embed/): the chat's stays as it is
 
@@ -66,8 +71,11 @@ class ContextFull(VkharpError):
 
 class Model(HarpPasses):
     def __init__(self, model_dir: str | Path, device: Device | None = None, *, ctx: int | None = None,
-                 chunk: int = DEFAULT_CHUNK, progress: bool = False, fuse: bool = True, kv_type: str | None = None):
-        """fuse=False keeps q/k/v and gate/up as separate matrices (training every weight needs them
+                 chunk: int = DEFAULT_CHUNK, progress: bool = False, fuse: bool = True, kv_type: str | None = None,
+                 long_chunk: int | None = None):
+        """chunk: prefill slots per program; long_chunk: slots of the program that takes a prompt's
+        body while more than half of it remains (None: chunks only; load() gives LONG_CHUNK).
+        fuse=False keeps q/k/v and gate/up as separate matrices (training every weight needs them
         so: engine/tune/scratch.py). kv_type: the KV cache's entries, "f16" or "f32"; None: f16 where
         the head dim allows it (a multiple of 8), as llama.cpp's default, else f32."""
         from engine.convert.format import open_model_dir
@@ -86,7 +94,11 @@ class Model(HarpPasses):
         if kv_type is not None:   # refused before any weight is uploaded
             from .ops.attention import check_kv_type
             check_kv_type(kv_type, self.cfg.head_dim)
+        for what, n in (("chunk", chunk), ("long_chunk", long_chunk)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+                raise VkharpError(f"{what} (prefill slots per program) must be an integer ≥ 1, got {n!r}")
         self.chunk = int(chunk)
+        self.long_chunk = int(long_chunk) if long_chunk is not None and long_chunk > chunk else None
         # Global tensors by HF name; per-layer tensors stacked by role ("self_attn.q_proj.weight"), so
         # that one pipeline serves every layer (see engine/weights.py).
         self.weights: dict = {}
@@ -267,14 +279,28 @@ class Model(HarpPasses):
             rows.append(acts.logits.host_view().reshape(self.chunk, -1)[:part.size].copy())
         return np.concatenate(rows)
 
+    def _pieces(self, n: int):
+        """(start, tokens, slots) of each prefill program run for n tokens: long chunks while more than
+        half of one remains (from three short chunks on, one long chunk costs less: LONG_CHUNK), then
+        chunks; a lone token goes through the N=1 program."""
+        s = 0
+        while s < n:
+            r = n - s
+            if self.long_chunk and r > self.long_chunk // 2:
+                size, slots = min(r, self.long_chunk), self.long_chunk
+            else:
+                size = min(r, self.chunk)
+                slots = 1 if size == 1 else self.chunk
+            yield s, size, slots
+            s += size
+
     def _feed(self, ids, readback: str, sampler_words=None, recent=None, *, cache: str = MAIN, **kw):
-        """Run ids through a cache chunk by chunk (a lone token through the N=1 program); chunks before
-        the last run without the head, and only the last one reads anything back."""
+        """Run ids through a cache piece by piece (_pieces); pieces before the last run without the
+        head, and only the last one reads anything back."""
         acts = None
-        for s in range(0, ids.size, self.chunk):
-            part = ids[s:s + self.chunk]
-            n_slots = 1 if part.size == 1 else self.chunk
-            if s + self.chunk >= ids.size and readback != "none":
+        for s, size, n_slots in self._pieces(ids.size):
+            part = ids[s:s + size]
+            if s + size >= ids.size and readback != "none":
                 acts = self._run(part, "last", readback, n_slots, sampler_words, recent, cache=cache, **kw)
             else:
                 self._run(part, "none", "none", n_slots, cache=cache, **kw)
@@ -402,7 +428,8 @@ class Model(HarpPasses):
 
 
 def load(path: str | Path | None = None, device: Device | int | None = None, *, ctx: int | None = None,
-         chunk: int = DEFAULT_CHUNK, progress: bool = False, kv_type: str | None = None) -> Model:
+         chunk: int = DEFAULT_CHUNK, progress: bool = False, kv_type: str | None = None,
+         long_chunk: int | None = LONG_CHUNK) -> Model:
     """Load a converted model directory, a HF directory or a GGUF file (converted on first use)."""
     from engine.convert import default_model_path, ensure_converted, open_model_dir
     src = Path(path) if path is not None else default_model_path()
@@ -415,4 +442,4 @@ def load(path: str | Path | None = None, device: Device | int | None = None, *, 
         model_dir = ensure_converted(src, progress=progress)
     if not isinstance(device, Device):
         device = Device(device)
-    return Model(model_dir, device, ctx=ctx, chunk=chunk, progress=progress, kv_type=kv_type)
+    return Model(model_dir, device, ctx=ctx, chunk=chunk, progress=progress, kv_type=kv_type, long_chunk=long_chunk)

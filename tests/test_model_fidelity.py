@@ -111,3 +111,37 @@ def test_prefill_and_decode_match_transformers(device, converted, case, kv_type,
         worst = max(worst, nmse(last[None], hf_last[None]))
     assert worst <= tol, worst
     print(f"{case} {kv_type}: prefill NMSE {nmse(got, want):.1e}, 64 greedy steps worst NMSE {worst:.1e}")
+
+
+@pytest.mark.parametrize("case", ["llama-gqa-tied", "mistral-window"])
+def test_long_chunks_then_short_ones_match_transformers(device, converted, case):
+    """A prompt's body in long chunks (long_chunk, what load() gives), its tail in short ones: the
+    last logits and a decode step after them are transformers', and the chunk-only model's."""
+    dst, hf = converted(case)
+    model = Model(dst, device, ctx=128, chunk=8, long_chunk=32, kv_type="f32")
+    plain = Model(dst, device, ctx=128, chunk=8, kv_type="f32")
+    prompt = np.random.default_rng(2).integers(3, model.cfg.vocab_size, 77)
+    assert [(s, n) for s, n, _ in model._pieces(prompt.size)] == [(0, 32), (32, 32), (64, 8), (72, 5)]
+    with torch.no_grad():
+        out = hf(torch.tensor(prompt[None]), use_cache=True)
+    last = model.prefill(prompt)
+    assert nmse(last[None], out.logits[0, -1:].numpy()) <= 1e-6
+    assert nmse(last[None], plain.prefill(prompt)[None]) <= 1e-10
+    tok = int(np.argmax(last))
+    with torch.no_grad():
+        nxt = hf(torch.tensor([[tok]]), past_key_values=out.past_key_values, use_cache=True).logits[0, -1:].numpy()
+    assert nmse(model.decode_logits(tok)[None], nxt) <= 1e-6
+
+
+def test_prefill_pieces(device, converted):
+    """Long chunks while more than half of one remains, then short chunks, a lone token alone."""
+    dst, _ = converted("llama-gqa-tied")
+    model = Model(dst, device, ctx=128, chunk=32, long_chunk=128)
+    assert list(model._pieces(1)) == [(0, 1, 1)]
+    assert list(model._pieces(64)) == [(0, 32, 32), (32, 32, 32)]
+    assert list(model._pieces(65)) == [(0, 65, 128)]
+    assert list(model._pieces(300)) == [(0, 128, 128), (128, 128, 128), (256, 32, 32), (288, 12, 32)]
+    assert list(model._pieces(257)) == [(0, 128, 128), (128, 128, 128), (256, 1, 1)]
+    assert Model(dst, device, ctx=128, chunk=32).long_chunk is None
+    with pytest.raises(Exception, match="long_chunk"):
+        Model(dst, device, ctx=128, long_chunk=0)
