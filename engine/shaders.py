@@ -6,7 +6,8 @@ Every `shaders/*.comp` declares its variants in header lines:
 
 (a file with none is one variant named after the file). The compiled module's interface is read
 from the preprocessed source, so the host never repeats what the shader already says:
-- bindings `layout(binding = N) [readonly|writeonly] buffer` → buffer order and access (r, w, rw),
+- bindings `layout(binding = N) [readonly|writeonly] buffer`, or a texel buffer (`uniform [readonly] uimageBuffer`,
+  `uniform usamplerBuffer`: kp binds those as texel buffers, tools/kp/patches/0008) → buffer order and access (r, w, rw),
   which the recorder uses to place synchronisation;
 - `layout(constant_id = N) const TYPE NAME = DEFAULT;` → specialization constants by name.
   kp passes spec constants by position, so IDs must run 0..N-1; ID 0 is the work-group size
@@ -34,8 +35,12 @@ SHADER_DIR = Path(os.environ.get("VKHARP_SHADER_DIR", Path(__file__).resolve().p
 TARGET_ENV = "vulkan1.1"
 
 _VARIANT_RE = re.compile(r"^//\s*@variant\s+(\w+)((?:\s+\w+=\S+)*)\s*$", re.M)
+# `// @also SUFFIX DEF=VAL ... [unless DEF]`: every variant of the file (but those defining DEF) again,
+# named with SUFFIX and the extra defines (the matrix kernels' texel-buffer twins: _tx TEXEL=1).
+_ALSO_RE = re.compile(r"^//\s*@also\s+(\w+)((?:\s+\w+=\S+)+)(?:\s+unless\s+(\w+))?\s*$", re.M)
 _BINDING_RE = re.compile(
-    r"layout\s*\(([^)]*\bbinding\s*=\s*(\d+)[^)]*)\)\s*((?:(?:readonly|writeonly|restrict|coherent|volatile)\s+)*)buffer\s+(\w+)")
+    r"layout\s*\(([^)]*\bbinding\s*=\s*(\d+)[^)]*)\)\s*(?:uniform\s+)?"
+    r"((?:(?:readonly|writeonly|restrict|coherent|volatile)\s+)*)(buffer|[iu]?imageBuffer|[iu]?samplerBuffer)\s+(\w+)")
 _PUSH_RE = re.compile(r"layout\s*\(\s*push_constant\s*\)\s*uniform\s+\w+\s*\{([^}]*)\}")
 _MEMBER_RE = re.compile(r"\b(uint|int|float)\s+(\w+)\s*;")
 _CONST_RE = re.compile(r"layout\s*\(\s*constant_id\s*=\s*(\d+)\s*\)\s*const\s+(uint|int|float|bool)\s+(\w+)\s*=\s*([^;]+);")
@@ -91,6 +96,9 @@ def variants() -> dict[str, tuple[Path, tuple]]:
         found = _VARIANT_RE.findall(text)
         if not found:
             found = [(path.stem, "")]
+        for suffix, extra, unless in _ALSO_RE.findall(text):
+            found += [(name + suffix, defs + extra) for name, defs in list(found)
+                      if not (unless and re.search(rf"\b{unless}=", defs))]
         for name, defs in found:
             if name in out:
                 raise ShaderBuildError(f"shader variant {name!r} is declared twice ({out[name][0].name}, {path.name})")
@@ -138,9 +146,9 @@ def parse_push(preprocessed: str) -> tuple[tuple[str, str], ...]:
 def parse_interface(preprocessed: str) -> tuple[tuple[Binding, ...], tuple[Constant, ...]]:
     bindings = []
     for m in _BINDING_RE.finditer(preprocessed):
-        quals = m.group(3).split()
-        access = "r" if "readonly" in quals else "w" if "writeonly" in quals else "rw"
-        bindings.append(Binding(int(m.group(2)), m.group(4), access))
+        quals, kind = m.group(3).split(), m.group(4)
+        access = "r" if "readonly" in quals or kind.endswith("samplerBuffer") else "w" if "writeonly" in quals else "rw"
+        bindings.append(Binding(int(m.group(2)), m.group(5), access))
     bindings.sort(key=lambda b: b.index)
     if [b.index for b in bindings] != list(range(len(bindings))):
         raise ShaderBuildError(f"bindings must be numbered 0..N-1, got {[b.index for b in bindings]}")
