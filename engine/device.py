@@ -69,6 +69,7 @@ KP_PATCH_MARKERS = {
     "0005 OpMemoryBarrier binding": lambda kp: hasattr(kp, "OpMemoryBarrier"),
     "0006 optional dispatch barriers": lambda kp: hasattr(kp, "set_dispatch_transfer_barriers"),
     "0007 storage tensors take copies": lambda kp: bool(getattr(kp, "storage_tensor_copies", False)),
+    "0008 texel-buffer bindings": lambda kp: bool(getattr(kp, "texel_buffers", False)),
 }
 REBUILD_HINT = ("rebuild it with vkharp's patches: `tools/kp/build.sh .venv/bin/python` "
                 "(or delete .venv and run ./vkharp)")

@@ -174,6 +174,7 @@ class DeviceInfo:
     max_workgroup_size: tuple = (128, 128, 64)
     max_workgroup_count: tuple = (65535, 65535, 65535)
     max_shared_memory: int = 16384
+    max_texel_elements: int = 65536   # maxTexelBufferElements (texels of one texel-buffer view)
     subgroup_size: int = 1
     subgroup_ops: int = 0           # VkSubgroupFeatureFlags in compute shaders (0 when unknown)
     timestamps: bool = False
@@ -290,6 +291,7 @@ def _describe(vk, index: int, handle) -> DeviceInfo:
         max_workgroup_size=tuple(lim.maxComputeWorkGroupSize),
         max_workgroup_count=tuple(lim.maxComputeWorkGroupCount),
         max_shared_memory=int(lim.maxComputeSharedMemorySize),
+        max_texel_elements=int(lim.maxTexelBufferElements),
         subgroup_size=int(sub.subgroupSize) or 1,
         subgroup_ops=int(sub.supportedOperations) if sub.supportedStages & _STAGE_COMPUTE else 0,
         timestamps=bool(lim.timestampComputeAndGraphics),

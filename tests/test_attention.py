@@ -104,7 +104,7 @@ def test_prefill_shuffle_default_and_errors(device, rng):
     attention(rec, case.out, *case.bufs, device.buffer(pack_step(pos=5, n_tokens=7)), n_heads=LIGHT[0],
               n_kv_heads=LIGHT[1], head_dim=LIGHT[2], scale=1.0, variant="prefill")
     name = [s.label for s in rec.steps if s.kind == "dispatch"][-1]
-    assert name == ("attention_prefill_shfl" if info.type == "cpu" else "attention_prefill")
+    assert name == ("attention_prefill_shfl_tx" if info.type == "cpu" else "attention_prefill")   # CPU: texel caches too
     with pytest.raises(VkharpError, match="prefill-variant"):
         case.run(device, 5, 1, variant="decode", shuffle=True)
     if info.subgroup_size > 1:

@@ -198,6 +198,18 @@ def default_splits(device: Device, base_groups: int, ctx: int) -> int:
     return max(1, min(MAX_SPLITS, -(-SPLIT_GROUPS_GPU // base_groups), -(-ctx // SLICE_MIN)))
 
 
+def texel_caches(device: Device, k_cache: Buffer, texel: bool | None = None) -> bool:
+    """Whether attention reads the caches as texel buffers (the _tx variants: imageLoad of one uvec4).
+    Default: on CPU devices, where it was measured (lavapipe runs a storage-buffer load as a scalar loop
+    over its SIMD lanes, an image load as one gather); GPUs keep storage buffers. Either way only where
+    a cache buffer fits one texel-buffer view (maxTexelBufferElements uvec4s)."""
+    fits = k_cache.size * 4 <= 16 * device.info.max_texel_elements
+    if texel and not fits:
+        raise DeviceLimitError(f"attention: a cache buffer of {k_cache.size * 4} bytes exceeds the device's texel "
+                               f"buffers ({device.info.max_texel_elements} texels of 16 bytes)")
+    return fits and (device.info.type == "cpu" if texel is None else bool(texel))
+
+
 def _split_work(device: Device, n_states: int, base_groups: int) -> tuple[Buffer, Buffer]:
     """The split variant's scratch: slice states and per-row counts (zero at rest: the merging group
     resets its count), shared by every split attention dispatch of the device (they never overlap)."""
@@ -245,7 +257,8 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
               softcap: float = 0.0, variant: str | None = None, wg: int | None = None,
               heads_per_group: int | None = None, team: int | None = None, key_tile: int | None = None,
               second: tuple[Buffer, Buffer] | None = None, splits: int | None = None,
-              rope: tuple[Buffer, int, float] | None = None, shuffle: bool | None = None):
+              rope: tuple[Buffer, int, float] | None = None, shuffle: bool | None = None,
+              texel: bool | None = None):
     """out f32[N, n_heads, head_dim] = causal softmax attention of the chunk over cache + chunk.
 
     variant: "decode" (a work-group's threads split the key positions; for few query rows),
@@ -264,6 +277,8 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
     shuffle: prefill only: keys passed between lanes by subgroup shuffles instead of a shared-memory
     tile (attention_prefill_shfl; default: on CPU devices that have subgroup shuffles, see
     prefill_shuffles). wg must then be a multiple of the subgroup size.
+    texel: read the caches as texel buffers (None: texel_caches' default); the prefill tile layout
+    (shuffle off) always reads storage buffers.
     """
     if n_heads <= 0 or n_kv_heads <= 0 or n_heads % n_kv_heads:
         raise VkharpError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
@@ -341,4 +356,6 @@ def attention(rec: Recorder, out: Buffer, q: Buffer, k: Buffer, v: Buffer, k_cac
         if q_scale != 1.0:
             consts["QSCALE"] = float(q_scale)
         push["rope_layer"] = rope_layer
+    if (variant == "decode" or shuffle) and texel_caches(rec.device, k_cache, texel):
+        name += "_tx"
     rec.dispatch(name, bufs, grid1d(rec.device, groups, 1), consts, push)
