@@ -1,4 +1,5 @@
 #version 450
+// @also _tx TEXEL=1 unless GENERIC
 // @variant matmul_f32_r1           WFMT=0 RUN=1 BIAS=0
 // @variant matmul_f32_any          WFMT=0 GENERIC=1 BIAS=0
 // @variant matmul_f32_r1_bias      WFMT=0 RUN=1 BIAS=1
