@@ -73,13 +73,14 @@ def test_texel_glu_and_prefill_tiles_equal_storage(device, rng, fmt):
 
 
 def test_texel_defaults_and_the_fallback(device, rng):
-    """CPU devices decode through texel buffers and prefill through storage buffers; a weight part
-    too large for one texel view falls back to storage buffers with the same results."""
+    """CPU devices decode (one row, or HARP's two) through texel buffers and prefill through storage
+    buffers; a weight part too large for one texel view falls back to storage buffers, same results."""
     packed = quant.quantize(rand(rng, 45, 288), "q4_1")
     dw = upload_weight(device, packed, "w")
     x = rand(rng, 288)
     cpu = device.info.type == "cpu"
     assert choose_tiling(device.info, "q4_1", 45, 288, 1).texel == cpu
+    assert choose_tiling(device.info, "q4_1", 45, 288, 2).texel == cpu      # HARP's two streams
     assert not choose_tiling(device.info, "q4_1", 45, 288, 7).texel
     want, names = _product(device, matvec, dw, x, None)
     assert names[0].endswith("_tx") == cpu

@@ -104,10 +104,11 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
     if info.type != "cpu":
         return _gpu_tiling(info, fmt, nb, ntok)
     run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= CPU_RUN[fmt])
-    if ntok == 1:
-        # Decode: as few column lanes as keep CPU_DECODE_BLOCKS blocks per lane (the lanes of a
-        # row sweep it together; partial sums meet once per row).
-        tn, budget = 1, CPU_DECODE_BLOCKS
+    if ntok <= 2:
+        # Decode (and HARP's two streams, TN = 2: the greedy two-stream step 34.0 against 39.6 ms
+        # with the prefill tiling, interleaved): as few column lanes as keep CPU_DECODE_BLOCKS blocks
+        # per lane (the lanes of a row sweep it together; partial sums meet once per row).
+        tn, budget = ntok, CPU_DECODE_BLOCKS
     else:
         # Prefill: TN tokens share each weight load, so spend the register budget on tokens
         # (2-4 blocks per lane; scale loads are shared by the tile too, so short runs cost little).
@@ -115,7 +116,7 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
         run = min(run, 2)
         tn, budget = max(1, min(ntok, CPU_BLOCK_TOKENS // (2 if nb <= 48 else 4))), CPU_BLOCK_TOKENS
     nrun = nb // run
-    per_lane = max(1, min(MAX_UNROLL, budget // (tn * run)))
+    per_lane = max(1, min(MAX_UNROLL, budget // ((tn if ntok > 2 else 1) * run)))   # (two streams: decode's)
     cl = next((d for d in range(1, nrun + 1) if nrun % d == 0 and nrun // d <= per_lane), nrun)
     if cl > 2 * math.ceil(nrun / per_lane):   # no divisor near: accept a few idle lanes
         cl = math.ceil(nrun / per_lane)
@@ -126,9 +127,10 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
     want_groups = max(1, math.ceil(threads / tiles))   # one group per lavapipe thread, at least
     rpl = max(1, min(CPU_MAX_ROWS_PER_LANE, math.ceil(rows / (rl * want_groups))))
     # Decode reads its weights as texel buffers (`_tx`): SmolLM2's step 33 against 43 ms, interleaved
-    # (lavapipe loads storage buffers lane by lane). Prefill, where the token tile shares each weight
-    # load, measured the same either way: it keeps storage buffers.
-    return Tiling(run, cl, rl, rpl, tn, texel=ntok == 1)
+    # (lavapipe loads storage buffers lane by lane); so do HARP's two streams (the greedy two-stream
+    # step 40.8 against 46.6 ms). Prefill, where the token tile shares each weight load, measured the
+    # same either way: it keeps storage buffers.
+    return Tiling(run, cl, rl, rpl, tn, texel=ntok <= 2)
 
 
 def _gpu_tiling(info, fmt: str, nb: int, ntok: int) -> Tiling:
