@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -322,14 +323,24 @@ class Device:
         """The kp Algorithm (one Vulkan pipeline) for these bindings and constants, created once.
 
         Creating a pipeline compiles the shader (on lavapipe: LLVM, ~0.1-3 s), so identical requests
-        reuse it: layers that share buffers differ only in push constants."""
+        reuse it: layers that share buffers differ only in push constants. An entry lasts as long as
+        its buffers: when one is freed the entry goes (programs that use the algorithm keep it), so
+        a long-lived device does not hold every buffer it ever bound, and an id is never reused
+        while a key names it."""
         key = (shader.name, tuple(id(b) for b in buffers), tuple(groups), spec.tobytes(), n_push)
         algo = self._algorithms.get(key)
         if algo is None:
             algo = self.mgr.algorithm([b.tensor for b in buffers], shader.spirv, groups, spec,
                                       np.zeros(n_push, dtype=np.uint32))
             self._algorithms[key] = algo
-            self._algorithm_buffers[key] = buffers  # keeps the ids in the key alive
+            me = weakref.ref(self)
+
+            def forget(_, key=key):
+                dev = me()
+                if dev is not None:
+                    dev._algorithms.pop(key, None)
+                    dev._algorithm_buffers.pop(key, None)
+            self._algorithm_buffers[key] = [weakref.ref(b, forget) for b in buffers]
         return algo
 
     @property
