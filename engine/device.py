@@ -243,6 +243,11 @@ class Device:
     def max_buffer_bytes(self) -> int:
         return self.info.max_storage_buffer_range
 
+    def texel_view_fits(self, buf: "Buffer", texel_bytes: int = 16) -> bool:
+        """Whether one texel-buffer view of `buf` (texels of texel_bytes) fits maxTexelBufferElements
+        (the `_tx` kernels bind whole buffers as texel buffers, tools/kp/patches/0008)."""
+        return buf.size * 4 // texel_bytes <= self.info.max_texel_elements
+
     def _check_size(self, nbytes: int, name: str):
         if nbytes > self.max_buffer_bytes:
             raise DeviceLimitError(

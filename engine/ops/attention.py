@@ -203,7 +203,7 @@ def texel_caches(device: Device, k_cache: Buffer, texel: bool | None = None) -> 
     Default: on CPU devices, where it was measured (lavapipe runs a storage-buffer load as a scalar loop
     over its SIMD lanes, an image load as one gather); GPUs keep storage buffers. Either way only where
     a cache buffer fits one texel-buffer view (maxTexelBufferElements uvec4s)."""
-    fits = k_cache.size * 4 <= 16 * device.info.max_texel_elements
+    fits = device.texel_view_fits(k_cache)   # v_cache (and a second stream's) have its shape
     if texel and not fits:
         raise DeviceLimitError(f"attention: a cache buffer of {k_cache.size * 4} bytes exceeds the device's texel "
                                f"buffers ({device.info.max_texel_elements} texels of 16 bytes)")

@@ -206,11 +206,6 @@ def _variant(op: str, fmt: str, t: Tiling, bias, residual: bool = False, norm: b
             f"{'_tx' if t.texel and t.run else ''}")
 
 
-def texel_fits(info, *bufs_and_texel_bytes) -> bool:
-    """Whether each (buffer, bytes per texel) fits one texel-buffer view (maxTexelBufferElements)."""
-    return all(b.size * 4 // n <= info.max_texel_elements for b, n in bufs_and_texel_bytes)
-
-
 def can_fold_norm(weight: DeviceWeight) -> bool:
     """Whether an RMSNorm of x can be folded into x·Wᵀ (the `_norm` variants need whole 32-column blocks)."""
     return weight.cols % BLOCK == 0
@@ -305,8 +300,8 @@ def _record(op: str, rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: 
                 raise VkharpError(f"{op}: a folded norm needs a RUN tiling, not the scalar one")
             _validate_tiling(op, fmt, cols, t, dev.info.max_workgroup_invocations, dev.info.max_shared_memory,
                              dev.info)
-            if t.texel and not texel_fits(dev.info, (part.qs, 16), (x, 16),
-                                          *([(part.scales, 4)] if part.scales is not None else [])):
+            if t.texel and not (dev.texel_view_fits(part.qs) and dev.texel_view_fits(x) and
+                                (part.scales is None or dev.texel_view_fits(part.scales, 4))):
                 t = replace(t, texel=False)     # a part or x too large for one texel view: storage buffers
             bufs = [outs[0], part.qs] + ([part.scales] if part.scales is not None else []) + [x]
             bufs += [norm.weight] if norm is not None else []
