@@ -14,6 +14,7 @@ dmin·m·sum(x) (q2_k) or 4·sum(x) (q3_k) per sub-block, as q6_k subtracts 32·
 roundings per 16 weights of terms no larger than the sum itself, covered by the same bound.
 """
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,12 +156,29 @@ def test_explicit_tilings_on_parts(device, rng, fmt, cols, tiling):
     _check(_run(device, matmul, dw, xn, bias, tiling), ref.matmul(packed, xn, bias), cols)
 
 
+# The streaming nest (stream_rows = XB > 0, CL = 1): the lane's rows XB at a time, x fetched run by run;
+# odd rows per lane leave a short last round, and the output rows end inside a round.
+STREAMING = [(f, 768, Tiling(1 if f in ("f32", "f16") else 2, 1, 8, 5, 3, stream_rows=2)) for f in quant.FORMATS]
+
+
+@pytest.mark.parametrize("fmt,cols,tiling", STREAMING, ids=[f"{f}-{c}" for f, c, t in STREAMING])
+def test_streaming_tilings_on_parts(device, rng, fmt, cols, tiling):
+    """Against the twins on two parts, and the same bits as the preloading nest of the same tiling
+    (the same operations per output in the same order)."""
+    test_explicit_tilings_on_parts(device, rng, fmt, cols, tiling)
+    packed, dw = _weight(device, rng, fmt, 53, cols)
+    xn = rand(rng, 7, cols)
+    np.testing.assert_array_equal(_run(device, matmul, dw, xn, None, tiling),
+                                  _run(device, matmul, dw, xn, None, replace(tiling, stream_rows=0)))
+
+
 RESIDUAL = [("f32", 101, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
             ("q4_0", 288, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("f16", 96, Tiling(1, 2, 3, 5, 2)),
             ("q5_0", 288, None), ("q5_0", 512, None), ("q5_1", 320, Tiling(2, 8, 1, 5, 2, subgroup=True)),
             ("q4_k", 512, None),
             ("q5_k", 768, Tiling(1, 24, 1, 3, 1, 1, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 288, None),
-            ("iq4_xs", 512, None), ("q2_k", 512, None), ("q3_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True))]
+            ("iq4_xs", 512, None), ("q2_k", 512, None), ("q3_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
+            ("q6_k", 512, Tiling(2, 1, 8, 5, 2, stream_rows=4))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", RESIDUAL, ids=[f"{f}-{c}-{t}" for f, c, t in RESIDUAL])
@@ -191,7 +209,8 @@ NORMED = [("f32", 96, None), ("q4_1", 288, None), ("q8_0", 320, Tiling(2, 8, 1, 
           ("q4_k", 768, None),
           ("q5_k", 512, Tiling(4, 3, 3, 4, 2)), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
           ("iq4_nl", 320, Tiling(2, 3, 3, 4, 2)), ("iq4_xs", 768, Tiling(2, 8, 1, 5, 2, subgroup=True)),
-          ("q2_k", 768, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q3_k", 512, Tiling(4, 2, 3, 4, 2))]
+          ("q2_k", 768, Tiling(1, 24, 1, 3, 3, 1, subgroup=True)), ("q3_k", 512, Tiling(4, 2, 3, 4, 2)),
+          ("q4_k", 768, Tiling(2, 1, 8, 3, 3, stream_rows=2))]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling", NORMED, ids=[f"{f}-{c}-{t}" for f, c, t in NORMED])
@@ -363,7 +382,8 @@ SPLIT = [("f32", 101, None, False), ("q4_1", 288, None, False), ("q4_1", 288, No
          ("q4_0", 288, Tiling(1, 3, 3, 4, 3), True), ("f16", 160, Tiling(1, 5, 8, 2, 3), False),
          ("q5_0", 288, None, True), ("q4_k", 512, None, False), ("q6_k", 768, Tiling(2, 8, 1, 5, 2, subgroup=True), True),
          ("iq4_nl", 288, Tiling(1, 3, 3, 4, 3), True), ("iq4_xs", 512, None, False),
-         ("q2_k", 512, Tiling(2, 3, 3, 4, 3), True), ("q3_k", 768, None, False)]
+         ("q2_k", 512, Tiling(2, 3, 3, 4, 3), True), ("q3_k", 768, None, False),
+         ("q8_0", 320, Tiling(2, 1, 8, 5, 3, stream_rows=2), True)]
 
 
 @pytest.mark.parametrize("fmt,cols,tiling,folded", SPLIT, ids=[f"{f}-{c}-{t}-{'norm' if n else 'plain'}"
@@ -418,6 +438,7 @@ GLU = [("f32", 101, None), ("f16", 160, None), ("q4_1", 288, None), ("q4_0", 96,
        ("q4_1", 576, Tiling(2, 3, 3, 5, 3)),                     # CL > 1, odd RPL (made even), TN 3
        ("q8_0", 320, Tiling(2, 8, 1, 3, 2, subgroup=True)),      # the GPU tiling: subgroup sums
        ("q4_0", 288, Tiling(1, 1, 8, 3, 4)),                     # CL = 1: the pair meets in one lane
+       ("q4_1", 576, Tiling(2, 1, 8, 5, 3, stream_rows=3)),      # streaming: XB 3 → 4, RPL 5 → 6
        ("f16", 96, Tiling(1, 3, 2, 4, 2, 3)),                    # RC 3 → 2 rows per reduction round
        ("q5_0", 640, None), ("q5_1", 320, Tiling(2, 3, 3, 5, 3)), ("q4_k", 512, None),   # Gemma's gate/up: Q5_0
        ("q5_k", 256, Tiling(1, 8, 1, 3, 2, subgroup=True)), ("q6_k", 512, None), ("iq4_nl", 320, None),

@@ -54,8 +54,8 @@ def test_texel_matvec_equals_storage_matvec(device, rng, fmt):
 
 @pytest.mark.parametrize("fmt", ["q4_1", "q8_0"])
 def test_texel_glu_and_prefill_tiles_equal_storage(device, rng, fmt):
-    """The GLU epilogue (decode's gate_up) and a token-tiled matmul (not a default: prefill measured
-    the same either way) through texel buffers."""
+    """The GLU epilogue (decode's gate_up) and token-tiled matmuls (column lanes meeting in shared
+    memory, and prefill's CPU default of one lane per row) through texel buffers."""
     f, cols = 27, 320
     dw = upload_weight(device, quant.quantize(rand(rng, 2 * f, cols), fmt), "w_gate_up")
     nw = device.buffer((1.0 + 0.5 * rand(rng, 1, cols)).astype(np.float32), kind="const")
@@ -65,23 +65,23 @@ def test_texel_glu_and_prefill_tiles_equal_storage(device, rng, fmt):
     want, _ = _product(device, matvec, dw, x, replace(t, texel=False), glu="silu", norm=Norm(nw, 1e-5))
     np.testing.assert_array_equal(got, want)
     xs = rand(rng, 5, cols)
-    tm = Tiling(2, 3, 3, 4, 2)
-    got, names = _product(device, matmul, dw, xs, replace(tm, texel=True))
-    want, _ = _product(device, matmul, dw, xs, tm)
-    assert names[0].endswith("_tx")
-    np.testing.assert_array_equal(got, want)
+    for tm in (Tiling(2, 3, 3, 4, 2), Tiling(2, 1, 8, 6, 5)):
+        got, names = _product(device, matmul, dw, xs, replace(tm, texel=True))
+        want, _ = _product(device, matmul, dw, xs, tm)
+        assert names[0].endswith("_tx")
+        np.testing.assert_array_equal(got, want)
 
 
 def test_texel_defaults_and_the_fallback(device, rng):
-    """CPU devices decode (one row, or HARP's two) through texel buffers and prefill through storage
-    buffers; a weight part too large for one texel view falls back to storage buffers, same results."""
+    """CPU devices run every product through texel buffers (decode's one row, HARP's two, prefill's
+    token tiles); a weight part too large for one texel view falls back to storage buffers, same results."""
     packed = quant.quantize(rand(rng, 45, 288), "q4_1")
     dw = upload_weight(device, packed, "w")
     x = rand(rng, 288)
     cpu = device.info.type == "cpu"
     assert choose_tiling(device.info, "q4_1", 45, 288, 1).texel == cpu
     assert choose_tiling(device.info, "q4_1", 45, 288, 2).texel == cpu      # HARP's two streams
-    assert not choose_tiling(device.info, "q4_1", 45, 288, 7).texel
+    assert choose_tiling(device.info, "q4_1", 45, 288, 7).texel == cpu      # prefill
     want, names = _product(device, matvec, dw, x, None)
     assert names[0].endswith("_tx") == cpu
     limit = device.info.max_texel_elements

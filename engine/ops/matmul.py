@@ -25,9 +25,9 @@ from ..errors import VkharpError
 from ..quant import BLOCK, check_format
 from ..weights import DeviceWeight
 
-# RUN values (32-column blocks per scale load) each format has variants for. On lavapipe the best
-# is the run whose quants fill one 64-byte cache line per lane (q4: 4 blocks, q8_0: 2, f16: 1):
-# the 8 lanes of a load instruction then read 512 contiguous bytes. Longer runs measured slower there.
+# RUN values (32-column blocks per scale load) each format has variants for. With storage-buffer loads
+# on lavapipe the best was the run whose quants fill one 64-byte cache line per lane (q4: 4 blocks,
+# q8_0: 2, f16: 1); CPU devices now stream RUN 1 through texel buffers (below).
 # The 5-bit formats load 4 blocks' high bits as one uvec4 (RUN <= 4; q5_0 also RUN 8, two such loads per
 # run, its 8 f16 scales one uvec4); the k-quants' runs stay inside
 # one 256-column super-block (RUN <= 8), whose scales are one load per run. iq4_nl: as q4_0; iq4_xs: as q4_k;
@@ -47,11 +47,26 @@ SUBGROUP_RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2), "q4_0": (1, 2), "q4_1
 CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4, "q5_0": 8, "q5_1": 4, "q4_k": 8, "q5_k": 8,
            "q6_k": 8, "iq4_nl": 4, "iq4_xs": 4, "q2_k": 8, "q3_k": 8}
 MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iterations (Mesa unrolls them)
-# Register budget of one lane on CPU devices, in 32-column blocks x tokens: lavapipe's compile time
-# grows with the square of it (measured per pipeline: 16 -> ~1 s, 32 -> ~3 s, 64 -> ~20 s).
-# Decode gets 18 so that 576-wide rows fit one lane (no partial sums; 8 rows stream side by side).
+# CPU devices (lavapipe): one lane per row (CL = 1) in the streaming nest (matmul_core.glsl, XB): a
+# lane sums CPU_STREAM_ROWS of its rows at once for the group's tokens, fetching x one 32-column
+# block at a time (RUN 1) through texel buffers. It holds one block of x and XB x TN sums instead of
+# whole rows of x, with no partial sums in shared memory and no group barriers. Measured on a Zen 1
+# host, interleaved, GMAC/s against the earlier tilings (column lanes meeting in shared memory, x
+# held whole; storage buffers for prefill):
+#   prefill (128 tokens, TN 8):  3072x576 9.2 against 2.3, 576x1536 8.6 against 2.2;
+#   decode (TN 1, no folded norm): 3072x576 2.4 against 1.7 and 576x1536 1.7 against 1.5 (XB 16),
+#                                49152x576 q8_0 (the head) 4.1 against 3.1 (XB 32; 3.6 at XB 16);
+#   HARP's two streams (TN 2):   3072x576 3.2 against 2.1 (no folded norm).
+# RUN 2 ran a few per cent faster at TN 8 but compiled 2.5x slower (6.4 against 2.5 s per
+# pipeline); TN 16 compiled in 12-18 s and ran slower. (A barrier-free CL = 1 nest holding the whole
+# row of x, 144 block-tokens per lane, reached 6.9 and compiled in 7 s.)
+CPU_TILE_TOKENS = 8
+CPU_STREAM_ROWS = 16
+# Decode (and HARP's two streams) keep x held whole in CL lanes of CPU_DECODE_BLOCKS blocks each:
+# alone the streaming nest ran faster there too (above), but in SmolLM2's step it lost (27.1 against
+# 24.2 ms, the two-stream step 45.1 against 34.6): decode's products fold the RMSNorm, whose weights
+# the streaming nest reads again for every XB rows, from a storage buffer.
 CPU_DECODE_BLOCKS = 18
-CPU_BLOCK_TOKENS = 16
 CPU_MAX_ROWS_PER_LANE = 128
 SHARED_BUDGET = 16384  # bytes of partial sums per group (CL > 1), at most the device's limit
 
@@ -67,6 +82,7 @@ class Tiling:
     rows_per_sum: int = 0    # RC: CL > 1: rows per lane between reductions (0: as many as fit)
     subgroup: bool = False   # SGR: partial sums added with subgroupAdd (`_sg` variants; RL must be 1)
     texel: bool = False      # TEXEL: quants, scales and x fetched from texel buffers (`_tx` variants)
+    stream_rows: int = 0     # XB: CL = 1 only: rows a lane sums at once, fetching x run by run (0: x held whole)
 
     @property
     def wg(self) -> int:
@@ -103,34 +119,29 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
     max_wg = int(info.max_workgroup_invocations)
     if info.type != "cpu":
         return _gpu_tiling(info, fmt, nb, ntok)
+    threads = _lavapipe_threads()
+    if ntok > 2:   # prefill: the streaming nest
+        tn = min(ntok, CPU_TILE_TOKENS)
+        rl = max(1, min(simd, max_wg))
+        want_groups = max(1, math.ceil(threads / math.ceil(ntok / tn)))   # one group per thread, at least
+        rpl = max(1, min(CPU_MAX_ROWS_PER_LANE, math.ceil(rows / (rl * want_groups))))
+        return Tiling(1, 1, rl, rpl, tn, texel=True, stream_rows=CPU_STREAM_ROWS)
+    # Decode (and HARP's two streams, TN = 2: the greedy two-stream step 34.0 against 39.6 ms with
+    # the earlier prefill tiling, interleaved): as few column lanes as keep CPU_DECODE_BLOCKS blocks
+    # per lane (the lanes of a row sweep it together; partial sums meet once per row).
     run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= CPU_RUN[fmt])
-    if ntok <= 2:
-        # Decode (and HARP's two streams, TN = 2: the greedy two-stream step 34.0 against 39.6 ms
-        # with the prefill tiling, interleaved): as few column lanes as keep CPU_DECODE_BLOCKS blocks
-        # per lane (the lanes of a row sweep it together; partial sums meet once per row).
-        tn, budget = ntok, CPU_DECODE_BLOCKS
-    else:
-        # Prefill: TN tokens share each weight load, so spend the register budget on tokens
-        # (2-4 blocks per lane; scale loads are shared by the tile too, so short runs cost little).
-        # Wide rows get fewer tokens: the partial sums of CL lanes per token cost shared memory.
-        run = min(run, 2)
-        tn, budget = max(1, min(ntok, CPU_BLOCK_TOKENS // (2 if nb <= 48 else 4))), CPU_BLOCK_TOKENS
     nrun = nb // run
-    per_lane = max(1, min(MAX_UNROLL, budget // ((tn if ntok > 2 else 1) * run)))   # (two streams: decode's)
+    per_lane = max(1, min(MAX_UNROLL, CPU_DECODE_BLOCKS // run))
     cl = next((d for d in range(1, nrun + 1) if nrun % d == 0 and nrun // d <= per_lane), nrun)
     if cl > 2 * math.ceil(nrun / per_lane):   # no divisor near: accept a few idle lanes
         cl = math.ceil(nrun / per_lane)
     cl = min(cl, max_wg)
     rl = max(1, min(simd // math.gcd(cl, simd), max_wg // cl))
-    threads = _lavapipe_threads()
-    tiles = math.ceil(ntok / tn)
-    want_groups = max(1, math.ceil(threads / tiles))   # one group per lavapipe thread, at least
+    want_groups = max(1, threads)   # one group per lavapipe thread, at least
     rpl = max(1, min(CPU_MAX_ROWS_PER_LANE, math.ceil(rows / (rl * want_groups))))
-    # Decode reads its weights as texel buffers (`_tx`): SmolLM2's step 33 against 43 ms, interleaved
-    # (lavapipe loads storage buffers lane by lane); so do HARP's two streams (the greedy two-stream
-    # step 40.8 against 46.6 ms). Prefill, where the token tile shares each weight load, measured the
-    # same either way: it keeps storage buffers.
-    return Tiling(run, cl, rl, rpl, tn, texel=ntok <= 2)
+    # Texel buffers (`_tx`; lavapipe loads storage buffers lane by lane): SmolLM2's decode step 33
+    # against 43 ms, interleaved; HARP's two streams 40.8 against 46.6 ms.
+    return Tiling(run, cl, rl, rpl, ntok, texel=True)
 
 
 def _gpu_tiling(info, fmt: str, nb: int, ntok: int) -> Tiling:
@@ -237,6 +248,11 @@ def _validate_tiling(op: str, fmt: str, cols: int, t: Tiling, max_wg: int, max_s
     if cols % BLOCK or nb % t.run:
         raise VkharpError(f"{op}: {cols} columns are not whole runs of {t.run} 32-column blocks")
     cpl = math.ceil(nb // t.run / t.col_lanes)
+    if t.stream_rows:
+        if t.col_lanes != 1 or t.subgroup or t.stream_rows > MAX_UNROLL:
+            raise VkharpError(f"{op}: a streaming tiling (stream_rows > 0) needs CL = 1, no subgroup sums and at "
+                              f"most {MAX_UNROLL} rows at once; got {t}")
+        cpl = 1   # runs are a loop of their own: nothing indexes registers by run
     if cpl > MAX_UNROLL or t.tokens > MAX_UNROLL or min(t.col_lanes, t.row_lanes, t.rows_per_lane, t.tokens) < 1:
         raise VkharpError(f"{op}: tiling {t} needs {cpl} runs per lane; at most {MAX_UNROLL} (use more column lanes)")
     if t.wg > max_wg:
@@ -251,7 +267,8 @@ def _glu_tiling(op: str, t: Tiling, max_shared: int) -> Tiling:
     per lane, and with column lanes an even number of rows per reduction round."""
     if t.run == 0:
         return t
-    t = replace(t, rows_per_lane=t.rows_per_lane + t.rows_per_lane % 2)
+    t = replace(t, rows_per_lane=t.rows_per_lane + t.rows_per_lane % 2,
+                stream_rows=t.stream_rows + t.stream_rows % 2)
     if t.col_lanes > 1:
         rc = t.shared_rows(max_shared)
         rc -= rc % 2
@@ -323,7 +340,8 @@ def _record(op: str, rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: 
                 n_groups = math.ceil(part.rows / rows_per_group) * math.ceil(ntok / t.tokens)
                 groups = grid1d(dev, n_groups, 1)
                 rc = t.shared_rows(max_shared)
-                consts.update(WG=t.wg, TN=t.tokens, CL=t.col_lanes, CPL=cpl, RPL=t.rows_per_lane, RC=rc)
+                consts.update(WG=t.wg, TN=t.tokens, CL=t.col_lanes, CPL=cpl, RPL=t.rows_per_lane, RC=rc,
+                              XB=min(t.stream_rows, t.rows_per_lane))
             push = {"wrow": wrow, "boff": layer * weight.rows}
             if norm is not None:
                 consts["EPS"] = norm.eps

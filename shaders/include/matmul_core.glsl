@@ -72,6 +72,13 @@ layout(constant_id = 12) const uint OUT_MODE = 0;
 layout(constant_id = 13) const uint D0 = 0;
 layout(constant_id = 14) const uint D1 = 0;
 layout(constant_id = 15) const uint GLU_ACT = 0;
+// XB > 0 (CL = 1 tilings, no SGR): the streaming loop nest. A lane takes its rows XB at a time and,
+// run by run, fetches that run's activations and adds it into the XB rows' TN sums: it holds one
+// run of x and XB x TN sums instead of the whole row of x for TN tokens, so a wide row keeps a wide
+// token tile. The same operations in the same order per output as the preloading nest (XB = 0):
+// the same bits.
+layout(constant_id = 16) const uint XB = 0;
+const uint XBS = XB > 0u ? XB : 1u;
 // Set per dispatch, so that one pipeline serves every layer of a layer-stacked weight (engine/weights.py):
 // wrow = first buffer row of this layer's rows in the part, boff = offset of this layer's bias
 // (layer * OUT_ROWS for a stacked [L, OUT_ROWS] bias).
@@ -382,6 +389,60 @@ void main() {
     }
 #endif
 
+    if (XB > 0u) {   // the streaming nest (the launcher guarantees CL = 1; GLU: XB and RPL even)
+#define XR(t, i, b) xrs[t][b]
+#define XS(t, i, b) xss[t][b]
+#define XQ(t, i, b) xqs[t][b]
+#define ACC(t) accs[jj][t]
+        for (uint j0 = 0; j0 < RPL; j0 += XBS) {
+            float accs[XBS][TN];
+            for (uint jj = 0; jj < XBS; jj++)
+                for (uint t = 0; t < TN; t++) accs[jj][t] = 0.0;
+            for (uint i = 0; i < CPL; i++) {
+                uint run = i;
+                vec4 xrs[TN][RUN][8];
+                float xss[TN][RUN];
+  #if WFMT == FMT_Q6_K || WFMT_K23
+                float xqs[TN][RUN];
+  #endif
+                for (uint t = 0; t < TN; t++) {
+#include "matmul_xload.glsl"
+                }
+                for (uint jj = 0; jj < XBS; jj++) {
+                    uint j = j0 + jj;
+                    uint row = j < RPL ? rg * R + rl * RPL + j : ROWS;
+                    bool live = row < ROWS && g < gl_NumWorkGroups.x * gl_NumWorkGroups.y;   // (as below)
+                    if (live && (ALL_RUNS || run < NRUN)) {
+#include "matmul_run.glsl"
+                    }
+                }
+            }
+            for (uint jj = 0; jj < XBS; jj++) {
+                uint j = j0 + jj;
+                uint row = j < RPL ? rg * R + rl * RPL + j : ROWS;
+                if (row >= ROWS) continue;
+                if (OUT_MODE == 2u) {   // the pair's gate row is jj - 1 (XB even, rows in pairs)
+                    if ((jj & 1u) == 1u)
+                        for (uint t = 0; t < TN; t++)
+                            if (n0 + t < NTOK) store_glu(n0 + t, row >> 1, accs[jj - 1u][t], accs[jj][t]);
+                } else {
+                    float bv = bias_of(row);
+                    for (uint t = 0; t < TN; t++)
+                        if (n0 + t < NTOK) store(n0 + t, ROW0 + row, accs[jj][t] + bv);
+                }
+            }
+        }
+        return;
+#undef XR
+#undef XS
+#undef XQ
+#undef ACC
+    }
+#define XR(t, i, b) xr[t][i][b]
+#define XS(t, i, b) xs[t][i][b]
+#define XQ(t, i, b) xq[t][i][b]
+#define ACC(t) acc[t]
+
     // Activations of this lane's columns for the group's tokens, kept for all its rows.
     vec4 xr[TN][CPL][RUN][8];
     float xs[TN][CPL][RUN];    // per-block sums of x (q4_0: the -8 offset, q4_1: the minimum m)
@@ -391,27 +452,7 @@ void main() {
     for (uint t = 0; t < TN; t++) {
         for (uint i = 0; i < CPL; i++) {
             uint run = c + i * CL;
-            bool ok = n0 + t < NTOK && (ALL_RUNS || run < NRUN);
-            for (uint b = 0; b < RUN; b++) {
-                float s = 0.0;
-                for (uint k = 0; k < 8; k++) {
-                    vec4 v = ok ? X4(((n0 + t) * COLS + (run * RUN + b) * 32u) / 4u + k) : vec4(0.0);
-#if NORM
-                    if (ok) v = (v * ninv[t]) * nw4[(pc.noff + (run * RUN + b) * 32u) / 4u + k];   // as rmsnorm rounds it
-#endif
-                    s += (v.x + v.y) + (v.z + v.w);
-#if WFMT == FMT_Q6_K || WFMT_K23
-                    if (k == 3u) { xq[t][i][b] = s; s = 0.0; }
-#endif
-#if WFMT == FMT_Q4_0 || WFMT == FMT_Q4_1 || WFMT == FMT_Q4_K
-                    v *= k < 4u ? Q4_LO_SCALE : Q4_HI_SCALE;
-#elif WFMT_HIGH || WFMT_K23
-                    v *= Q4_LO_SCALE;   // q5/q6 words decode both nibbles at 8k (q5_lo/q5_hi, ...), q2/q3 fields too
-#endif
-                    xr[t][i][b][k] = v;
-                }
-                xs[t][i][b] = s;
-            }
+#include "matmul_xload.glsl"
         }
     }
 
@@ -430,158 +471,7 @@ void main() {
                 for (uint i = 0; i < CPL; i++) {
                     uint run = c + i * CL;
                     if (ALL_RUNS || run < NRUN) {
-                        uint fb0 = (pc.wrow + weight_row(row)) * NB + run * RUN;   // flat index of the run's first block
-    #if WFMT == FMT_Q4_K || WFMT == FMT_Q5_K || WFMT == FMT_IQ4_XS
-                        SVEC sc = WS(fb0 / 8u);
-    #elif WFMT == FMT_Q6_K
-                        SVEC sc = WS(fb0 / 16u);
-    #elif WFMT == FMT_Q2_K
-                        SVEC sc = WS(fb0 / 8u);
-    #elif WFMT == FMT_Q3_K
-                        uint S = fb0 / 8u, h0 = (7u * S) >> 1;   // super-block S: bytes 14S .. 14S + 13
-                        uvec4 sc = q3k_head(WS(h0), WS(h0 + 1u), WS(h0 + 2u), WS(h0 + 3u), (S & 1u) != 0u);
-    #elif WFMT >= 2
-      #if RUN == 1 && WFMT != FMT_Q4_1 && WFMT != FMT_Q5_1
-                        SVEC sc = WS(fb0 >> 1);
-      #else
-                        SVEC sc = WS(fb0 / RUN);
-      #endif
-    #else
-                        SVEC sc = 0u;
-    #endif
-    #if WFMT_HIGH
-                        // rows with a high-bit tail: WROW_WORDS per row, low nibbles first (weights.glsl)
-                        uint rb4 = (pc.wrow + weight_row(row)) * (WROW_WORDS / 4u);
-                        uvec4 hq = uvec4(0u);
-      #if WFMT == FMT_Q6_K
-                        uvec4 s6 = WQ4(rb4 + NB + NB / 2u + (run * RUN) / 8u);   // the int8 scales
-      #endif
-    #endif
-    #if WFMT_K23
-                        // 2-bit words first (2 per block), then q2_k's scale bytes or q3_k's high-bit words
-                        uint rb4 = (pc.wrow + weight_row(row)) * (WROW_WORDS / 4u);
-                        uvec4 lq = uvec4(0u);
-      #if WFMT == FMT_Q2_K
-                        uvec4 s2 = WQ4(rb4 + NB / 2u + (run * RUN) / 8u);   // the super-block's 16 scale bytes
-      #else
-                        uvec4 hq = uvec4(0u);
-      #endif
-    #endif
-                        for (uint b = 0; b < RUN; b++) {
-                            uint q0 = (fb0 + b) * U4;
-                            vec2 dm = run_scale(sc, b, fb0);
-                            vec4 w0, w1, w2, w3, w4, w5, w6, w7;   // the block's 32 weights, x order
-    #if WFMT == FMT_F32
-                            w0 = uintBitsToFloat(WQ4(q0));      w1 = uintBitsToFloat(WQ4(q0 + 1u));
-                            w2 = uintBitsToFloat(WQ4(q0 + 2u)); w3 = uintBitsToFloat(WQ4(q0 + 3u));
-                            w4 = uintBitsToFloat(WQ4(q0 + 4u)); w5 = uintBitsToFloat(WQ4(q0 + 5u));
-                            w6 = uintBitsToFloat(WQ4(q0 + 6u)); w7 = uintBitsToFloat(WQ4(q0 + 7u));
-    #elif WFMT == FMT_F16
-                            uvec4 h0 = WQ4(q0), h1 = WQ4(q0 + 1u), h2 = WQ4(q0 + 2u), h3 = WQ4(q0 + 3u);
-                            w0 = vec4(unpackHalf2x16(h0.x), unpackHalf2x16(h0.y));
-                            w1 = vec4(unpackHalf2x16(h0.z), unpackHalf2x16(h0.w));
-                            w2 = vec4(unpackHalf2x16(h1.x), unpackHalf2x16(h1.y));
-                            w3 = vec4(unpackHalf2x16(h1.z), unpackHalf2x16(h1.w));
-                            w4 = vec4(unpackHalf2x16(h2.x), unpackHalf2x16(h2.y));
-                            w5 = vec4(unpackHalf2x16(h2.z), unpackHalf2x16(h2.w));
-                            w6 = vec4(unpackHalf2x16(h3.x), unpackHalf2x16(h3.y));
-                            w7 = vec4(unpackHalf2x16(h3.z), unpackHalf2x16(h3.w));
-    #elif WFMT == FMT_Q8_0
-                            uvec4 a = WQ4(q0), e = WQ4(q0 + 1u);
-                            w0 = q8_top(a.x); w1 = q8_top(a.y); w2 = q8_top(a.z); w3 = q8_top(a.w);
-                            w4 = q8_top(e.x); w5 = q8_top(e.y); w6 = q8_top(e.z); w7 = q8_top(e.w);
-                            dm.x *= Q8_TOP_SCALE;
-    #elif WFMT == FMT_Q6_K
-                            uint blk = run * RUN + b;
-                            uvec4 a = WQ4(rb4 + blk);
-                            if ((b & 1u) == 0u) hq = WQ4(rb4 + NB + (blk >> 1));   // 2 blocks' high bits (runs are aligned)
-                            bool odd = RUN >= 2 ? (b & 1u) == 1u : (blk & 1u) == 1u;
-                            uint h0 = odd ? hq.z : hq.x, h1 = odd ? hq.w : hq.y;
-                            w0 = q6_lo(a.x, h0, 0u); w1 = q6_lo(a.y, h0, 1u); w2 = q6_lo(a.z, h1, 2u); w3 = q6_lo(a.w, h1, 3u);
-                            w4 = q6_hi(a.x, h0, 0u); w5 = q6_hi(a.y, h0, 1u); w6 = q6_hi(a.z, h1, 2u); w7 = q6_hi(a.w, h1, 3u);
-                            // int8 scales 2j, 2j+1 of sub-block j = blk & 7: word j/2, bytes 2(j&1) and 2(j&1)+1
-                            uint sw = RUN >= 8 ? s6[b >> 1] : pick4(s6, (blk & 7u) >> 1);
-                            uint sh = odd ? 16u : 0u;
-                            float da = dm.x * float(int(sw << (24u - sh)) >> 24);
-                            float db = dm.x * float(int(sw << (16u - sh)) >> 24);
-    #elif WFMT_HIGH
-                            uint blk = run * RUN + b;
-                            uvec4 a = WQ4(rb4 + blk);
-                            if ((b & 3u) == 0u) hq = WQ4(rb4 + NB + (blk >> 2));   // 4 blocks' high-bit words
-                            uint h = RUN >= 4 ? hq[b & 3u] : pick4(hq, blk & 3u);
-                            w0 = q5_lo(a.x, h, 0u); w1 = q5_lo(a.y, h, 1u); w2 = q5_lo(a.z, h, 2u); w3 = q5_lo(a.w, h, 3u);
-                            w4 = q5_hi(a.x, h, 0u); w5 = q5_hi(a.y, h, 1u); w6 = q5_hi(a.z, h, 2u); w7 = q5_hi(a.w, h, 3u);
-    #elif WFMT_K23
-                            uint blk = run * RUN + b, bs = RUN >= 8 ? b : (blk & 7u);
-                            if ((b & 1u) == 0u) lq = WQ4(rb4 + (blk >> 1));   // 2 blocks' 2-bit words (runs are aligned)
-                            bool odd = RUN >= 2 ? (b & 1u) == 1u : (blk & 1u) == 1u;
-                            uint l0 = odd ? lq.z : lq.x, l1 = odd ? lq.w : lq.y;
-      #if WFMT == FMT_Q2_K
-                            w0 = q2_v(l0, 0u); w1 = q2_v(l0, 1u); w2 = q2_v(l0, 2u); w3 = q2_v(l0, 3u);
-                            w4 = q2_v(l1, 0u); w5 = q2_v(l1, 1u); w6 = q2_v(l1, 2u); w7 = q2_v(l1, 3u);
-                            // scale bytes 2bs, 2bs+1: word bs/2, bytes 2(bs&1) and 2(bs&1)+1
-                            uint sw = RUN >= 8 ? s2[b >> 1] : pick4(s2, bs >> 1);
-                            vec4 s4 = q2k_scales(sw, odd ? 16u : 0u, dm);   // (d*sc, dmin*m) of both sub-blocks
-      #else
-                            if ((b & 3u) == 0u) hq = WQ4(rb4 + NB / 2u + (blk >> 2));   // 4 blocks' high-bit words
-                            uint h = RUN >= 4 ? hq[b & 3u] : pick4(hq, blk & 3u);
-                            w0 = q3_v(l0, h, 0u, 0u); w1 = q3_v(l0, h, 1u, 1u); w2 = q3_v(l0, h, 2u, 2u); w3 = q3_v(l0, h, 3u, 3u);
-                            w4 = q3_v(l1, h, 0u, 4u); w5 = q3_v(l1, h, 1u, 5u); w6 = q3_v(l1, h, 2u, 6u); w7 = q3_v(l1, h, 3u, 7u);
-                            float da = q3k_scale(sc, 2u * bs), db = q3k_scale(sc, 2u * bs + 1u);
-      #endif
-    #elif WFMT_IQ4
-                            uvec4 a = WQ4(q0);   // the int8 KVALUES of the codes, as floats (exact)
-                            w0 = iq4_lo(a.x); w1 = iq4_lo(a.y); w2 = iq4_lo(a.z); w3 = iq4_lo(a.w);
-                            w4 = iq4_hi(a.x); w5 = iq4_hi(a.y); w6 = iq4_hi(a.z); w7 = iq4_hi(a.w);
-    #else
-                            uvec4 a = WQ4(q0);
-                            w0 = q4_lo(a.x); w1 = q4_lo(a.y); w2 = q4_lo(a.z); w3 = q4_lo(a.w);
-                            w4 = q4_hi(a.x); w5 = q4_hi(a.y); w6 = q4_hi(a.z); w7 = q4_hi(a.w);
-    #endif
-                            for (uint t = 0; t < TN; t++) {
-    #if WFMT == FMT_Q6_K || WFMT_K23
-                                // two 16-weight sub-blocks, each (d*sc) * (q - 32) (q6_k), (d*sc)*q - dmin*m
-                                // (q2_k) or (d*(s-32)) * (q - 4) (q3_k)
-                                vec4 pa = w0 * xr[t][i][b][0];
-                                pa = fma(w1, xr[t][i][b][1], pa);
-                                pa = fma(w2, xr[t][i][b][2], pa);
-                                pa = fma(w3, xr[t][i][b][3], pa);
-                                vec4 pb = w4 * xr[t][i][b][4];
-                                pb = fma(w5, xr[t][i][b][5], pb);
-                                pb = fma(w6, xr[t][i][b][6], pb);
-                                pb = fma(w7, xr[t][i][b][7], pb);
-                                float sa = (pa.x + pa.y) + (pa.z + pa.w), sb = (pb.x + pb.y) + (pb.z + pb.w);
-      #if WFMT == FMT_Q6_K
-                                acc[t] = fma(da, sa - 32.0 * xq[t][i][b], fma(db, sb - 32.0 * xs[t][i][b], acc[t]));
-      #elif WFMT == FMT_Q3_K
-                                acc[t] = fma(da, sa - 4.0 * xq[t][i][b], fma(db, sb - 4.0 * xs[t][i][b], acc[t]));
-      #else
-                                acc[t] = fma(s4.x, sa, fma(s4.z, sb, fma(-s4.y, xq[t][i][b], fma(-s4.w, xs[t][i][b], acc[t]))));
-      #endif
-    #else
-                                vec4 p = w0 * xr[t][i][b][0];
-                                p = fma(w1, xr[t][i][b][1], p);
-                                p = fma(w2, xr[t][i][b][2], p);
-                                p = fma(w3, xr[t][i][b][3], p);
-                                p = fma(w4, xr[t][i][b][4], p);
-                                p = fma(w5, xr[t][i][b][5], p);
-                                p = fma(w6, xr[t][i][b][6], p);
-                                p = fma(w7, xr[t][i][b][7], p);
-                                float s = (p.x + p.y) + (p.z + p.w);
-      #if WFMT == FMT_Q4_0
-                                acc[t] = fma(dm.x, s - 8.0 * xs[t][i][b], acc[t]);
-      #elif WFMT == FMT_Q5_0
-                                acc[t] = fma(dm.x, s - 16.0 * xs[t][i][b], acc[t]);
-      #elif WFMT == FMT_Q4_1 || WFMT == FMT_Q5_1 || WFMT == FMT_Q4_K || WFMT == FMT_Q5_K
-                                acc[t] = fma(dm.x, s, fma(dm.y, xs[t][i][b], acc[t]));
-      #elif WFMT == FMT_Q8_0 || WFMT_IQ4
-                                acc[t] = fma(dm.x, s, acc[t]);
-      #else
-                                acc[t] += s;
-      #endif
-    #endif
-                            }
-                        }
+#include "matmul_run.glsl"
                     }
                 }
             }
