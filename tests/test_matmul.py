@@ -313,7 +313,10 @@ def test_choose_tiling_is_valid_for_every_device_kind(device):
                     t = choose_tiling(info, fmt, rows, cols, ntok)
                     assert t.run == 0 or (t.run in RUNS[fmt] and cols // 32 % t.run == 0)
                     assert t.wg <= info.max_workgroup_invocations
-                    assert math.ceil(cols // 32 // max(t.run, 1) / t.col_lanes) <= 32
+                    if t.stream_rows:   # the streaming nest: a real loop over runs, XB rows unrolled
+                        assert t.col_lanes == 1 and 1 <= t.stream_rows <= min(32, t.rows_per_lane)
+                    else:
+                        assert math.ceil(cols // 32 // max(t.run, 1) / t.col_lanes) <= 32
                     assert t.shared_bytes_per_row <= info.max_shared_memory   # one row of partial sums
                     if info.type != "cpu" and t.run:   # GPU tilings use whole subgroups
                         assert t.wg % info.subgroup_size == 0, (info.subgroup_size, t)

@@ -38,14 +38,6 @@ RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2, 4, 8), "q4_0": (1, 2, 4, 8), "q
 SUBGROUP_RUNS = {"f32": (1,), "f16": (1,), "q8_0": (1, 2), "q4_0": (1, 2), "q4_1": (1, 2),   # `_sg` variants
                  "q5_0": (1, 2), "q5_1": (1, 2), "q4_k": (1, 2), "q5_k": (1, 2), "q6_k": (1, 2),
                  "iq4_nl": (1, 2), "iq4_xs": (1, 2), "q2_k": (1, 2), "q3_k": (1, 2)}
-# q5_k, q6_k, q2_k, q3_k decode with a whole super-block per run (one scale load for 8 blocks): in 7
-# interleaved rounds on lavapipe that read 4-34 % more GB/s than RUN 4 at 4096x4096, 576x1536 and
-# 640x2048 in most cases. q4_k too, since at RUN 8 its sub-block scales unpack with constant shifts
-# and selects (matmul_core.glsl, run_scale). q5_0 decodes 8 blocks per run where rows allow it (its
-# scales one uvec4 per 8 blocks instead of a uvec2 per 4): +7-10 % GB/s at 4096x4096, even at 576x1536
-# and 640x2048 (9 interleaved rounds).
-CPU_RUN = {"f32": 1, "f16": 1, "q8_0": 2, "q4_0": 4, "q4_1": 4, "q5_0": 8, "q5_1": 4, "q4_k": 8, "q5_k": 8,
-           "q6_k": 8, "iq4_nl": 4, "iq4_xs": 4, "q2_k": 8, "q3_k": 8}
 MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iterations (Mesa unrolls them)
 # CPU devices (lavapipe): one lane per row (CL = 1) in the streaming nest (matmul_core.glsl, XB): a
 # lane sums CPU_STREAM_ROWS of its rows at once for the group's tokens, fetching x one 32-column
@@ -54,19 +46,20 @@ MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iteratio
 # host, interleaved, GMAC/s against the earlier tilings (column lanes meeting in shared memory, x
 # held whole; storage buffers for prefill):
 #   prefill (128 tokens, TN 8):  3072x576 9.2 against 2.3, 576x1536 8.6 against 2.2;
-#   decode (TN 1, no folded norm): 3072x576 2.4 against 1.7 and 576x1536 1.7 against 1.5 (XB 16),
+#   decode (TN 1):               3072x576 2.4 against 1.7 and 576x1536 1.7 against 1.5 (XB 16),
 #                                49152x576 q8_0 (the head) 4.1 against 3.1 (XB 32; 3.6 at XB 16);
-#   HARP's two streams (TN 2):   3072x576 3.2 against 2.1 (no folded norm).
+#   HARP's two streams (TN 2):   3072x576 3.2 against 2.1.
+# In SmolLM2's steps (timestamps, interleaved in one process; the host drifted +-20 % between
+# processes): decode 97.1 against 110.7 ms at XB 32 (81.8 against 92.2 at XB 16), the two-stream
+# step 138.6 against 164.1 (134.0 against 145.6). Decode folds the RMSNorm: its weights come through
+# a texel buffer too, since the streaming nest reads them again for every XB rows (from a storage
+# buffer the nest lost: 114.5 against 86.6 ms).
 # RUN 2 ran a few per cent faster at TN 8 but compiled 2.5x slower (6.4 against 2.5 s per
 # pipeline); TN 16 compiled in 12-18 s and ran slower. (A barrier-free CL = 1 nest holding the whole
 # row of x, 144 block-tokens per lane, reached 6.9 and compiled in 7 s.)
 CPU_TILE_TOKENS = 8
-CPU_STREAM_ROWS = 16
-# Decode (and HARP's two streams) keep x held whole in CL lanes of CPU_DECODE_BLOCKS blocks each:
-# alone the streaming nest ran faster there too (above), but in SmolLM2's step it lost (27.1 against
-# 24.2 ms, the two-stream step 45.1 against 34.6): decode's products fold the RMSNorm, whose weights
-# the streaming nest reads again for every XB rows, from a storage buffer.
-CPU_DECODE_BLOCKS = 18
+CPU_STREAM_ROWS = 16          # prefill
+CPU_STREAM_ROWS_DECODE = 32   # decode and HARP's two streams (TN <= 2: more rows fit the registers)
 CPU_MAX_ROWS_PER_LANE = 128
 SHARED_BUDGET = 16384  # bytes of partial sums per group (CL > 1), at most the device's limit
 
@@ -119,29 +112,14 @@ def choose_tiling(info, fmt: str, rows: int, cols: int, ntok: int = 1) -> Tiling
     max_wg = int(info.max_workgroup_invocations)
     if info.type != "cpu":
         return _gpu_tiling(info, fmt, nb, ntok)
-    threads = _lavapipe_threads()
-    if ntok > 2:   # prefill: the streaming nest
-        tn = min(ntok, CPU_TILE_TOKENS)
-        rl = max(1, min(simd, max_wg))
-        want_groups = max(1, math.ceil(threads / math.ceil(ntok / tn)))   # one group per thread, at least
-        rpl = max(1, min(CPU_MAX_ROWS_PER_LANE, math.ceil(rows / (rl * want_groups))))
-        return Tiling(1, 1, rl, rpl, tn, texel=True, stream_rows=CPU_STREAM_ROWS)
-    # Decode (and HARP's two streams, TN = 2: the greedy two-stream step 34.0 against 39.6 ms with
-    # the earlier prefill tiling, interleaved): as few column lanes as keep CPU_DECODE_BLOCKS blocks
-    # per lane (the lanes of a row sweep it together; partial sums meet once per row).
-    run = max(r for r in RUNS[fmt] if nb % r == 0 and r <= CPU_RUN[fmt])
-    nrun = nb // run
-    per_lane = max(1, min(MAX_UNROLL, CPU_DECODE_BLOCKS // run))
-    cl = next((d for d in range(1, nrun + 1) if nrun % d == 0 and nrun // d <= per_lane), nrun)
-    if cl > 2 * math.ceil(nrun / per_lane):   # no divisor near: accept a few idle lanes
-        cl = math.ceil(nrun / per_lane)
-    cl = min(cl, max_wg)
-    rl = max(1, min(simd // math.gcd(cl, simd), max_wg // cl))
-    want_groups = max(1, threads)   # one group per lavapipe thread, at least
+    tn = min(ntok, CPU_TILE_TOKENS)
+    rl = max(1, min(simd, max_wg))
+    want_groups = max(1, math.ceil(_lavapipe_threads() / math.ceil(ntok / tn)))   # a group per thread, at least
     rpl = max(1, min(CPU_MAX_ROWS_PER_LANE, math.ceil(rows / (rl * want_groups))))
-    # Texel buffers (`_tx`; lavapipe loads storage buffers lane by lane): SmolLM2's decode step 33
-    # against 43 ms, interleaved; HARP's two streams 40.8 against 46.6 ms.
-    return Tiling(run, cl, rl, rpl, ntok, texel=True)
+    most = CPU_STREAM_ROWS_DECODE if ntok <= 2 else CPU_STREAM_ROWS
+    xb = math.ceil(rpl / math.ceil(rpl / most))   # even rounds: 36 rows as 18 + 18 (0.32 against 0.63 ms
+                                                  # for 576x1536 at TN 1 as 32 + 4)
+    return Tiling(1, 1, rl, rpl, tn, texel=True, stream_rows=xb)
 
 
 def _gpu_tiling(info, fmt: str, nb: int, ntok: int) -> Tiling:
@@ -318,7 +296,8 @@ def _record(op: str, rec: Recorder, out, weight: DeviceWeight, x: Buffer, bias: 
             _validate_tiling(op, fmt, cols, t, dev.info.max_workgroup_invocations, dev.info.max_shared_memory,
                              dev.info)
             if t.texel and not (dev.texel_view_fits(part.qs) and dev.texel_view_fits(x) and
-                                (part.scales is None or dev.texel_view_fits(part.scales, 4))):
+                                (part.scales is None or dev.texel_view_fits(part.scales, 4)) and
+                                (norm is None or dev.texel_view_fits(norm.weight))):
                 t = replace(t, texel=False)     # a part or x too large for one texel view: storage buffers
             bufs = [outs[0], part.qs] + ([part.scales] if part.scales is not None else []) + [x]
             bufs += [norm.weight] if norm is not None else []

@@ -284,7 +284,13 @@ layout(binding = X_BINDING) readonly buffer X { vec4 x4[]; };
   #define X4(i) x4[i]
 #endif
 #if NORM
+  #if TEXEL
+layout(binding = NW_BINDING) uniform samplerBuffer nw4_t;
+    #define NW4(i) texelFetch(nw4_t, int(i))
+  #else
 layout(binding = NW_BINDING) readonly buffer NW { vec4 nw4[]; };
+    #define NW4(i) nw4[i]
+  #endif
 shared float nred[NORM != 0 ? WG : 1u];
 shared float ninv[NORM != 0 ? TN : 1u];
 #endif

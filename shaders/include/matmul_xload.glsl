@@ -8,7 +8,7 @@
                 for (uint k = 0; k < 8; k++) {
                     vec4 v = ok ? X4(((n0 + t) * COLS + (run * RUN + b) * 32u) / 4u + k) : vec4(0.0);
 #if NORM
-                    if (ok) v = (v * ninv[t]) * nw4[(pc.noff + (run * RUN + b) * 32u) / 4u + k];   // as rmsnorm rounds it
+                    if (ok) v = (v * ninv[t]) * NW4((pc.noff + (run * RUN + b) * 32u) / 4u + k);   // as rmsnorm rounds it
 #endif
                     s += (v.x + v.y) + (v.z + v.w);
 #if WFMT == FMT_Q6_K || WFMT_K23
