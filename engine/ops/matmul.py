@@ -50,8 +50,8 @@ MAX_UNROLL = 32        # loops indexing register arrays must have <= 32 iteratio
 #                                49152x576 q8_0 (the head) 4.1 against 3.1 (XB 32; 3.6 at XB 16);
 #   HARP's two streams (TN 2):   3072x576 3.2 against 2.1.
 # In SmolLM2's steps (timestamps, interleaved in one process; the host drifted +-20 % between
-# processes): decode 97.1 against 110.7 ms at XB 32 (81.8 against 92.2 at XB 16), the two-stream
-# step 138.6 against 164.1 (134.0 against 145.6). Decode folds the RMSNorm: its weights come through
+# processes), these defaults against the earlier decode tilings: the decode step 66.0 against 80.0 ms,
+# the two-stream step 98.6 against 125.2. Decode folds the RMSNorm: its weights come through
 # a texel buffer too, since the streaming nest reads them again for every XB rows (from a storage
 # buffer the nest lost: 114.5 against 86.6 ms).
 # RUN 2 ran a few per cent faster at TN 8 but compiled 2.5x slower (6.4 against 2.5 s per
