@@ -55,7 +55,8 @@ def test_texel_matvec_equals_storage_matvec(device, rng, fmt):
 @pytest.mark.parametrize("fmt", ["q4_1", "q8_0"])
 def test_texel_glu_and_prefill_tiles_equal_storage(device, rng, fmt):
     """The GLU epilogue (decode's gate_up) and token-tiled matmuls (column lanes meeting in shared
-    memory, and prefill's CPU default of one lane per row) through texel buffers."""
+    memory, one lane per row holding x whole, and the CPU default's streaming nest) through texel
+    buffers."""
     f, cols = 27, 320
     dw = upload_weight(device, quant.quantize(rand(rng, 2 * f, cols), fmt), "w_gate_up")
     nw = device.buffer((1.0 + 0.5 * rand(rng, 1, cols)).astype(np.float32), kind="const")
@@ -65,7 +66,7 @@ def test_texel_glu_and_prefill_tiles_equal_storage(device, rng, fmt):
     want, _ = _product(device, matvec, dw, x, replace(t, texel=False), glu="silu", norm=Norm(nw, 1e-5))
     np.testing.assert_array_equal(got, want)
     xs = rand(rng, 5, cols)
-    for tm in (Tiling(2, 3, 3, 4, 2), Tiling(2, 1, 8, 6, 5)):
+    for tm in (Tiling(2, 3, 3, 4, 2), Tiling(2, 1, 8, 6, 5), Tiling(1, 1, 8, 5, 5, stream_rows=2)):
         got, names = _product(device, matmul, dw, xs, replace(tm, texel=True))
         want, _ = _product(device, matmul, dw, xs, tm)
         assert names[0].endswith("_tx")
