@@ -29,6 +29,8 @@ def test_quick_bench_reports_every_figure(capsys):
     modes = {m["mode"]: m for m in r["modes"]}
     assert set(modes) == {"greedy", "greedy + HARP cached", "greedy + HARP paper", "sampling", "sampling + rollback"}
     assert modes["greedy"]["hesitant"] == 0 and modes["greedy + HARP cached"]["hesitant"] > 0
+    # the modes take turns for --repeats rounds (--quick: 2), the paper's once
+    assert {m["runs"] for n, m in modes.items() if "paper" not in n} == {2} and modes["greedy + HARP paper"]["runs"] == 1
     assert "decode" in err and "floor" in err and "HARP cached" in err     # the table went to stderr
 
 
